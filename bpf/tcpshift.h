@@ -1,0 +1,90 @@
+/* Shared layout of every tcpshift BPF map. This header is the single source
+ * of truth: bpf2go generates the Go types in tcpshift_bpfel.go from it. */
+#pragma once
+
+#include <linux/types.h>
+
+#define MAX_SERVICES 256
+#define MAX_SUBSETS 16
+#define MAX_SUBSET_ENDPOINTS 16
+#define MAX_ENDPOINTS 4096
+/* Positions in a weight table; a power of two so the verifier can bound indexes. */
+#define TABLE_SLOTS 4096
+#define NAME_LEN 64
+
+enum mode {
+	MODE_LOOKUP = 1,  /* sk_lookup steers to a local listening socket */
+	MODE_CONNECT = 2, /* cgroup connect4/6 rewrites the destination */
+	MODE_PROXY = 3,   /* the userspace proxy forwards */
+};
+
+enum policy {
+	POLICY_ROUNDROBIN = 0, /* exact smooth weighted round-robin */
+	POLICY_RANDOM = 1,
+};
+
+enum service_flags {
+	SERVICE_LOCAL_ROUTE = 1, /* tcpshift added a local route for the frontend */
+};
+
+/* A frontend address: IPv6, or IPv4-mapped (::ffff:a.b.c.d) for IPv4, in
+ * network byte order. The wildcards are ::ffff:0.0.0.0 (IPv4) and :: (any). */
+struct frontend_key {
+	__u32 addr[4];
+	__u16 port; /* host byte order */
+	__u16 pad;
+};
+
+struct frontend {
+	__u32 service; /* index into tables, services, service_counts */
+	enum mode mode;
+};
+
+struct subset_slots {
+	__u32 turn;  /* next endpoint's turn, advanced atomically */
+	__u32 count; /* endpoints in use */
+	__u32 endpoints[MAX_SUBSET_ENDPOINTS]; /* endpoint ids */
+};
+
+/* A service's complete selection state. It lives alone in an inner map that
+ * is replaced whole on every change, so a reader never sees half of it. */
+struct table {
+	__u64 next;   /* next position in seq, advanced atomically */
+	__u32 len;    /* positions in use; 0 refuses every connection */
+	enum policy policy;
+	struct subset_slots subsets[MAX_SUBSETS];
+	__u8 seq[TABLE_SLOTS]; /* subset index for each position */
+};
+
+struct endpoint {
+	__u32 addr[4]; /* like frontend_key.addr */
+	__u16 port;    /* host byte order */
+	__u16 pad;
+};
+
+struct endpoint_stats {
+	__u64 connections; /* connections assigned */
+};
+
+struct service_stats {
+	__u64 refused; /* connections refused: no weight, or no live endpoint */
+};
+
+/* What the user asked for, kept for the stateless CLI. The data path never
+ * reads it. */
+struct subset_meta {
+	char name[NAME_LEN];
+	__u64 weight;
+	__u32 count;
+	__u32 endpoints[MAX_SUBSET_ENDPOINTS];
+};
+
+struct service_meta {
+	char name[NAME_LEN];
+	struct frontend_key frontend;
+	enum mode mode;
+	enum policy policy;
+	enum service_flags flags; /* a bit set */
+	__u32 subset_count;
+	struct subset_meta subsets[MAX_SUBSETS];
+};

@@ -1,0 +1,132 @@
+// Package testenv gives privileged tests a private world: a fresh network
+// namespace with lo up, a private bpffs, echo servers and clients inside the
+// namespace. Everything is removed when the test ends, so the host is left
+// exactly as it was.
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpshift/tcpshift/internal/echo"
+	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/loader/listener"
+)
+
+// Env is one test's namespace and bpffs.
+type Env struct {
+	t     testing.TB
+	NS    *loader.Namespace
+	BPFFS string
+}
+
+// New makes a fresh network namespace and mounts a private bpffs. It fails
+// (never skips) when that is impossible: the kernel tests must run.
+func New(t testing.TB) *Env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("kernel tests need root: run sudo make test")
+	}
+	ns, err := loader.NewNamespace()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	dir := t.TempDir()
+	if err := unix.Mount("bpffs", dir, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount bpffs: %v", err)
+		}
+	})
+	return &Env{t: t, NS: ns, BPFFS: dir}
+}
+
+// Target opens the loader on the namespace; the caller runs Down.
+func (e *Env) Target() *loader.Target {
+	e.t.Helper()
+	tg, err := loader.Open(e.NS.Path(), e.BPFFS)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { tg.Close() })
+	return tg
+}
+
+// Echo starts a tcp-echo server answering with prefix on addr inside the
+// namespace and returns its listener; closing it stops the server.
+func (e *Env) Echo(addr, prefix string) net.Listener {
+	e.t.Helper()
+	var ln net.Listener
+	err := e.NS.Do(func() (err error) {
+		ln, err = listener.Listen("tcp", addr)
+		return err
+	})
+	if err != nil {
+		e.t.Fatalf("echo %s on %s: %v", prefix, addr, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		echo.Serve(ln, prefix)
+	}()
+	e.t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln
+}
+
+// Dial connects from inside the namespace.
+func (e *Env) Dial(addr string) (net.Conn, error) {
+	var c net.Conn
+	err := e.NS.Do(func() (err error) {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		c, err = d.Dial("tcp", addr)
+		return err
+	})
+	return c, err
+}
+
+// Ask opens a connection to addr, sends one line and returns the prefix of
+// the reply: the name of the backend that answered.
+func (e *Env) Ask(addr string) (string, error) {
+	c, err := e.Dial(addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	reply, err := echo.Ask(c, "hello")
+	if err != nil {
+		return "", err
+	}
+	prefix, rest, ok := strings.Cut(reply, " ")
+	if !ok || rest != "hello" {
+		return "", fmt.Errorf("unexpected reply %q", reply)
+	}
+	return prefix, nil
+}
+
+// Count opens n connections to addr one after another and counts the
+// backends that answered.
+func (e *Env) Count(addr string, n int) map[string]int {
+	e.t.Helper()
+	got := map[string]int{}
+	for i := range n {
+		who, err := e.Ask(addr)
+		if err != nil {
+			e.t.Fatalf("connection %d to %s: %v", i, addr, err)
+		}
+		got[who]++
+	}
+	return got
+}

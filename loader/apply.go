@@ -1,0 +1,271 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/loader/listener"
+	"github.com/tcpshift/tcpshift/maps"
+)
+
+// Change says what Apply did to one service.
+type Change struct {
+	Service string
+	Action  string // "added", "updated", "unchanged", "removed"
+}
+
+// planned is a service of the config with everything that can fail checked
+// before the kernel is touched.
+type planned struct {
+	svc     *maps.Service
+	sockets [][]*listener.Socket // per subset, per endpoint
+	route   bool                 // the frontend needs a local route
+}
+
+// Apply makes the kernel match cfg: it loads and attaches the programs if
+// needed, then adds, updates and removes services. Every check that can fail
+// on the config runs before anything in the kernel changes. Applying the
+// same config twice changes nothing (round-robin positions included).
+func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
+	plans, err := t.plan(cfg)
+	defer func() {
+		for _, p := range plans {
+			for _, socks := range p.sockets {
+				for _, s := range socks {
+					s.Close()
+				}
+			}
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+
+	coll, err := t.load()
+	if err != nil {
+		return nil, err
+	}
+	defer coll.Close()
+	set, err := maps.FromCollection(coll)
+	if err != nil {
+		return nil, err
+	}
+	old, err := set.ServiceList()
+	if err != nil {
+		return nil, err
+	}
+	released := assignIDs(plans, old)
+
+	// Routes tcpshift added earlier stay as long as a service needs them.
+	ourRoutes := map[netip.Addr]bool{}
+	for _, o := range old {
+		if o.LocalRoute {
+			ourRoutes[o.Frontend.Addr()] = true
+		}
+	}
+	keepRoutes := map[netip.Addr]bool{}
+	oldByName := map[string]*maps.Service{}
+	for _, o := range old {
+		oldByName[o.Name] = o
+	}
+
+	for _, p := range plans {
+		addr := p.svc.Frontend.Addr()
+		if ourRoutes[addr] || p.route {
+			if !ourRoutes[addr] && !keepRoutes[addr] {
+				if err := addLocalRoute(t.nl, addr); err != nil {
+					return changes, fmt.Errorf("service %s: %w", p.svc.Name, err)
+				}
+			}
+			p.svc.LocalRoute = true
+			keepRoutes[addr] = true
+		}
+		for i, sub := range p.svc.Subsets {
+			for j, ep := range sub.Endpoints {
+				if err := set.RegisterSocket(ep.ID, int(p.sockets[i][j].File.Fd())); err != nil {
+					return changes, fmt.Errorf("service %s: register %s (%s): %w", p.svc.Name, ep.Addr, p.sockets[i][j].Owner(), err)
+				}
+			}
+		}
+		o := oldByName[p.svc.Name]
+		if o != nil && reflect.DeepEqual(o, p.svc) {
+			changes = append(changes, Change{p.svc.Name, "unchanged"})
+			continue
+		}
+		if err := set.WriteService(p.svc); err != nil {
+			return changes, err
+		}
+		if o != nil && o.Frontend != p.svc.Frontend {
+			if err := set.DeleteFrontend(o); err != nil {
+				return changes, err
+			}
+		}
+		if o == nil {
+			changes = append(changes, Change{p.svc.Name, "added"})
+		} else {
+			changes = append(changes, Change{p.svc.Name, "updated"})
+		}
+	}
+
+	for _, o := range old {
+		if slices.ContainsFunc(plans, func(p *planned) bool { return p.svc.Name == o.Name }) {
+			continue
+		}
+		if err := set.DeleteService(o); err != nil {
+			return changes, err
+		}
+		changes = append(changes, Change{o.Name, "removed"})
+	}
+	for _, id := range released {
+		if err := set.ReleaseEndpoint(id); err != nil {
+			return changes, err
+		}
+	}
+	for addr := range ourRoutes {
+		if !keepRoutes[addr] {
+			if err := delLocalRoute(t.nl, addr); err != nil {
+				return changes, err
+			}
+		}
+	}
+	return changes, nil
+}
+
+// plan checks the config against this host: modes, listening sockets,
+// address families, routes. It changes nothing.
+func (t *Target) plan(cfg *config.Config) ([]*planned, error) {
+	var plans []*planned
+	for i := range cfg.Services {
+		c := &cfg.Services[i]
+		field := func(f string, line int) string {
+			return fmt.Sprintf("%s:%d: services[%d]%s", cfg.Path, line, i, f)
+		}
+		mode, err := dataPath(c.Mode)
+		if err != nil {
+			return plans, fmt.Errorf("%s: %w", field(".mode", c.Line), err)
+		}
+		p := &planned{svc: &maps.Service{
+			Name:     c.Name,
+			Frontend: c.Listen,
+			Mode:     mode,
+			Policy:   maps.PolicyRoundRobin,
+		}}
+		plans = append(plans, p)
+		if c.Policy == config.PolicyRandom {
+			p.svc.Policy = maps.PolicyRandom
+		}
+		for _, sub := range c.Subsets {
+			ms := maps.Subset{Name: sub.Name, Weight: sub.Weight}
+			var socks []*listener.Socket
+			for j, addr := range sub.Endpoints {
+				sock, err := listener.Find(t.NS.Handle, addr)
+				if err != nil {
+					return plans, fmt.Errorf("%s: %w", field(fmt.Sprintf(".subsets.%s.endpoints[%d]", sub.Name, j), sub.Line), err)
+				}
+				socks = append(socks, sock)
+				if err := familyFits(c.Listen, sock); err != nil {
+					return plans, fmt.Errorf("%s: %w", field(fmt.Sprintf(".subsets.%s.endpoints[%d]", sub.Name, j), sub.Line), err)
+				}
+				ms.Endpoints = append(ms.Endpoints, maps.Endpoint{Addr: addr})
+			}
+			p.sockets = append(p.sockets, socks)
+			p.svc.Subsets = append(p.svc.Subsets, ms)
+		}
+		if p.route, err = needsLocalRoute(t.nl, c.Listen.Addr()); err != nil {
+			return plans, fmt.Errorf("%s: %w", field(".listen", c.Line), err)
+		}
+	}
+	return plans, nil
+}
+
+// dataPath maps a configured mode to the data path this build provides.
+func dataPath(m config.Mode) (maps.Mode, error) {
+	switch m {
+	case config.ModeLookup, config.ModeAuto, "":
+		return maps.ModeLookup, nil
+	}
+	return 0, fmt.Errorf("mode %q is not available in this version of tcpshift (use lookup or auto)", m)
+}
+
+// ErrFamily is returned when sk_lookup could never hand a frontend's
+// connections to an endpoint's socket because their address families differ.
+var ErrFamily = errors.New("address family mismatch")
+
+// familyFits checks that sk_lookup can give the frontend's connections to
+// the socket: IPv6 connections need an IPv6 socket; IPv4 ones an IPv4 or a
+// dual-stack socket.
+func familyFits(frontend netip.AddrPort, s *listener.Socket) error {
+	a := frontend.Addr()
+	switch {
+	case a.Is6() && !a.IsUnspecified() && s.Family == unix.AF_INET:
+		return fmt.Errorf("%w: frontend %s is IPv6 but %s listens on IPv4 %s", ErrFamily, frontend, s.Owner(), s.Addr)
+	case a.Is4() && s.Family == unix.AF_INET6 && s.V6Only:
+		return fmt.Errorf("%w: frontend %s is IPv4 but %s listens on IPv6 only %s", ErrFamily, frontend, s.Owner(), s.Addr)
+	}
+	return nil
+}
+
+// assignIDs gives every planned service and endpoint an id: the one it had
+// before when it existed, otherwise one nobody used before this apply, so no
+// table still in force can reach a new endpoint through a recycled id. It
+// returns the endpoint ids that are no longer used.
+func assignIDs(plans []*planned, old []*maps.Service) (released []uint32) {
+	type epKey struct {
+		service, subset string
+		addr            netip.AddrPort
+	}
+	oldSvc := map[string]uint32{}
+	oldEp := map[epKey]uint32{}
+	usedSvc := map[uint32]bool{}
+	usedEp := map[uint32]bool{}
+	for _, o := range old {
+		oldSvc[o.Name] = o.ID
+		usedSvc[o.ID] = true
+		for _, sub := range o.Subsets {
+			for _, ep := range sub.Endpoints {
+				oldEp[epKey{o.Name, sub.Name, ep.Addr}] = ep.ID
+				usedEp[ep.ID] = true
+			}
+		}
+	}
+	kept := map[uint32]bool{}
+	next := func(used map[uint32]bool) uint32 {
+		id := uint32(0)
+		for used[id] {
+			id++
+		}
+		used[id] = true
+		return id
+	}
+	for _, p := range plans {
+		if id, ok := oldSvc[p.svc.Name]; ok {
+			p.svc.ID = id
+		} else {
+			p.svc.ID = next(usedSvc)
+		}
+		for i := range p.svc.Subsets {
+			sub := &p.svc.Subsets[i]
+			for j := range sub.Endpoints {
+				ep := &sub.Endpoints[j]
+				if id, ok := oldEp[epKey{p.svc.Name, sub.Name, ep.Addr}]; ok {
+					ep.ID = id
+				} else {
+					ep.ID = next(usedEp)
+				}
+				kept[ep.ID] = true
+			}
+		}
+	}
+	for _, id := range oldEp {
+		if !kept[id] {
+			released = append(released, id)
+		}
+	}
+	return released
+}

@@ -1,0 +1,66 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// needsLocalRoute reports whether sk_lookup would never see connections to
+// addr because the namespace does not consider it local.
+func needsLocalRoute(h *netlink.Handle, addr netip.Addr) (bool, error) {
+	if addr.IsUnspecified() || addr.IsLoopback() {
+		return false, nil
+	}
+	routes, err := h.RouteGet(net.IP(addr.AsSlice()))
+	if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("route to %s: %w", addr, err)
+	}
+	return len(routes) == 0 || routes[0].Type != unix.RTN_LOCAL, nil
+}
+
+// localRoute is `ip route add local ADDR dev lo`: the kernel then delivers
+// connections to ADDR locally, where sk_lookup runs.
+func localRoute(h *netlink.Handle, addr netip.Addr) (*netlink.Route, error) {
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("find lo: %w", err)
+	}
+	return &netlink.Route{
+		LinkIndex: lo.Attrs().Index,
+		Dst:       &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(addr.BitLen(), addr.BitLen())},
+		Type:      unix.RTN_LOCAL,
+		Table:     unix.RT_TABLE_LOCAL,
+		Scope:     netlink.SCOPE_HOST,
+		Protocol:  unix.RTPROT_STATIC,
+	}, nil
+}
+
+func addLocalRoute(h *netlink.Handle, addr netip.Addr) error {
+	r, err := localRoute(h, addr)
+	if err != nil {
+		return err
+	}
+	if err := h.RouteReplace(r); err != nil {
+		return fmt.Errorf("add local route %s: %w", addr, err)
+	}
+	return nil
+}
+
+func delLocalRoute(h *netlink.Handle, addr netip.Addr) error {
+	r, err := localRoute(h, addr)
+	if err != nil {
+		return err
+	}
+	if err := h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("delete local route %s: %w", addr, err)
+	}
+	return nil
+}

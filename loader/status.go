@@ -1,0 +1,117 @@
+package loader
+
+import (
+	"github.com/tcpshift/tcpshift/maps"
+)
+
+// Status is what `tcpshift status` reports.
+type Status struct {
+	Services []ServiceStatus `json:"services" yaml:"services"`
+}
+
+// ServiceStatus describes one service.
+type ServiceStatus struct {
+	Name    string         `json:"name" yaml:"name"`
+	Listen  string         `json:"listen" yaml:"listen"`
+	Mode    string         `json:"mode" yaml:"mode"`
+	Policy  string         `json:"policy" yaml:"policy"`
+	Refused uint64         `json:"refused" yaml:"refused"`
+	Subsets []SubsetStatus `json:"subsets" yaml:"subsets"`
+}
+
+// SubsetStatus describes one subset; Percent is the share of new
+// connections actually in force (after any scaling of the weights).
+type SubsetStatus struct {
+	Name        string           `json:"name" yaml:"name"`
+	Weight      uint64           `json:"weight" yaml:"weight"`
+	Percent     float64          `json:"percent" yaml:"percent"`
+	Connections uint64           `json:"connections" yaml:"connections"`
+	Endpoints   []EndpointStatus `json:"endpoints" yaml:"endpoints"`
+}
+
+// EndpointStatus describes one endpoint.
+type EndpointStatus struct {
+	Address     string `json:"address" yaml:"address"`
+	Connections uint64 `json:"connections" yaml:"connections"`
+}
+
+// ModeName and PolicyName spell kernel values as the config does.
+func ModeName(m maps.Mode) string {
+	switch m {
+	case maps.ModeLookup:
+		return "lookup"
+	case maps.ModeConnect:
+		return "connect"
+	case maps.ModeProxy:
+		return "proxy"
+	}
+	return "unknown"
+}
+
+func PolicyName(p maps.Policy) string {
+	if p == maps.PolicyRandom {
+		return "random"
+	}
+	return "roundrobin"
+}
+
+// Status reads the state of every service, or only of the named one.
+func (t *Target) Status(service string) (*Status, error) {
+	set, err := t.Maps()
+	if err != nil {
+		return nil, err
+	}
+	defer set.Close()
+	var svcs []*maps.Service
+	if service != "" {
+		svc, err := lookupService(set, service)
+		if err != nil {
+			return nil, err
+		}
+		svcs = []*maps.Service{svc}
+	} else if svcs, err = set.ServiceList(); err != nil {
+		return nil, err
+	}
+
+	st := &Status{Services: []ServiceStatus{}}
+	for _, svc := range svcs {
+		ss, err := serviceStatus(set, svc)
+		if err != nil {
+			return nil, err
+		}
+		st.Services = append(st.Services, ss)
+	}
+	return st, nil
+}
+
+func serviceStatus(set *maps.Set, svc *maps.Service) (ServiceStatus, error) {
+	ss := ServiceStatus{
+		Name:    svc.Name,
+		Listen:  svc.Frontend.String(),
+		Mode:    ModeName(svc.Mode),
+		Policy:  PolicyName(svc.Policy),
+		Subsets: []SubsetStatus{},
+	}
+	var err error
+	if ss.Refused, err = set.Refused(svc.ID); err != nil {
+		return ss, err
+	}
+	table, err := set.Table(svc.ID)
+	if err != nil {
+		return ss, err
+	}
+	percents := maps.Percents(table, len(svc.Subsets))
+	for i, sub := range svc.Subsets {
+		sst := SubsetStatus{Name: sub.Name, Weight: sub.Weight, Percent: percents[i], Endpoints: []EndpointStatus{}}
+		for _, ep := range sub.Endpoints {
+			n, err := set.EndpointConnections(ep.ID)
+			if err != nil {
+				return ss, err
+			}
+			sst.Connections += n
+			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Connections: n})
+		}
+		ss.Subsets = append(ss.Subsets, sst)
+	}
+	return ss, nil
+}

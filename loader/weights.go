@@ -1,0 +1,69 @@
+package loader
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tcpshift/tcpshift/maps"
+)
+
+// Weight is a new weight for one subset.
+type Weight struct {
+	Subset string
+	Weight uint64
+}
+
+// SetWeights changes subsets' weights live. Subsets not named keep theirs.
+// The new table replaces the old one in one map update; connections already
+// established are not touched.
+func (t *Target) SetWeights(service string, weights []Weight) (*maps.Service, error) {
+	set, err := t.Maps()
+	if err != nil {
+		return nil, err
+	}
+	defer set.Close()
+	svc, err := lookupService(set, service)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range weights {
+		i := svc.Subset(w.Subset)
+		if i < 0 {
+			names := make([]string, len(svc.Subsets))
+			for k, s := range svc.Subsets {
+				names[k] = s.Name
+			}
+			return nil, fmt.Errorf("service %s has no subset %q (subsets: %s)", service, w.Subset, strings.Join(names, ", "))
+		}
+		svc.Subsets[i].Weight = w.Weight
+	}
+	if err := set.SwapTable(svc); err != nil {
+		return nil, err
+	}
+	if err := set.PutMeta(svc); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
+// ErrNoService is returned when a named service is not loaded.
+var ErrNoService = fmt.Errorf("no such service")
+
+func lookupService(set *maps.Set, name string) (*maps.Service, error) {
+	svc, ok, err := set.Service(name)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		all, err := set.ServiceList()
+		if err != nil {
+			return nil, err
+		}
+		names := make([]string, len(all))
+		for i, s := range all {
+			names[i] = s.Name
+		}
+		return nil, fmt.Errorf("%w %q (loaded: %s)", ErrNoService, name, strings.Join(names, ", "))
+	}
+	return svc, nil
+}

@@ -1,0 +1,86 @@
+// Package maps is the only package that knows the layout of tcpshift's BPF
+// maps: it turns services into keys, values and weight tables and back.
+package maps
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/tcpshift/tcpshift/bpf"
+)
+
+// Kernel-side types, generated from bpf/tcpshift.h.
+type (
+	Mode   = bpf.TcpshiftMode
+	Policy = bpf.TcpshiftPolicy
+)
+
+const (
+	ModeLookup       = bpf.TcpshiftModeMODE_LOOKUP
+	ModeConnect      = bpf.TcpshiftModeMODE_CONNECT
+	ModeProxy        = bpf.TcpshiftModeMODE_PROXY
+	PolicyRoundRobin = bpf.TcpshiftPolicyPOLICY_ROUNDROBIN
+	PolicyRandom     = bpf.TcpshiftPolicyPOLICY_RANDOM
+)
+
+// Limits of the map layout.
+var (
+	TableSlots         = len(bpf.TcpshiftTable{}.Seq)
+	MaxSubsets         = len(bpf.TcpshiftTable{}.Subsets)
+	MaxSubsetEndpoints = len(bpf.TcpshiftSubsetSlots{}.Endpoints)
+	MaxNameLen         = len(bpf.TcpshiftServiceMeta{}.Name) - 1
+)
+
+// addrWords lays an address out as the kernel sees it: IPv6 or IPv4-mapped
+// IPv6, network byte order in memory.
+func addrWords(a netip.Addr) (w [4]uint32) {
+	b := a.As16()
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w
+}
+
+func wordsAddr(w [4]uint32) netip.Addr {
+	var b [16]byte
+	for i := range w {
+		binary.NativeEndian.PutUint32(b[4*i:], w[i])
+	}
+	return netip.AddrFrom16(b).Unmap()
+}
+
+// FrontendKey is the frontends map key for a listen address. 0.0.0.0 becomes
+// the IPv4 wildcard ::ffff:0.0.0.0 and :: the dual-stack wildcard.
+func FrontendKey(ap netip.AddrPort) bpf.TcpshiftFrontendKey {
+	return bpf.TcpshiftFrontendKey{Addr: addrWords(ap.Addr()), Port: ap.Port()}
+}
+
+func frontendAddr(k bpf.TcpshiftFrontendKey) netip.AddrPort {
+	return netip.AddrPortFrom(wordsAddr(k.Addr), k.Port)
+}
+
+func endpointValue(ap netip.AddrPort) bpf.TcpshiftEndpoint {
+	return bpf.TcpshiftEndpoint{Addr: addrWords(ap.Addr()), Port: ap.Port()}
+}
+
+func endpointAddr(e bpf.TcpshiftEndpoint) netip.AddrPort {
+	return netip.AddrPortFrom(wordsAddr(e.Addr), e.Port)
+}
+
+func putName(dst *[64]int8, s string) {
+	*dst = [64]int8{}
+	for i := 0; i < len(s) && i < len(dst)-1; i++ {
+		dst[i] = int8(s[i])
+	}
+}
+
+func getName(src [64]int8) string {
+	b := make([]byte, 0, len(src))
+	for _, c := range src {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}

@@ -1,0 +1,113 @@
+package maps
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/tcpshift/tcpshift/bpf"
+)
+
+// Service is one service as the kernel holds it.
+type Service struct {
+	ID         uint32
+	Name       string
+	Frontend   netip.AddrPort
+	Mode       Mode
+	Policy     Policy
+	LocalRoute bool // tcpshift added a local route for the frontend address
+	Subsets    []Subset
+}
+
+// Subset is a version of a service: its relative weight and its endpoints.
+type Subset struct {
+	Name      string
+	Weight    uint64
+	Endpoints []Endpoint
+}
+
+// Endpoint is one backend address; ID indexes the endpoint maps.
+type Endpoint struct {
+	ID   uint32
+	Addr netip.AddrPort
+}
+
+// Weights returns the subsets' weights in order.
+func (s *Service) Weights() []uint64 {
+	ws := make([]uint64, len(s.Subsets))
+	for i, sub := range s.Subsets {
+		ws[i] = sub.Weight
+	}
+	return ws
+}
+
+// Subset returns the index of the named subset, or -1.
+func (s *Service) Subset(name string) int {
+	for i, sub := range s.Subsets {
+		if sub.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Table builds the service's weight table as the data path reads it.
+func (s *Service) Table() (bpf.TcpshiftTable, error) {
+	var t bpf.TcpshiftTable
+	if len(s.Subsets) > MaxSubsets {
+		return t, fmt.Errorf("service %s: %d subsets, at most %d", s.Name, len(s.Subsets), MaxSubsets)
+	}
+	seq, _ := Sequence(s.Weights(), TableSlots)
+	t.Len = uint32(len(seq))
+	t.Policy = s.Policy
+	copy(t.Seq[:], seq)
+	for i, sub := range s.Subsets {
+		if len(sub.Endpoints) > MaxSubsetEndpoints {
+			return t, fmt.Errorf("service %s subset %s: %d endpoints, at most %d", s.Name, sub.Name, len(sub.Endpoints), MaxSubsetEndpoints)
+		}
+		t.Subsets[i].Count = uint32(len(sub.Endpoints))
+		for j, ep := range sub.Endpoints {
+			t.Subsets[i].Endpoints[j] = ep.ID
+		}
+	}
+	return t, nil
+}
+
+func (s *Service) meta() bpf.TcpshiftServiceMeta {
+	var m bpf.TcpshiftServiceMeta
+	putName(&m.Name, s.Name)
+	m.Frontend = FrontendKey(s.Frontend)
+	m.Mode = s.Mode
+	m.Policy = s.Policy
+	if s.LocalRoute {
+		m.Flags |= bpf.TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE
+	}
+	m.SubsetCount = uint32(len(s.Subsets))
+	for i, sub := range s.Subsets {
+		sm := &m.Subsets[i]
+		putName(&sm.Name, sub.Name)
+		sm.Weight = sub.Weight
+		sm.Count = uint32(len(sub.Endpoints))
+		for j, ep := range sub.Endpoints {
+			sm.Endpoints[j] = ep.ID
+		}
+	}
+	return m
+}
+
+// Percents returns the share of new connections each subset gets from a
+// table, in percent: the weights actually in force, after any scaling.
+func Percents(t *bpf.TcpshiftTable, subsets int) []float64 {
+	out := make([]float64, subsets)
+	if t.Len == 0 {
+		return out
+	}
+	for _, s := range t.Seq[:min(int(t.Len), len(t.Seq))] {
+		if int(s) < subsets {
+			out[s]++
+		}
+	}
+	for i := range out {
+		out[i] = out[i] * 100 / float64(t.Len)
+	}
+	return out
+}

@@ -1,0 +1,308 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/tcpshift/tcpshift/bpf"
+)
+
+// ErrNotLoaded is returned by Open when no tcpshift state is pinned in the
+// directory: nothing was applied in this network namespace yet.
+var ErrNotLoaded = errors.New("tcpshift is not loaded in this network namespace (run tcpshift apply first)")
+
+// Set holds tcpshift's maps of one network namespace.
+type Set struct {
+	Frontends      *ebpf.Map
+	Tables         *ebpf.Map
+	Sockets        *ebpf.Map
+	Endpoints      *ebpf.Map
+	EndpointCounts *ebpf.Map
+	ServiceCounts  *ebpf.Map
+	Services       *ebpf.Map
+}
+
+// Names of the maps pinned by name (LIBBPF_PIN_BY_NAME in bpf/).
+var pinned = []string{
+	bpf.TcpshiftMapFrontends, bpf.TcpshiftMapTables, bpf.TcpshiftMapSockets,
+	bpf.TcpshiftMapEndpoints, bpf.TcpshiftMapEndpointCounts,
+	bpf.TcpshiftMapServiceCounts, bpf.TcpshiftMapServices,
+}
+
+// PinnedNames lists the files the maps are pinned as.
+func PinnedNames() []string { return append([]string(nil), pinned...) }
+
+// FromCollection wraps the maps of a loaded collection. The Set shares them:
+// close the collection, not the Set.
+func FromCollection(c *ebpf.Collection) (*Set, error) {
+	s := &Set{}
+	for name, dst := range s.fields() {
+		if *dst = c.Maps[name]; *dst == nil {
+			return nil, fmt.Errorf("collection has no map %s", name)
+		}
+	}
+	return s, nil
+}
+
+// Open opens the maps pinned in dir.
+func Open(dir string) (_ *Set, err error) {
+	if _, err := os.Stat(filepath.Join(dir, bpf.TcpshiftMapServices)); errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotLoaded
+	}
+	s := &Set{}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for name, dst := range s.fields() {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if err != nil {
+			return nil, fmt.Errorf("open pinned map %s: %w", name, err)
+		}
+		*dst = m
+	}
+	return s, nil
+}
+
+func (s *Set) fields() map[string]**ebpf.Map {
+	return map[string]**ebpf.Map{
+		bpf.TcpshiftMapFrontends: &s.Frontends, bpf.TcpshiftMapTables: &s.Tables,
+		bpf.TcpshiftMapSockets: &s.Sockets, bpf.TcpshiftMapEndpoints: &s.Endpoints,
+		bpf.TcpshiftMapEndpointCounts: &s.EndpointCounts,
+		bpf.TcpshiftMapServiceCounts:  &s.ServiceCounts, bpf.TcpshiftMapServices: &s.Services,
+	}
+}
+
+// Close closes every map the Set opened.
+func (s *Set) Close() error {
+	var errs []error
+	for _, m := range s.fields() {
+		if *m != nil {
+			errs = append(errs, (*m).Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var innerSpec = sync.OnceValues(func() (*ebpf.MapSpec, error) {
+	spec, err := bpf.LoadTcpshift()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf spec: %w", err)
+	}
+	return spec.Maps[bpf.TcpshiftMapTables].InnerMap.Copy(), nil
+})
+
+// SwapTable replaces a service's weight table in one map update: a new inner
+// map is filled first, so no connection ever sees a half-written table. The
+// new table starts at the first position of its sequence.
+func (s *Set) SwapTable(svc *Service) error {
+	t, err := svc.Table()
+	if err != nil {
+		return err
+	}
+	spec, err := innerSpec()
+	if err != nil {
+		return err
+	}
+	inner, err := ebpf.NewMap(spec)
+	if err != nil {
+		return fmt.Errorf("service %s: create table: %w", svc.Name, err)
+	}
+	defer inner.Close()
+	if err := inner.Put(uint32(0), &t); err != nil {
+		return fmt.Errorf("service %s: fill table: %w", svc.Name, err)
+	}
+	if err := s.Tables.Put(svc.ID, inner); err != nil {
+		return fmt.Errorf("service %s: swap table: %w", svc.Name, err)
+	}
+	return nil
+}
+
+// Table reads a service's table in force.
+func (s *Set) Table(id uint32) (*bpf.TcpshiftTable, error) {
+	var innerID ebpf.MapID
+	if err := s.Tables.Lookup(id, &innerID); err != nil {
+		return nil, fmt.Errorf("look up table %d: %w", id, err)
+	}
+	inner, err := ebpf.NewMapFromID(innerID)
+	if err != nil {
+		return nil, fmt.Errorf("open table %d: %w", id, err)
+	}
+	defer inner.Close()
+	var t bpf.TcpshiftTable
+	if err := inner.Lookup(uint32(0), &t); err != nil {
+		return nil, fmt.Errorf("read table %d: %w", id, err)
+	}
+	return &t, nil
+}
+
+// WriteService makes the kernel hold svc: endpoint addresses first, then the
+// table, the description, and the frontend last, so the data path only finds
+// a service once everything it points at is in place. Sockets are registered
+// separately (RegisterSocket) before this.
+func (s *Set) WriteService(svc *Service) error {
+	for _, sub := range svc.Subsets {
+		for _, ep := range sub.Endpoints {
+			if err := s.Endpoints.Put(ep.ID, endpointValue(ep.Addr)); err != nil {
+				return fmt.Errorf("service %s: write endpoint %s: %w", svc.Name, ep.Addr, err)
+			}
+		}
+	}
+	if err := s.SwapTable(svc); err != nil {
+		return err
+	}
+	if err := s.PutMeta(svc); err != nil {
+		return err
+	}
+	fe := bpf.TcpshiftFrontend{Service: svc.ID, Mode: svc.Mode}
+	if err := s.Frontends.Put(FrontendKey(svc.Frontend), fe); err != nil {
+		return fmt.Errorf("service %s: write frontend %s: %w", svc.Name, svc.Frontend, err)
+	}
+	return nil
+}
+
+// PutMeta records what the user asked for, for the CLI.
+func (s *Set) PutMeta(svc *Service) error {
+	m := svc.meta()
+	if err := s.Services.Put(svc.ID, &m); err != nil {
+		return fmt.Errorf("service %s: write description: %w", svc.Name, err)
+	}
+	return nil
+}
+
+// DeleteFrontend stops steering connections for a frontend address.
+func (s *Set) DeleteFrontend(svc *Service) error {
+	err := s.Frontends.Delete(FrontendKey(svc.Frontend))
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("service %s: delete frontend: %w", svc.Name, err)
+	}
+	return nil
+}
+
+// DeleteService removes a service and its endpoints' sockets and counters.
+func (s *Set) DeleteService(svc *Service) error {
+	if err := s.DeleteFrontend(svc); err != nil {
+		return err
+	}
+	for _, del := range []func() error{
+		func() error { return s.Tables.Delete(svc.ID) },
+		func() error { return s.Services.Delete(svc.ID) },
+	} {
+		if err := del(); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("service %s: delete: %w", svc.Name, err)
+		}
+	}
+	if err := s.ServiceCounts.Put(svc.ID, bpf.TcpshiftServiceStats{}); err != nil {
+		return fmt.Errorf("service %s: reset counters: %w", svc.Name, err)
+	}
+	for _, sub := range svc.Subsets {
+		for _, ep := range sub.Endpoints {
+			if err := s.ReleaseEndpoint(ep.ID); err != nil {
+				return fmt.Errorf("service %s: %w", svc.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// RegisterSocket puts a listening socket (lookup mode) at an endpoint id.
+func (s *Set) RegisterSocket(id uint32, fd int) error {
+	return s.Sockets.Put(id, uint64(fd))
+}
+
+// ReleaseEndpoint forgets an endpoint id's socket and counters so it can be
+// given to another endpoint.
+func (s *Set) ReleaseEndpoint(id uint32) error {
+	if err := s.Sockets.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("release endpoint %d: %w", id, err)
+	}
+	if err := s.EndpointCounts.Put(id, bpf.TcpshiftEndpointStats{}); err != nil {
+		return fmt.Errorf("release endpoint %d: %w", id, err)
+	}
+	return s.Endpoints.Put(id, bpf.TcpshiftEndpoint{})
+}
+
+// ServiceList reads every service's description, sorted by name.
+func (s *Set) ServiceList() ([]*Service, error) {
+	var (
+		id   uint32
+		meta bpf.TcpshiftServiceMeta
+		out  []*Service
+	)
+	it := s.Services.Iterate()
+	for it.Next(&id, &meta) {
+		svc, err := s.fromMeta(id, &meta)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, svc)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read services: %w", err)
+	}
+	slices.SortFunc(out, func(a, b *Service) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Service finds a service by name; ok is false when there is none.
+func (s *Set) Service(name string) (svc *Service, ok bool, err error) {
+	all, err := s.ServiceList()
+	if err != nil {
+		return nil, false, err
+	}
+	for _, svc := range all {
+		if svc.Name == name {
+			return svc, true, nil
+		}
+	}
+	return nil, false, nil
+}
+
+func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) {
+	svc := &Service{
+		ID:         id,
+		Name:       getName(m.Name),
+		Frontend:   frontendAddr(m.Frontend),
+		Mode:       m.Mode,
+		Policy:     m.Policy,
+		LocalRoute: m.Flags&bpf.TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE != 0,
+	}
+	for _, sm := range m.Subsets[:min(int(m.SubsetCount), len(m.Subsets))] {
+		sub := Subset{Name: getName(sm.Name), Weight: sm.Weight}
+		for _, epID := range sm.Endpoints[:min(int(sm.Count), len(sm.Endpoints))] {
+			var e bpf.TcpshiftEndpoint
+			if err := s.Endpoints.Lookup(epID, &e); err != nil {
+				return nil, fmt.Errorf("service %s: read endpoint %d: %w", svc.Name, epID, err)
+			}
+			sub.Endpoints = append(sub.Endpoints, Endpoint{ID: epID, Addr: endpointAddr(e)})
+		}
+		svc.Subsets = append(svc.Subsets, sub)
+	}
+	return svc, nil
+}
+
+// EndpointConnections returns how many connections an endpoint was given.
+func (s *Set) EndpointConnections(id uint32) (uint64, error) {
+	var st bpf.TcpshiftEndpointStats
+	if err := s.EndpointCounts.Lookup(id, &st); err != nil {
+		return 0, fmt.Errorf("read endpoint %d counters: %w", id, err)
+	}
+	return st.Connections, nil
+}
+
+// Refused returns how many connections to a service were refused.
+func (s *Set) Refused(id uint32) (uint64, error) {
+	var st bpf.TcpshiftServiceStats
+	if err := s.ServiceCounts.Lookup(id, &st); err != nil {
+		return 0, fmt.Errorf("read service %d counters: %w", id, err)
+	}
+	return st.Refused, nil
+}
