@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/big"
 	"net"
 	"net/netip"
@@ -548,7 +547,6 @@ func (p *parser) route(n *yaml.Node, f string) []routeRef {
 	}
 	routed := map[string]int{}
 	var refs []routeRef
-	var total uint64
 	for i, e := range n.Content {
 		e = resolve(e)
 		ef := fmt.Sprintf("%s[%d]", f, i)
@@ -591,11 +589,7 @@ func (p *parser) route(n *yaml.Node, f string) []routeRef {
 			case msg != "":
 				p.fail(weightNode, ef+".weight", "%s", msg)
 				valid = false
-			case total > math.MaxUint64-w:
-				p.fail(weightNode, ef+".weight", "sum of route weights exceeds %d", uint64(math.MaxUint64))
-				valid = false
 			default:
-				total += w
 				ref.weight = w
 			}
 		}

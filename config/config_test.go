@@ -712,16 +712,6 @@ func TestParseErrors(t *testing.T) {
 			"  route:",
 			"  - {subset: v1, weight: [1]}",
 		), 6, "services[0].route[0].weight", "weight must be an integer, got a sequence"},
-		{"weight sum overflows", lines(
-			"services:",
-			"- name: a",
-			"  listen: 127.0.0.1:9000",
-			"  subsets: {v1: {endpoints: [10.0.0.1:1]}, v2: {endpoints: [10.0.0.2:1]}}",
-			"  route:",
-			"  - {subset: v1, weight: 18446744073709551615}",
-			"  - {subset: v2, weight: 1}",
-		), 7, "services[0].route[1].weight", "sum of route weights exceeds 18446744073709551615"},
-
 		// Addresses.
 		{"listen without port", lines(
 			"services:",

@@ -1,0 +1,36 @@
+SHELL := /bin/bash
+# tcpshift — run `make help` for the targets.
+
+# sudo's secure_path often lacks Go: fall back to the usual install location.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+BIN := bin
+
+.PHONY: help build generate test demo deps clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/tcpshift and bin/tcp-echo
+	$(GO) build -o $(BIN)/tcpshift ./cmd/tcpshift
+	$(GO) build -o $(BIN)/tcp-echo ./cmd/tcp-echo
+
+generate: ## rebuild the BPF objects and their Go bindings (needs clang, libbpf-dev)
+	bash scripts/install-deps.sh generate
+	cd bpf && $(GO) generate ./...
+
+test: ## run every test, kernel tests included (needs root); a skipped test fails the run
+	@mkdir -p $(BIN)
+	$(GO) vet ./...
+	$(GO) test -count=1 -v ./... 2>&1 | tee $(BIN)/test.log | grep -E '^(---|ok|FAIL|panic)' ; \
+	  status=$${PIPESTATUS[0]}; \
+	  if grep -q -- '--- SKIP' $(BIN)/test.log; then echo 'make test: skipped tests (see bin/test.log):'; grep -A1 -- '--- SKIP' $(BIN)/test.log; exit 1; fi; \
+	  exit $$status
+
+demo: build ## run Istio's tcp-echo traffic-shifting task in a private network namespace (needs root)
+	$(BIN)/tcpshift demo
+
+deps: ## install what tests and the demo need on Debian
+	bash scripts/install-deps.sh test
+
+clean: ## remove build output
+	rm -rf $(BIN)

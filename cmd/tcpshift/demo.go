@@ -1,0 +1,192 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/internal/echo"
+	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/loader/listener"
+)
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "run Istio's TCP traffic-shifting task in a private network namespace",
+		Description: "Starts tcp-echo v1 (replies start with \"one\") and v2 (\"two\"), routes 100% to v1,\n" +
+			"then 80/20, then 100% to v2, sending 10 connections at each step. Everything\n" +
+			"happens in a new network namespace with its own bpffs and is removed at the end.",
+		ArgsUsage:    " ",
+		OnUsageError: usageError,
+		Action: func(c *cli.Context) error {
+			return runDemo(c.App.Writer)
+		},
+	}
+}
+
+const (
+	demoFrontend = "127.0.0.100:9000"
+	demoConfig   = `services:
+- name: tcp-echo
+  listen: 127.0.0.100:9000
+  mode: lookup
+  subsets:
+    v1: {endpoints: [127.0.0.1:9001]}
+    v2: {endpoints: [127.0.0.1:9002]}
+  route:
+%s`
+)
+
+type demo struct {
+	w   io.Writer
+	ns  *loader.Namespace
+	tg  *loader.Target
+	dir string
+}
+
+func runDemo(w io.Writer) (err error) {
+	d := &demo{w: w}
+	fmt.Fprintln(w, "== tcpshift demo: Istio's TCP traffic shifting, on one host, in the kernel ==")
+	if d.ns, err = loader.NewNamespace(); err != nil {
+		return err
+	}
+	defer d.ns.Close()
+	if d.dir, err = os.MkdirTemp("", "tcpshift-demo-"); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer os.RemoveAll(d.dir)
+	bpffs := filepath.Join(d.dir, "bpffs")
+	if err := os.Mkdir(bpffs, 0o700); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if err := unix.Mount("bpffs", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("demo: mount private bpffs: %w", err)
+	}
+	defer unix.Unmount(bpffs, unix.MNT_DETACH)
+	fmt.Fprintf(w, "Everything runs in a new network namespace with a private bpffs; nothing is left behind.\n\n")
+
+	for _, b := range []struct{ addr, prefix, subset string }{
+		{"127.0.0.1:9001", "one", "v1"},
+		{"127.0.0.1:9002", "two", "v2"},
+	} {
+		ln, err := d.listen(b.addr)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		go echo.Serve(ln, b.prefix)
+		fmt.Fprintf(w, "$ tcp-echo -l %s %s        # subset %s\n", b.addr, b.prefix, b.subset)
+	}
+
+	if d.tg, err = loader.Open(d.ns.Path(), bpffs); err != nil {
+		return err
+	}
+	defer d.tg.Close()
+	defer func() {
+		_, downErr := d.tg.Down()
+		fmt.Fprintln(w, "\n$ tcpshift down")
+		if downErr == nil {
+			fmt.Fprintln(w, "tcpshift removed")
+		}
+		err = errors.Join(err, downErr)
+	}()
+
+	fmt.Fprintln(w, "\nStep 1: route 100% of the traffic to v1")
+	if err := d.apply("  - {subset: v1, weight: 100}\n"); err != nil {
+		return err
+	}
+	if err := d.send(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nStep 2: shift 20% of the traffic to v2")
+	if err := d.apply("  - {subset: v1, weight: 80}\n  - {subset: v2, weight: 20}\n"); err != nil {
+		return err
+	}
+	if err := d.send(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\n$ tcpshift status")
+	st, err := d.tg.Status("")
+	if err != nil {
+		return err
+	}
+	if err := printStatus(w, st, "table"); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nStep 3: shift 100% of the traffic to v2, live")
+	fmt.Fprintln(w, "$ tcpshift set-weight tcp-echo v1=0 v2=100")
+	if _, err := d.tg.SetWeights("tcp-echo", []loader.Weight{{Subset: "v1"}, {Subset: "v2", Weight: 100}}); err != nil {
+		return err
+	}
+	return d.send()
+}
+
+func (d *demo) listen(addr string) (ln net.Listener, err error) {
+	err = d.ns.Do(func() error {
+		ln, err = listener.Listen("tcp", addr)
+		return err
+	})
+	return ln, err
+}
+
+func (d *demo) apply(route string) error {
+	text := fmt.Sprintf(demoConfig, route)
+	path := filepath.Join(d.dir, "routes.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	fmt.Fprintf(d.w, "$ cat routes.yaml\n%s$ tcpshift apply -f routes.yaml\n", indent(text))
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	changes, err := d.tg.Apply(cfg)
+	for _, ch := range changes {
+		fmt.Fprintf(d.w, "service %s %s\n", ch.Service, ch.Action)
+	}
+	return err
+}
+
+// send opens 10 connections to the frontend, each sending the date, and
+// prints the replies and how many each version gave.
+func (d *demo) send() error {
+	fmt.Fprintf(d.w, "\n$ for i in $(seq 10); do date | nc %s; done\n", strings.Replace(demoFrontend, ":", " ", 1))
+	counts := map[string]int{}
+	for range 10 {
+		var c net.Conn
+		err := d.ns.Do(func() (err error) {
+			c, err = net.DialTimeout("tcp", demoFrontend, 2*time.Second)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("demo: connect to %s: %w", demoFrontend, err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		reply, err := echo.Ask(c, time.Now().Format(time.UnixDate))
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		fmt.Fprintln(d.w, reply)
+		who, _, _ := strings.Cut(reply, " ")
+		counts[who]++
+	}
+	fmt.Fprintf(d.w, "=> one (v1): %d, two (v2): %d\n", counts["one"], counts["two"])
+	return nil
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
+}

@@ -1,0 +1,61 @@
+// Command tcpshift shifts TCP traffic between versions of a service by
+// weight, in the kernel: see `tcpshift --help`.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpshift/tcpshift/loader"
+)
+
+func main() {
+	if err := run(os.Args, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "tcpshift: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; tests call it in-process with their own writers.
+func run(args []string, stdout, stderr io.Writer) error {
+	return newApp(stdout, stderr).Run(args)
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:  "tcpshift",
+		Usage: "eBPF-accelerated TCP traffic shifting",
+		Description: "tcpshift steers each new TCP connection to a service's frontend to one of its\n" +
+			"subsets (versions) by weight, in the kernel. Declare services in a route config,\n" +
+			"apply it, then shift traffic live with set-weight. State is pinned in bpffs per\n" +
+			"network namespace; every command works from that state alone.",
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "netns", Usage: "network namespace to work in, as a path (e.g. /run/netns/NAME)", DefaultText: "the current one"},
+			&cli.StringFlag{Name: "bpffs", Value: loader.DefaultBPFFS, Usage: "bpffs mount point for pinned state (mounted if absent)"},
+		},
+		OnUsageError: usageError,
+		Commands: []*cli.Command{
+			applyCommand(),
+			setWeightCommand(),
+			statusCommand(),
+			downCommand(),
+			demoCommand(),
+		},
+	}
+}
+
+// usageError keeps bad flags to one line instead of a page of help.
+func usageError(_ *cli.Context, err error, _ bool) error {
+	return fmt.Errorf("%w (see --help)", err)
+}
+
+// target opens the namespace and bpffs the global flags name.
+func target(c *cli.Context) (*loader.Target, error) {
+	return loader.Open(c.String("netns"), c.String("bpffs"))
+}

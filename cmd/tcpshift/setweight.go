@@ -1,0 +1,69 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpshift/tcpshift/loader"
+)
+
+func setWeightCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "set-weight",
+		Usage:     "change subsets' weights live",
+		ArgsUsage: "SERVICE SUBSET=WEIGHT...",
+		Description: "Weights are relative non-negative integers (80/20 = 4/1). Subsets not named keep\n" +
+			"their weight. The new table replaces the old one atomically; established\n" +
+			"connections are not touched. Example: tcpshift set-weight tcp-echo v1=80 v2=20",
+		OnUsageError: usageError,
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 2 {
+				return errors.New("want SERVICE and at least one SUBSET=WEIGHT (e.g. set-weight tcp-echo v1=80 v2=20)")
+			}
+			weights, err := parseWeights(c.Args().Slice()[1:])
+			if err != nil {
+				return err
+			}
+			tg, err := target(c)
+			if err != nil {
+				return err
+			}
+			defer tg.Close()
+			svc, err := tg.SetWeights(c.Args().First(), weights)
+			if err != nil {
+				return err
+			}
+			parts := make([]string, len(svc.Subsets))
+			for i, s := range svc.Subsets {
+				parts[i] = fmt.Sprintf("%s=%d", s.Name, s.Weight)
+			}
+			fmt.Fprintf(c.App.Writer, "service %s weights %s\n", svc.Name, strings.Join(parts, " "))
+			return nil
+		},
+	}
+}
+
+func parseWeights(args []string) ([]loader.Weight, error) {
+	var out []loader.Weight
+	seen := map[string]bool{}
+	for _, a := range args {
+		name, value, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("argument %q: want SUBSET=WEIGHT", a)
+		}
+		w, err := strconv.ParseUint(value, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("argument %q: weight must be an integer from 0 to %d", a, uint64(1<<64-1))
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("argument %q: subset %s given twice", a, name)
+		}
+		seen[name] = true
+		out = append(out, loader.Weight{Subset: name, Weight: w})
+	}
+	return out, nil
+}

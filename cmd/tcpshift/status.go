@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tcpshift/tcpshift/loader"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show services, weights in force and connections per subset and endpoint",
+		ArgsUsage: "[SERVICE]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table, json or yaml"},
+		},
+		OnUsageError: usageError,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return errors.New("status takes at most one SERVICE")
+			}
+			format := c.String("output")
+			if format != "table" && format != "json" && format != "yaml" {
+				return fmt.Errorf("--output %q: want table, json or yaml", format)
+			}
+			tg, err := target(c)
+			if err != nil {
+				return err
+			}
+			defer tg.Close()
+			st, err := tg.Status(c.Args().First())
+			if err != nil {
+				return err
+			}
+			return printStatus(c.App.Writer, st, format)
+		},
+	}
+}
+
+func printStatus(w io.Writer, st *loader.Status, format string) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	case "yaml":
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		return enc.Encode(st)
+	}
+	if len(st.Services) == 0 {
+		_, err := fmt.Fprintln(w, "no services")
+		return err
+	}
+	for i, s := range st.Services {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "service %s  listen %s  mode %s  policy %s  refused %d\n", s.Name, s.Listen, s.Mode, s.Policy, s.Refused)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tCONNECTIONS\tENDPOINT\tCONNECTIONS")
+		for _, sub := range s.Subsets {
+			for j, ep := range sub.Endpoints {
+				if j == 0 {
+					fmt.Fprintf(tw, "  %s\t%d\t%.2f%%\t%d\t%s\t%d\n", sub.Name, sub.Weight, sub.Percent, sub.Connections, ep.Address, ep.Connections)
+				} else {
+					fmt.Fprintf(tw, "  \t\t\t\t%s\t%d\n", ep.Address, ep.Connections)
+				}
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what tcpshift needs on Debian 12, for the Makefile, CI and Vagrant.
+#   install-deps.sh test      — running the tests and the demo (Go must be present)
+#   install-deps.sh generate  — rebuilding the BPF objects (clang, libbpf headers)
+set -euo pipefail
+
+want=${1:-test}
+case "$want" in
+test) pkgs=(iproute2) ;;
+generate) pkgs=(clang llvm libbpf-dev) ;;
+*) echo "usage: $0 test|generate" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	[ "$(id -u)" -eq 0 ] || { echo "install-deps: need root to install ${missing[*]}" >&2; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+	echo "install-deps: Go is missing: install Go 1.24 or newer from https://go.dev/dl/" >&2
+	exit 1
+fi
