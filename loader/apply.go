@@ -214,7 +214,7 @@ func familyFits(frontend netip.AddrPort, s *listener.Socket) error {
 // assignIDs gives every planned service and endpoint an id: the one it had
 // before when it existed, otherwise one nobody used before this apply, so no
 // table still in force can reach a new endpoint through a recycled id. It
-// returns the endpoint ids that are no longer used.
+// returns the endpoint ids that services still planned no longer use.
 func assignIDs(plans []*planned, old []*maps.Service) (released []uint32) {
 	type epKey struct {
 		service, subset string
@@ -262,8 +262,13 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32) {
 			}
 		}
 	}
-	for _, id := range oldEp {
-		if !kept[id] {
+	planned := map[string]bool{}
+	for _, p := range plans {
+		planned[p.svc.Name] = true
+	}
+	// Endpoints of removed services go with them (Set.DeleteService).
+	for k, id := range oldEp {
+		if planned[k.service] && !kept[id] {
 			released = append(released, id)
 		}
 	}

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpshift/tcpshift/internal/echo"
@@ -129,4 +132,48 @@ func (e *Env) Count(addr string, n int) map[string]int {
 		got[who]++
 	}
 	return got
+}
+
+// HasLocalRoute reports whether the namespace has a local route for addr.
+func (e *Env) HasLocalRoute(addr string) bool {
+	e.t.Helper()
+	h, err := netlink.NewHandleAt(e.NS.Handle)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer h.Close()
+	routes, err := h.RouteListFiltered(unix.AF_UNSPEC, &netlink.Route{Table: unix.RT_TABLE_LOCAL}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Type == unix.RTN_LOCAL && r.Dst != nil && r.Dst.IP.String() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// LookupPrograms lists the ids of sk_lookup programs attached to the namespace.
+func (e *Env) LookupPrograms() []ebpf.ProgramID {
+	e.t.Helper()
+	ids, err := link.QueryPrograms(link.QueryOptions{Target: int(e.NS.Handle), Attach: ebpf.AttachSkLookup})
+	if err != nil {
+		e.t.Fatalf("query sk_lookup programs: %v", err)
+	}
+	var out []ebpf.ProgramID
+	for _, p := range ids.Programs {
+		out = append(out, p.ID)
+	}
+	return out
+}
+
+// ProgramExists reports whether a BPF program with id is still loaded.
+func (e *Env) ProgramExists(id ebpf.ProgramID) bool {
+	p, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return false
+	}
+	p.Close()
+	return true
 }
