@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cilium/ebpf/link"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpshift/tcpshift/maps"
@@ -41,8 +43,18 @@ func (t *Target) Down() (bool, error) {
 		return true, err
 	}
 
-	// Pins hold the link and maps alive; removing them (and closing our own
-	// handles) detaches the program and frees everything.
+	// Detach explicitly: dropping the link's last reference by unpinning
+	// detaches only later, from a kernel work queue.
+	if l, err := link.LoadPinnedLink(filepath.Join(t.Dir, lookupLinkPin), nil); err == nil {
+		err = l.Detach()
+		l.Close()
+		if err != nil {
+			return true, fmt.Errorf("detach sk_lookup: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return true, fmt.Errorf("open pinned sk_lookup link: %w", err)
+	}
+	// The pins hold the maps alive; removing them frees everything.
 	entries, err := os.ReadDir(t.Dir)
 	if err != nil {
 		return true, fmt.Errorf("read pin directory: %w", err)

@@ -412,9 +412,12 @@ func TestDownLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(env.BPFFS, "tcpshift")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("pins left after down: %v", err)
 	}
+	// The kernel frees a detached program after an RCU grace period.
 	for _, id := range progs {
-		if env.ProgramExists(id) {
-			t.Fatalf("program %d still loaded after down", id)
+		for deadline := time.Now().Add(5 * time.Second); env.ProgramExists(id); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("program %d still loaded 5s after down", id)
+			}
 		}
 	}
 	if _, err := env.Dial("192.0.2.10:9000"); err == nil {
