@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
@@ -17,13 +18,16 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "show services, weights in force and connections per subset and endpoint",
-		ArgsUsage: "[SERVICE]",
+		ArgsUsage: "[-o table|json|yaml] [SERVICE]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table, json or yaml"},
 		},
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
+				if strings.HasPrefix(c.Args().Get(1), "-") {
+					return errors.New("flags go before SERVICE: status -o json SERVICE")
+				}
 				return errors.New("status takes at most one SERVICE")
 			}
 			format := c.String("output")

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tcpshift/tcpshift/internal/echo"
+	"github.com/tcpshift/tcpshift/internal/testenv"
+	"github.com/tcpshift/tcpshift/loader"
+)
+
+const routes = `services:
+- name: tcp-echo
+  listen: 127.0.0.100:9000        # frontend
+  mode: lookup
+  policy: roundrobin
+  subsets:
+    v1: {endpoints: [127.0.0.1:9001]}
+    v2: {endpoints: [127.0.0.1:9002]}
+  route:
+  - {subset: v1, weight: 80}
+  - {subset: v2, weight: 20}
+`
+
+// cli runs tcpshift in-process against the test's namespace and bpffs.
+type shell struct {
+	t   *testing.T
+	env *testenv.Env
+}
+
+func (c shell) run(args ...string) (stdout string, err error) {
+	var out, errb bytes.Buffer
+	full := append([]string{"tcpshift", "--netns", c.env.NS.Path(), "--bpffs", c.env.BPFFS}, args...)
+	err = run(full, &out, &errb)
+	return out.String(), err
+}
+
+func (c shell) must(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("tcpshift %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+func writeFile(t *testing.T, text string) string {
+	path := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func newCLI(t *testing.T) shell {
+	env := testenv.New(t)
+	env.Echo("127.0.0.1:9001", "one")
+	env.Echo("127.0.0.1:9002", "two")
+	c := shell{t, env}
+	t.Cleanup(func() { c.run("down") })
+	return c
+}
+
+// The issue's "done when", through the CLI.
+func TestCLIEndToEnd(t *testing.T) {
+	c := newCLI(t)
+	if out := c.must("apply", "-f", writeFile(t, routes)); out != "service tcp-echo added\n" {
+		t.Fatalf("apply printed %q", out)
+	}
+	if got := c.env.Count("127.0.0.100:9000", 1000); !maps.Equal(got, map[string]int{"one": 800, "two": 200}) {
+		t.Fatalf("1000 connections: %v, want 800/200", got)
+	}
+
+	long, err := c.env.Dial("127.0.0.100:9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Close()
+	if reply, err := echo.Ask(long, "before"); reply != "one before" || err != nil {
+		t.Fatalf("long-lived connection: %q %v", reply, err)
+	}
+	if out := c.must("set-weight", "tcp-echo", "v1=0", "v2=100"); out != "service tcp-echo weights v1=0 v2=100\n" {
+		t.Fatalf("set-weight printed %q", out)
+	}
+	if got := c.env.Count("127.0.0.100:9000", 100); !maps.Equal(got, map[string]int{"two": 100}) {
+		t.Fatalf("after set-weight: %v, want all 100 to two", got)
+	}
+	if reply, err := echo.Ask(long, "after"); reply != "one after" || err != nil {
+		t.Fatalf("long-lived connection after set-weight: %q %v", reply, err)
+	}
+
+	var st loader.Status
+	if err := json.Unmarshal([]byte(c.must("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	s := st.Services[0]
+	if s.Name != "tcp-echo" || s.Listen != "127.0.0.100:9000" || s.Mode != "lookup" || s.Policy != "roundrobin" ||
+		s.Subsets[0].Name != "v1" || s.Subsets[0].Weight != 0 || s.Subsets[0].Percent != 0 || s.Subsets[0].Connections != 801 ||
+		s.Subsets[1].Name != "v2" || s.Subsets[1].Weight != 100 || s.Subsets[1].Percent != 100 || s.Subsets[1].Connections != 300 ||
+		s.Subsets[0].Endpoints[0].Address != "127.0.0.1:9001" || s.Subsets[0].Endpoints[0].Connections != 801 ||
+		s.Subsets[1].Endpoints[0].Address != "127.0.0.1:9002" || s.Subsets[1].Endpoints[0].Connections != 300 {
+		t.Fatalf("status -o json: %+v", st)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(c.must("status", "-o", "json", "tcp-echo")), &raw); err != nil {
+		t.Fatal(err)
+	}
+	sub := raw["services"].([]any)[0].(map[string]any)["subsets"].([]any)[1].(map[string]any)
+	for _, k := range []string{"name", "weight", "percent", "connections", "endpoints"} {
+		if _, ok := sub[k]; !ok {
+			t.Errorf("status -o json: subset has no key %q: %v", k, sub)
+		}
+	}
+	var fromYAML loader.Status
+	if err := yaml.Unmarshal([]byte(c.must("status", "-o", "yaml")), &fromYAML); err != nil || fromYAML.Services[0].Subsets[1].Connections != 300 {
+		t.Fatalf("status -o yaml: %+v %v", fromYAML, err)
+	}
+	table := c.must("status")
+	for _, want := range []string{"service tcp-echo  listen 127.0.0.100:9000  mode lookup  policy roundrobin", "v1      0", "127.0.0.1:9002  300"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("status table lacks %q:\n%s", want, table)
+		}
+	}
+
+	if out := c.must("down"); out != "tcpshift removed\n" {
+		t.Fatalf("down printed %q", out)
+	}
+	if out := c.must("down"); out != "tcpshift was not loaded\n" {
+		t.Fatalf("second down printed %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(c.env.BPFFS, "tcpshift")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pins left after down: %v", err)
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	c := newCLI(t)
+	bad := writeFile(t, strings.Replace(routes, "weight: 20", "weight: 2.5", 1))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status"}, "not loaded in this network namespace"},
+		{[]string{"apply", "-f", bad}, "routes.yaml:11: services[0].route[1].weight"},
+		{[]string{"apply"}, `"file" not set`},
+		{[]string{"apply", "-f", "/nonexistent.yaml"}, "no such file"},
+		{[]string{"set-weight", "tcp-echo"}, "want SERVICE and at least one SUBSET=WEIGHT"},
+		{[]string{"set-weight", "tcp-echo", "v1"}, `argument "v1": want SUBSET=WEIGHT`},
+		{[]string{"set-weight", "tcp-echo", "v1=-1"}, `argument "v1=-1": weight must be an integer`},
+		{[]string{"set-weight", "tcp-echo", "v1=1", "v1=2"}, "subset v1 given twice"},
+		{[]string{"status", "-o", "xml"}, `--output "xml": want table, json or yaml`},
+		{[]string{"status", "tcp-echo", "-o", "json"}, "flags go before SERVICE"},
+		{[]string{"--bogus", "status"}, "flag provided but not defined: -bogus"},
+	} {
+		_, err := c.run(tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("tcpshift %v: error %v, want one line containing %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(c.env.BPFFS, "tcpshift")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("failed commands left state: %v", err)
+	}
+
+	c.must("apply", "-f", writeFile(t, routes))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"set-weight", "nope", "v1=1"}, `no such service "nope" (loaded: tcp-echo)`},
+		{[]string{"set-weight", "tcp-echo", "v3=1"}, `service tcp-echo has no subset "v3" (subsets: v1, v2)`},
+		{[]string{"status", "nope"}, `no such service "nope"`},
+	} {
+		_, err := c.run(tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("tcpshift %v: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	// The failed set-weight changed nothing.
+	if got := c.env.Count("127.0.0.100:9000", 10); !maps.Equal(got, map[string]int{"one": 8, "two": 2}) {
+		t.Fatalf("after failed commands: %v", got)
+	}
+}
+
+func TestCLIHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"apply", "--help"}, {"set-weight", "--help"}, {"status", "--help"}, {"down", "--help"}, {"demo", "--help"},
+	} {
+		var out bytes.Buffer
+		if err := run(append([]string{"tcpshift"}, args...), &out, &out); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if !strings.Contains(out.String(), "USAGE:") {
+			t.Errorf("%v printed no usage:\n%s", args, out.String())
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := runDemo(&out); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	text := out.String()
+	for _, want := range []string{
+		"=> one (v1): 10, two (v2): 0",
+		"=> one (v1): 8, two (v2): 2",
+		"=> one (v1): 0, two (v2): 10",
+		"tcpshift removed",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+}
