@@ -50,9 +50,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } service_counts SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_AFFINITIES);
+	__type(key, struct affinity_key);
+	__type(value, struct affinity);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} affinities SEC(".maps");
+
 /* A chosen subset: the endpoints to try, starting at turn. */
 struct choice {
 	struct subset_slots *subset;
+	__u32 index; /* of the subset */
 	__u32 turn;
 };
 
@@ -78,20 +87,24 @@ static __always_inline struct frontend *find_frontend(struct frontend_key *key)
 	return bpf_map_lookup_elem(&frontends, key);
 }
 
+/* service_table returns the table in force for a service, or NULL. */
+static __always_inline struct table *service_table(__u32 service)
+{
+	__u32 zero = 0;
+	void *inner = bpf_map_lookup_elem(&tables, &service);
+	if (!inner)
+		return NULL;
+	return bpf_map_lookup_elem(inner, &zero);
+}
+
 /* choose picks the subset for a new connection and the endpoint turn within
  * it. Round-robin takes the next position of the precomputed smooth weighted
  * sequence, so every window of len connections splits exactly by weight. */
-static __always_inline int choose(__u32 service, struct choice *c)
+static __always_inline int choose(struct table *t, struct choice *c)
 {
-	struct table *t;
-	__u32 zero = 0, pos, idx;
-	void *inner = bpf_map_lookup_elem(&tables, &service);
-	if (!inner)
+	__u32 pos, idx;
+	if (t->len == 0)
 		return -1;
-	t = bpf_map_lookup_elem(inner, &zero);
-	if (!t || t->len == 0)
-		return -1;
-
 	if (t->policy == POLICY_RANDOM)
 		pos = bpf_get_prandom_u32() % t->len;
 	else
@@ -102,6 +115,7 @@ static __always_inline int choose(__u32 service, struct choice *c)
 	if (idx >= MAX_SUBSETS)
 		return -1;
 
+	c->index = idx;
 	c->subset = &t->subsets[idx];
 	if (c->subset->count == 0)
 		return -1;
@@ -126,6 +140,48 @@ static __always_inline int endpoint_at(struct choice *c, __u32 i, __u32 *id)
 		return -1;
 	*id = c->subset->endpoints[slot];
 	return 0;
+}
+
+/* sticky returns the endpoint a client is pinned to, if it is still fresh
+ * and still in the table with a weight above 0; stale entries are dropped. */
+static __always_inline int sticky(struct table *t, struct affinity_key *k, __u32 *id)
+{
+	if (t->affinity_ttl == 0)
+		return -1;
+	struct affinity *a = bpf_map_lookup_elem(&affinities, k);
+	if (!a)
+		return -1;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 idx = a->subset;
+	if (a->expires < now || idx >= MAX_SUBSETS)
+		goto drop;
+	struct subset_slots *sub = &t->subsets[idx];
+	if (sub->positions == 0)
+		goto drop;
+	for (__u32 i = 0; i < MAX_SUBSET_ENDPOINTS; i++) {
+		if (i >= sub->count)
+			break;
+		if (sub->endpoints[i] == a->endpoint) {
+			*id = a->endpoint;
+			a->expires = now + t->affinity_ttl;
+			return 0;
+		}
+	}
+drop:
+	bpf_map_delete_elem(&affinities, k);
+	return -1;
+}
+
+static __always_inline void stick(struct table *t, struct affinity_key *k, struct choice *c, __u32 id)
+{
+	if (t->affinity_ttl == 0)
+		return;
+	struct affinity a = {
+		.endpoint = id,
+		.subset = c->index,
+		.expires = bpf_ktime_get_ns() + t->affinity_ttl,
+	};
+	bpf_map_update_elem(&affinities, k, &a, BPF_ANY);
 }
 
 static __always_inline void count_assigned(__u32 endpoint)

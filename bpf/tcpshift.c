@@ -12,6 +12,8 @@
 
 #define AF_INET 2
 #define AF_INET6 10
+#define SOCK_STREAM 1
+#define ECONNREFUSED 111
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -42,41 +44,69 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } services SEC(".maps");
 
+/* Connect-mode connections: socket cookie → the frontend the client dialled. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_CONNECTIONS);
+	__type(key, __u64);
+	__type(value, struct original_dest);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} original_dests SEC(".maps");
+
+/* The network namespace whose connections the connect hooks rewrite: they
+ * are attached to a cgroup that processes of every namespace share. */
+volatile const __u64 netns_cookie = 0;
+
 SEC("sk_lookup")
 int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 {
 	struct frontend_key key = {.port = ctx->local_port};
+	struct affinity_key ak = {};
 	struct frontend *fe;
 	struct choice c;
-	__u32 service;
+	struct table *t;
+	__u32 id;
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return SK_PASS;
 	/* Read every address field up front: loads chosen inside the branches
 	 * get merged by clang into one load through a computed ctx pointer,
 	 * which the verifier refuses. */
-	__u32 ip4 = ctx->local_ip4;
+	__u32 ip4 = ctx->local_ip4, rip4 = ctx->remote_ip4;
 	__u32 ip6[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2], ctx->local_ip6[3]};
+	__u32 rip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
 	if (ctx->family == AF_INET) {
 		key.addr[2] = bpf_htonl(0xffff);
 		key.addr[3] = ip4;
+		ak.client[3] = rip4;
 	} else {
-		key.addr[0] = ip6[0];
-		key.addr[1] = ip6[1];
-		key.addr[2] = ip6[2];
-		key.addr[3] = ip6[3];
+		__builtin_memcpy(key.addr, ip6, sizeof(ip6));
+		__builtin_memcpy(ak.client, rip6, sizeof(rip6));
 	}
 	fe = find_frontend(&key);
 	if (!fe || fe->mode != MODE_LOOKUP)
 		return SK_PASS;
-	service = fe->service;
+	ak.service = fe->service;
 
-	if (choose(service, &c) < 0)
+	t = service_table(fe->service);
+	if (!t)
+		goto refuse;
+	if (sticky(t, &ak, &id) == 0) {
+		struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
+		if (sk) {
+			long err = bpf_sk_assign(ctx, sk, 0);
+			bpf_sk_release(sk);
+			if (err == 0) {
+				count_assigned(id);
+				return SK_PASS;
+			}
+		}
+	}
+	if (choose(t, &c) < 0)
 		goto refuse;
 	/* Closed listeners leave the sockmap by themselves: try the subset's
 	 * other endpoints before refusing. */
 	for (__u32 i = 0; i < MAX_SUBSET_ENDPOINTS; i++) {
-		__u32 id;
 		if (endpoint_at(&c, i, &id) < 0)
 			break;
 		struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
@@ -86,11 +116,153 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 		bpf_sk_release(sk);
 		if (err == 0) {
 			count_assigned(id);
+			stick(t, &ak, &c, id);
 			return SK_PASS;
 		}
 	}
 refuse:
 	/* Dropping in sk_lookup makes TCP answer the SYN with a reset. */
-	count_refused(service);
+	count_refused(fe->service);
 	return SK_DROP;
+}
+
+static __always_inline int is_mapped(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+/* connect_dest picks the endpoint for a connect() to key from this
+ * namespace: 1 and *ep set when rewritten, 0 when not a service of ours,
+ * -1 to refuse. */
+static __always_inline int connect_dest(void *ctx, struct frontend_key *key, struct endpoint *ep)
+{
+	struct affinity_key ak = {};
+	struct frontend *fe;
+	struct endpoint *e;
+	struct choice c;
+	struct table *t;
+	__u32 id;
+
+	if (bpf_get_netns_cookie(ctx) != netns_cookie)
+		return 0;
+	fe = find_frontend(key);
+	if (!fe || fe->mode != MODE_CONNECT)
+		return 0;
+	ak.service = fe->service;
+	ak.client[0] = bpf_get_current_pid_tgid() >> 32;
+	ak.client[2] = (__u32)netns_cookie;
+	ak.client[3] = (__u32)(netns_cookie >> 32);
+
+	t = service_table(fe->service);
+	if (!t)
+		goto refuse;
+	if (sticky(t, &ak, &id) < 0) {
+		if (choose(t, &c) < 0 || endpoint_at(&c, 0, &id) < 0)
+			goto refuse;
+		stick(t, &ak, &c, id);
+	}
+	e = bpf_map_lookup_elem(&endpoints, &id);
+	if (!e || e->port == 0)
+		goto refuse;
+	*ep = *e;
+	count_assigned(id);
+	return 1;
+refuse:
+	count_refused(fe->service);
+	return -1;
+}
+
+static __always_inline void remember(void *ctx, struct frontend_key *orig)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct original_dest od = {.port = orig->port};
+	__builtin_memcpy(od.addr, orig->addr, sizeof(od.addr));
+	bpf_map_update_elem(&original_dests, &cookie, &od, BPF_ANY);
+}
+
+static __always_inline int refuse_connect(void)
+{
+	bpf_set_retval(-ECONNREFUSED);
+	return 0;
+}
+
+SEC("cgroup/connect4")
+int tcpshift_connect4(struct bpf_sock_addr *ctx)
+{
+	struct frontend_key key = {}, orig;
+	struct endpoint ep;
+
+	if (ctx->type != SOCK_STREAM)
+		return 1;
+	key.addr[2] = bpf_htonl(0xffff);
+	key.addr[3] = ctx->user_ip4;
+	key.port = bpf_ntohs(ctx->user_port);
+	orig = key;
+	int r = connect_dest(ctx, &key, &ep);
+	if (r == 0)
+		return 1;
+	/* An IPv4 socket cannot reach an IPv6 endpoint. */
+	if (r < 0 || !is_mapped(ep.addr))
+		return refuse_connect();
+	ctx->user_ip4 = ep.addr[3];
+	ctx->user_port = bpf_htons(ep.port);
+	remember(ctx, &orig);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int tcpshift_connect6(struct bpf_sock_addr *ctx)
+{
+	struct frontend_key key = {}, orig;
+	struct endpoint ep;
+
+	if (ctx->type != SOCK_STREAM)
+		return 1;
+	/* Dual-stack sockets dialling ::ffff:a.b.c.d come here, not to
+	 * connect4: the key is the same IPv4-mapped form. */
+	key.addr[0] = ctx->user_ip6[0];
+	key.addr[1] = ctx->user_ip6[1];
+	key.addr[2] = ctx->user_ip6[2];
+	key.addr[3] = ctx->user_ip6[3];
+	key.port = bpf_ntohs(ctx->user_port);
+	orig = key;
+	int r = connect_dest(ctx, &key, &ep);
+	if (r == 0)
+		return 1;
+	if (r < 0)
+		return refuse_connect();
+	ctx->user_ip6[0] = ep.addr[0];
+	ctx->user_ip6[1] = ep.addr[1];
+	ctx->user_ip6[2] = ep.addr[2];
+	ctx->user_ip6[3] = ep.addr[3];
+	ctx->user_port = bpf_htons(ep.port);
+	remember(ctx, &orig);
+	return 1;
+}
+
+SEC("cgroup/getpeername4")
+int tcpshift_getpeername4(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct original_dest *od = bpf_map_lookup_elem(&original_dests, &cookie);
+	if (od && is_mapped(od->addr)) {
+		ctx->user_ip4 = od->addr[3];
+		ctx->user_port = bpf_htons(od->port);
+	}
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int tcpshift_getpeername6(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct original_dest *od = bpf_map_lookup_elem(&original_dests, &cookie);
+	if (od) {
+		ctx->user_ip6[0] = od->addr[0];
+		ctx->user_ip6[1] = od->addr[1];
+		ctx->user_ip6[2] = od->addr[2];
+		ctx->user_ip6[3] = od->addr[3];
+		ctx->user_port = bpf_htons(od->port);
+	}
+	return 1;
 }

@@ -11,6 +11,9 @@
 /* Positions in a weight table; a power of two so the verifier can bound indexes. */
 #define TABLE_SLOTS 4096
 #define NAME_LEN 64
+#define REASON_LEN 128
+#define MAX_CONNECTIONS 65536 /* remembered for getpeername */
+#define MAX_AFFINITIES 65536
 
 enum mode {
 	MODE_LOOKUP = 1,  /* sk_lookup steers to a local listening socket */
@@ -25,6 +28,7 @@ enum policy {
 
 enum service_flags {
 	SERVICE_LOCAL_ROUTE = 1, /* tcpshift added a local route for the frontend */
+	SERVICE_AUTO = 2,        /* mode was chosen automatically */
 };
 
 /* A frontend address: IPv6, or IPv4-mapped (::ffff:a.b.c.d) for IPv4, in
@@ -41,8 +45,10 @@ struct frontend {
 };
 
 struct subset_slots {
-	__u32 turn;  /* next endpoint's turn, advanced atomically */
-	__u32 count; /* endpoints in use */
+	__u32 turn;      /* next endpoint's turn, advanced atomically */
+	__u32 count;     /* endpoints in use */
+	__u32 positions; /* positions in seq: 0 means no new connections */
+	__u32 pad;
 	__u32 endpoints[MAX_SUBSET_ENDPOINTS]; /* endpoint ids */
 };
 
@@ -52,6 +58,7 @@ struct table {
 	__u64 next;   /* next position in seq, advanced atomically */
 	__u32 len;    /* positions in use; 0 refuses every connection */
 	enum policy policy;
+	__u64 affinity_ttl; /* ns a client sticks to its endpoint; 0 = off */
 	struct subset_slots subsets[MAX_SUBSETS];
 	__u8 seq[TABLE_SLOTS]; /* subset index for each position */
 };
@@ -70,6 +77,27 @@ struct service_stats {
 	__u64 refused; /* connections refused: no weight, or no live endpoint */
 };
 
+/* Where a connect-mode connection really goes, for getpeername. */
+struct original_dest {
+	__u32 addr[4]; /* like frontend_key.addr */
+	__u16 port;    /* host byte order */
+	__u16 pad;
+};
+
+/* A client of a service: lookup mode, the source address; connect mode,
+ * the process (tgid) and its network namespace cookie. */
+struct affinity_key {
+	__u32 service;
+	__u32 pad;
+	__u32 client[4];
+};
+
+struct affinity {
+	__u32 endpoint;
+	__u32 subset;
+	__u64 expires; /* bpf_ktime_get_ns */
+};
+
 /* What the user asked for, kept for the stateless CLI. The data path never
  * reads it. */
 struct subset_meta {
@@ -86,5 +114,7 @@ struct service_meta {
 	enum policy policy;
 	enum service_flags flags; /* a bit set */
 	__u32 subset_count;
+	__u64 affinity_ttl;    /* ns, 0 = off */
+	char reason[REASON_LEN]; /* why mode auto chose this mode */
 	struct subset_meta subsets[MAX_SUBSETS];
 };

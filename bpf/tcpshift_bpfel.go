@@ -13,6 +13,20 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type TcpshiftAffinity struct {
+	_        structs.HostLayout
+	Endpoint uint32
+	Subset   uint32
+	Expires  uint64
+}
+
+type TcpshiftAffinityKey struct {
+	_       structs.HostLayout
+	Service uint32
+	Pad     uint32
+	Client  [4]uint32
+}
+
 type TcpshiftEndpoint struct {
 	_    structs.HostLayout
 	Addr [4]uint32
@@ -46,6 +60,13 @@ const (
 	TcpshiftModeMODE_PROXY   TcpshiftMode = 3
 )
 
+type TcpshiftOriginalDest struct {
+	_    structs.HostLayout
+	Addr [4]uint32
+	Port uint16
+	Pad  uint16
+}
+
 type TcpshiftPolicy uint32
 
 const (
@@ -57,6 +78,7 @@ type TcpshiftServiceFlags uint32
 
 const (
 	TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE TcpshiftServiceFlags = 1
+	TcpshiftServiceFlagsSERVICE_AUTO        TcpshiftServiceFlags = 2
 )
 
 type TcpshiftServiceMeta struct {
@@ -68,6 +90,8 @@ type TcpshiftServiceMeta struct {
 	Flags       TcpshiftServiceFlags
 	SubsetCount uint32
 	_           [4]byte
+	AffinityTtl uint64
+	Reason      [128]int8
 	Subsets     [16]TcpshiftSubsetMeta
 }
 
@@ -89,31 +113,41 @@ type TcpshiftSubsetSlots struct {
 	_         structs.HostLayout
 	Turn      uint32
 	Count     uint32
+	Positions uint32
+	Pad       uint32
 	Endpoints [16]uint32
 }
 
 type TcpshiftTable struct {
-	_       structs.HostLayout
-	Next    uint64
-	Len     uint32
-	Policy  TcpshiftPolicy
-	Subsets [16]TcpshiftSubsetSlots
-	Seq     [4096]uint8
+	_           structs.HostLayout
+	Next        uint64
+	Len         uint32
+	Policy      TcpshiftPolicy
+	AffinityTtl uint64
+	Subsets     [16]TcpshiftSubsetSlots
+	Seq         [4096]uint8
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	TcpshiftMapEndpointCounts  = "endpoint_counts"
-	TcpshiftMapEndpoints       = "endpoints"
-	TcpshiftMapFrontends       = "frontends"
-	TcpshiftMapServiceCounts   = "service_counts"
-	TcpshiftMapServices        = "services"
-	TcpshiftMapSockets         = "sockets"
-	TcpshiftMapTableLayout     = "table_layout"
-	TcpshiftMapTables          = "tables"
-	TcpshiftProgTcpshiftLookup = "tcpshift_lookup"
+	TcpshiftMapAffinities            = "affinities"
+	TcpshiftMapEndpointCounts        = "endpoint_counts"
+	TcpshiftMapEndpoints             = "endpoints"
+	TcpshiftMapFrontends             = "frontends"
+	TcpshiftMapOriginalDests         = "original_dests"
+	TcpshiftMapServiceCounts         = "service_counts"
+	TcpshiftMapServices              = "services"
+	TcpshiftMapSockets               = "sockets"
+	TcpshiftMapTableLayout           = "table_layout"
+	TcpshiftMapTables                = "tables"
+	TcpshiftProgTcpshiftConnect4     = "tcpshift_connect4"
+	TcpshiftProgTcpshiftConnect6     = "tcpshift_connect6"
+	TcpshiftProgTcpshiftGetpeername4 = "tcpshift_getpeername4"
+	TcpshiftProgTcpshiftGetpeername6 = "tcpshift_getpeername6"
+	TcpshiftProgTcpshiftLookup       = "tcpshift_lookup"
+	TcpshiftVarNetnsCookie           = "netns_cookie"
 )
 
 // LoadTcpshift returns the embedded CollectionSpec for Tcpshift.
@@ -158,16 +192,22 @@ type TcpshiftSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftProgramSpecs struct {
-	TcpshiftLookup *ebpf.ProgramSpec `ebpf:"tcpshift_lookup"`
+	TcpshiftConnect4     *ebpf.ProgramSpec `ebpf:"tcpshift_connect4"`
+	TcpshiftConnect6     *ebpf.ProgramSpec `ebpf:"tcpshift_connect6"`
+	TcpshiftGetpeername4 *ebpf.ProgramSpec `ebpf:"tcpshift_getpeername4"`
+	TcpshiftGetpeername6 *ebpf.ProgramSpec `ebpf:"tcpshift_getpeername6"`
+	TcpshiftLookup       *ebpf.ProgramSpec `ebpf:"tcpshift_lookup"`
 }
 
 // TcpshiftMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftMapSpecs struct {
+	Affinities     *ebpf.MapSpec `ebpf:"affinities"`
 	EndpointCounts *ebpf.MapSpec `ebpf:"endpoint_counts"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
+	OriginalDests  *ebpf.MapSpec `ebpf:"original_dests"`
 	ServiceCounts  *ebpf.MapSpec `ebpf:"service_counts"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
 	Sockets        *ebpf.MapSpec `ebpf:"sockets"`
@@ -179,6 +219,7 @@ type TcpshiftMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftVariableSpecs struct {
+	NetnsCookie *ebpf.VariableSpec `ebpf:"netns_cookie"`
 }
 
 // TcpshiftObjects contains all objects after they have been loaded into the kernel.
@@ -201,9 +242,11 @@ func (o *TcpshiftObjects) Close() error {
 //
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftMaps struct {
+	Affinities     *ebpf.Map `ebpf:"affinities"`
 	EndpointCounts *ebpf.Map `ebpf:"endpoint_counts"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
+	OriginalDests  *ebpf.Map `ebpf:"original_dests"`
 	ServiceCounts  *ebpf.Map `ebpf:"service_counts"`
 	Services       *ebpf.Map `ebpf:"services"`
 	Sockets        *ebpf.Map `ebpf:"sockets"`
@@ -213,9 +256,11 @@ type TcpshiftMaps struct {
 
 func (m *TcpshiftMaps) Close() error {
 	return _TcpshiftClose(
+		m.Affinities,
 		m.EndpointCounts,
 		m.Endpoints,
 		m.Frontends,
+		m.OriginalDests,
 		m.ServiceCounts,
 		m.Services,
 		m.Sockets,
@@ -228,17 +273,26 @@ func (m *TcpshiftMaps) Close() error {
 //
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftVariables struct {
+	NetnsCookie *ebpf.Variable `ebpf:"netns_cookie"`
 }
 
 // TcpshiftPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftPrograms struct {
-	TcpshiftLookup *ebpf.Program `ebpf:"tcpshift_lookup"`
+	TcpshiftConnect4     *ebpf.Program `ebpf:"tcpshift_connect4"`
+	TcpshiftConnect6     *ebpf.Program `ebpf:"tcpshift_connect6"`
+	TcpshiftGetpeername4 *ebpf.Program `ebpf:"tcpshift_getpeername4"`
+	TcpshiftGetpeername6 *ebpf.Program `ebpf:"tcpshift_getpeername6"`
+	TcpshiftLookup       *ebpf.Program `ebpf:"tcpshift_lookup"`
 }
 
 func (p *TcpshiftPrograms) Close() error {
 	return _TcpshiftClose(
+		p.TcpshiftConnect4,
+		p.TcpshiftConnect6,
+		p.TcpshiftGetpeername4,
+		p.TcpshiftGetpeername6,
 		p.TcpshiftLookup,
 	)
 }

@@ -67,14 +67,19 @@ func endpointAddr(e bpf.TcpshiftEndpoint) netip.AddrPort {
 	return netip.AddrPortFrom(wordsAddr(e.Addr), e.Port)
 }
 
-func putName(dst *[64]int8, s string) {
-	*dst = [64]int8{}
+func putName(dst *[64]int8, s string) { putString(dst[:], s) }
+
+// putString writes s NUL-terminated, cut to fit.
+func putString(dst []int8, s string) {
+	clear(dst)
 	for i := 0; i < len(s) && i < len(dst)-1; i++ {
 		dst[i] = int8(s[i])
 	}
 }
 
-func getName(src [64]int8) string {
+func getName(src [64]int8) string { return getString(src[:]) }
+
+func getString(src []int8) string {
 	b := make([]byte, 0, len(src))
 	for _, c := range src {
 		if c == 0 {

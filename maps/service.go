@@ -3,6 +3,7 @@ package maps
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/tcpshift/tcpshift/bpf"
 )
@@ -14,8 +15,13 @@ type Service struct {
 	Frontend   netip.AddrPort
 	Mode       Mode
 	Policy     Policy
-	LocalRoute bool // tcpshift added a local route for the frontend address
-	Subsets    []Subset
+	LocalRoute bool   // tcpshift added a local route for the frontend address
+	Auto       bool   // the mode was chosen by mode: auto
+	Reason     string // why that mode
+	// AffinityTTL keeps a client on its endpoint while it reconnects within
+	// this time; 0 turns affinity off.
+	AffinityTTL time.Duration
+	Subsets     []Subset
 }
 
 // Subset is a version of a service: its relative weight and its endpoints.
@@ -59,7 +65,11 @@ func (s *Service) Table() (bpf.TcpshiftTable, error) {
 	seq, _ := Sequence(s.Weights(), TableSlots)
 	t.Len = uint32(len(seq))
 	t.Policy = s.Policy
+	t.AffinityTtl = uint64(s.AffinityTTL)
 	copy(t.Seq[:], seq)
+	for _, idx := range seq {
+		t.Subsets[idx].Positions++
+	}
 	for i, sub := range s.Subsets {
 		if len(sub.Endpoints) > MaxSubsetEndpoints {
 			return t, fmt.Errorf("service %s subset %s: %d endpoints, at most %d", s.Name, sub.Name, len(sub.Endpoints), MaxSubsetEndpoints)
@@ -81,6 +91,11 @@ func (s *Service) meta() bpf.TcpshiftServiceMeta {
 	if s.LocalRoute {
 		m.Flags |= bpf.TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE
 	}
+	if s.Auto {
+		m.Flags |= bpf.TcpshiftServiceFlagsSERVICE_AUTO
+	}
+	m.AffinityTtl = uint64(s.AffinityTTL)
+	putString(m.Reason[:], s.Reason)
 	m.SubsetCount = uint32(len(s.Subsets))
 	for i, sub := range s.Subsets {
 		sm := &m.Subsets[i]

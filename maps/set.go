@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -274,6 +275,10 @@ func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) 
 		Mode:       m.Mode,
 		Policy:     m.Policy,
 		LocalRoute: m.Flags&bpf.TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE != 0,
+		Auto:       m.Flags&bpf.TcpshiftServiceFlagsSERVICE_AUTO != 0,
+		Reason:     getString(m.Reason[:]),
+
+		AffinityTTL: time.Duration(m.AffinityTtl),
 	}
 	for _, sm := range m.Subsets[:min(int(m.SubsetCount), len(m.Subsets))] {
 		sub := Subset{Name: getName(sm.Name), Weight: sm.Weight}
