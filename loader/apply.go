@@ -36,11 +36,7 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 	plans, err := t.plan(cfg)
 	defer func() {
 		for _, p := range plans {
-			for _, socks := range p.sockets {
-				for _, s := range socks {
-					s.Close()
-				}
-			}
+			closeSockets(p)
 		}
 	}()
 	if err != nil {
@@ -86,10 +82,11 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 			p.svc.LocalRoute = true
 			keepRoutes[addr] = true
 		}
-		for i, sub := range p.svc.Subsets {
-			for j, ep := range sub.Endpoints {
-				if err := set.RegisterSocket(ep.ID, int(p.sockets[i][j].File.Fd())); err != nil {
-					return changes, fmt.Errorf("service %s: register %s (%s): %w", p.svc.Name, ep.Addr, p.sockets[i][j].Owner(), err)
+		for i, socks := range p.sockets {
+			for j, sock := range socks {
+				ep := p.svc.Subsets[i].Endpoints[j]
+				if err := set.RegisterSocket(ep.ID, int(sock.File.Fd())); err != nil {
+					return changes, fmt.Errorf("service %s: register %s (%s): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
 				}
 			}
 		}
@@ -146,51 +143,86 @@ func (t *Target) plan(cfg *config.Config) ([]*planned, error) {
 		field := func(f string, line int) string {
 			return fmt.Sprintf("%s:%d: services[%d]%s", cfg.Path, line, i, f)
 		}
-		mode, err := dataPath(c.Mode)
-		if err != nil {
-			return plans, fmt.Errorf("%s: %w", field(".mode", c.Line), err)
-		}
 		p := &planned{svc: &maps.Service{
 			Name:     c.Name,
 			Frontend: c.Listen,
-			Mode:     mode,
 			Policy:   maps.PolicyRoundRobin,
 		}}
 		plans = append(plans, p)
 		if c.Policy == config.PolicyRandom {
 			p.svc.Policy = maps.PolicyRandom
 		}
+		if c.Affinity != nil {
+			p.svc.AffinityTTL = c.Affinity.TTL
+		}
 		for _, sub := range c.Subsets {
 			ms := maps.Subset{Name: sub.Name, Weight: sub.Weight}
-			var socks []*listener.Socket
-			for j, addr := range sub.Endpoints {
-				sock, err := listener.Find(t.NS.Handle, addr)
-				if err != nil {
-					return plans, fmt.Errorf("%s: %w", field(fmt.Sprintf(".subsets.%s.endpoints[%d]", sub.Name, j), sub.Line), err)
-				}
-				socks = append(socks, sock)
-				if err := familyFits(c.Listen, sock); err != nil {
-					return plans, fmt.Errorf("%s: %w", field(fmt.Sprintf(".subsets.%s.endpoints[%d]", sub.Name, j), sub.Line), err)
-				}
+			for _, addr := range sub.Endpoints {
 				ms.Endpoints = append(ms.Endpoints, maps.Endpoint{Addr: addr})
 			}
-			p.sockets = append(p.sockets, socks)
 			p.svc.Subsets = append(p.svc.Subsets, ms)
 		}
-		if p.route, err = needsLocalRoute(t.nl, c.Listen.Addr()); err != nil {
-			return plans, fmt.Errorf("%s: %w", field(".listen", c.Line), err)
+
+		switch c.Mode {
+		case config.ModeLookup:
+			if err := t.findSockets(c, p, field); err != nil {
+				return plans, err
+			}
+			p.svc.Mode, p.svc.Reason = maps.ModeLookup, "configured"
+		case config.ModeConnect:
+			p.svc.Mode, p.svc.Reason = maps.ModeConnect, "configured"
+		case config.ModeAuto, "":
+			p.svc.Auto = true
+			if err := t.findSockets(c, p, field); err != nil {
+				closeSockets(p)
+				p.svc.Mode = maps.ModeConnect
+				p.svc.Reason = "auto: " + err.Error()
+			} else {
+				p.svc.Mode = maps.ModeLookup
+				p.svc.Reason = "auto: every endpoint is a listener in this network namespace"
+			}
+		default:
+			return plans, fmt.Errorf("%s: mode %q is not available in this version of tcpshift (use lookup, connect or auto)", field(".mode", c.Line), c.Mode)
+		}
+
+		if p.svc.Mode == maps.ModeLookup {
+			var err error
+			if p.route, err = needsLocalRoute(t.nl, c.Listen.Addr()); err != nil {
+				return plans, fmt.Errorf("%s: %w", field(".listen", c.Line), err)
+			}
 		}
 	}
 	return plans, nil
 }
 
-// dataPath maps a configured mode to the data path this build provides.
-func dataPath(m config.Mode) (maps.Mode, error) {
-	switch m {
-	case config.ModeLookup, config.ModeAuto, "":
-		return maps.ModeLookup, nil
+// findSockets finds the listening socket of every endpoint, for lookup mode.
+func (t *Target) findSockets(c *config.Service, p *planned, field func(string, int) string) error {
+	for _, sub := range c.Subsets {
+		var socks []*listener.Socket
+		p.sockets = append(p.sockets, nil)
+		for j, addr := range sub.Endpoints {
+			where := field(fmt.Sprintf(".subsets.%s.endpoints[%d]", sub.Name, j), sub.Line)
+			sock, err := listener.Find(t.NS.Handle, addr)
+			if err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+			socks = append(socks, sock)
+			p.sockets[len(p.sockets)-1] = socks
+			if err := familyFits(c.Listen, sock); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
+		}
 	}
-	return 0, fmt.Errorf("mode %q is not available in this version of tcpshift (use lookup or auto)", m)
+	return nil
+}
+
+func closeSockets(p *planned) {
+	for _, socks := range p.sockets {
+		for _, s := range socks {
+			s.Close()
+		}
+	}
+	p.sockets = nil
 }
 
 // ErrFamily is returned when sk_lookup could never hand a frontend's

@@ -43,16 +43,21 @@ func (t *Target) Down() (bool, error) {
 		return true, err
 	}
 
-	// Detach explicitly: dropping the link's last reference by unpinning
+	// Detach explicitly: dropping a link's last reference by unpinning
 	// detaches only later, from a kernel work queue.
-	if l, err := link.LoadPinnedLink(filepath.Join(t.Dir, lookupLinkPin), nil); err == nil {
+	for _, h := range hooks {
+		l, err := link.LoadPinnedLink(filepath.Join(t.Dir, linkPin(h.prog)), nil)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return true, fmt.Errorf("open pinned %s link: %w", h.prog, err)
+		}
 		err = l.Detach()
 		l.Close()
 		if err != nil {
-			return true, fmt.Errorf("detach sk_lookup: %w", err)
+			return true, fmt.Errorf("detach %s: %w", h.prog, err)
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return true, fmt.Errorf("open pinned sk_lookup link: %w", err)
 	}
 	// The pins hold the maps alive; removing them frees everything.
 	entries, err := os.ReadDir(t.Dir)

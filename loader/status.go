@@ -11,12 +11,15 @@ type Status struct {
 
 // ServiceStatus describes one service.
 type ServiceStatus struct {
-	Name    string         `json:"name" yaml:"name"`
-	Listen  string         `json:"listen" yaml:"listen"`
-	Mode    string         `json:"mode" yaml:"mode"`
-	Policy  string         `json:"policy" yaml:"policy"`
-	Refused uint64         `json:"refused" yaml:"refused"`
-	Subsets []SubsetStatus `json:"subsets" yaml:"subsets"`
+	Name   string `json:"name" yaml:"name"`
+	Listen string `json:"listen" yaml:"listen"`
+	Mode   string `json:"mode" yaml:"mode"`
+	Reason string `json:"reason" yaml:"reason"` // why this mode
+	Policy string `json:"policy" yaml:"policy"`
+	// Affinity is how long a client stays on its endpoint, "" when off.
+	Affinity string         `json:"affinity,omitempty" yaml:"affinity,omitempty"`
+	Refused  uint64         `json:"refused" yaml:"refused"`
+	Subsets  []SubsetStatus `json:"subsets" yaml:"subsets"`
 }
 
 // SubsetStatus describes one subset; Percent is the share of new
@@ -89,8 +92,12 @@ func serviceStatus(set *maps.Set, svc *maps.Service) (ServiceStatus, error) {
 		Name:    svc.Name,
 		Listen:  svc.Frontend.String(),
 		Mode:    ModeName(svc.Mode),
+		Reason:  svc.Reason,
 		Policy:  PolicyName(svc.Policy),
 		Subsets: []SubsetStatus{},
+	}
+	if svc.AffinityTTL > 0 {
+		ss.Affinity = svc.AffinityTTL.String()
 	}
 	var err error
 	if ss.Refused, err = set.Refused(svc.ID); err != nil {

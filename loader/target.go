@@ -17,22 +17,46 @@ import (
 	"github.com/tcpshift/tcpshift/maps"
 )
 
-// Pinned link names, next to the maps.
-const lookupLinkPin = "lookup_link"
+// The programs and where each is attached; their links are pinned next to
+// the maps under "<program>_link".
+var hooks = []struct {
+	prog   string
+	attach ebpf.AttachType // 0: sk_lookup, attached to the namespace
+}{
+	{bpf.TcpshiftProgTcpshiftLookup, 0},
+	{bpf.TcpshiftProgTcpshiftConnect4, ebpf.AttachCGroupInet4Connect},
+	{bpf.TcpshiftProgTcpshiftConnect6, ebpf.AttachCGroupInet6Connect},
+	{bpf.TcpshiftProgTcpshiftGetpeername4, ebpf.AttachCgroupInet4GetPeername},
+	{bpf.TcpshiftProgTcpshiftGetpeername6, ebpf.AttachCgroupInet6GetPeername},
+}
+
+func linkPin(prog string) string { return prog + "_link" }
 
 // Target is tcpshift's state in one network namespace.
 type Target struct {
 	NS    *Namespace
 	BPFFS string
 	Dir   string // pin directory
-	nl    *netlink.Handle
+	// Cgroup is where the connect-time hooks attach: the cgroup v2 root
+	// unless --cgroup names another.
+	Cgroup string
+	nl     *netlink.Handle
 }
 
 // Open prepares to work on the network namespace at netnsPath ("" for the
-// current one) with bpffs at bpffsDir ("" for /sys/fs/bpf). It changes nothing.
-func Open(netnsPath, bpffsDir string) (*Target, error) {
+// current one) with bpffs at bpffsDir ("" for /sys/fs/bpf) and the
+// connect-time hooks on cgroupDir ("" for the cgroup v2 root). It changes
+// nothing.
+func Open(netnsPath, bpffsDir, cgroupDir string) (*Target, error) {
 	if bpffsDir == "" {
 		bpffsDir = DefaultBPFFS
+	}
+	if cgroupDir == "" {
+		root, err := CgroupRoot()
+		if err != nil {
+			return nil, err
+		}
+		cgroupDir = root
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("tcpshift needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it with sudo")
@@ -46,7 +70,7 @@ func Open(netnsPath, bpffsDir string) (*Target, error) {
 		ns.Close()
 		return nil, fmt.Errorf("netlink in network namespace: %w", err)
 	}
-	return &Target{NS: ns, BPFFS: bpffsDir, Dir: pinDir(bpffsDir, ns), nl: nl}, nil
+	return &Target{NS: ns, BPFFS: bpffsDir, Dir: pinDir(bpffsDir, ns), Cgroup: cgroupDir, nl: nl}, nil
 }
 
 // Close releases the target's handles; the kernel state stays.
@@ -61,8 +85,9 @@ func (t *Target) Maps() (*maps.Set, error) {
 }
 
 // load loads the programs with the maps pinned by name in the target's
-// directory (creating and pinning them the first time) and attaches
-// sk_lookup to the namespace, or points the pinned link at the new program.
+// directory (creating and pinning them the first time) and attaches them:
+// sk_lookup to the namespace, the connect-time hooks to the cgroup. Where a
+// pinned link exists it is pointed at the new program instead.
 func (t *Target) load() (_ *ebpf.Collection, err error) {
 	if err := ensureBPFFS(t.BPFFS); err != nil {
 		return nil, err
@@ -75,6 +100,13 @@ func (t *Target) load() (_ *ebpf.Collection, err error) {
 		return nil, fmt.Errorf("load bpf spec: %w", err)
 	}
 	delete(spec.Maps, bpf.TcpshiftMapTableLayout) // only there for its BTF
+	cookie, err := t.NS.Cookie()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["netns_cookie"].Set(cookie); err != nil {
+		return nil, fmt.Errorf("set netns cookie: %w", err)
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: t.Dir},
 	})
@@ -89,25 +121,40 @@ func (t *Target) load() (_ *ebpf.Collection, err error) {
 			coll.Close()
 		}
 	}()
+	for _, h := range hooks {
+		if err := t.attach(h.prog, h.attach, coll.Programs[h.prog]); err != nil {
+			return nil, err
+		}
+	}
+	return coll, nil
+}
 
-	prog := coll.Programs[bpf.TcpshiftProgTcpshiftLookup]
-	pin := filepath.Join(t.Dir, lookupLinkPin)
+func (t *Target) attach(name string, at ebpf.AttachType, prog *ebpf.Program) error {
+	pin := filepath.Join(t.Dir, linkPin(name))
 	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
 		defer l.Close()
 		if err := l.Update(prog); err != nil {
-			return nil, fmt.Errorf("update sk_lookup link: %w", err)
+			return fmt.Errorf("update %s link: %w", name, err)
 		}
-		return coll, nil
+		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("open pinned sk_lookup link: %w", err)
+		return fmt.Errorf("open pinned %s link: %w", name, err)
 	}
-	l, err := link.AttachNetNs(int(t.NS.Handle), prog)
+	var (
+		l   link.Link
+		err error
+	)
+	if at == 0 {
+		l, err = link.AttachNetNs(int(t.NS.Handle), prog)
+	} else {
+		l, err = link.AttachCgroup(link.CgroupOptions{Path: t.Cgroup, Attach: at, Program: prog})
+	}
 	if err != nil {
-		return nil, fmt.Errorf("attach sk_lookup: %w", err)
+		return fmt.Errorf("attach %s: %w", name, err)
 	}
 	defer l.Close()
 	if err := l.Pin(pin); err != nil {
-		return nil, fmt.Errorf("pin sk_lookup link: %w", err)
+		return fmt.Errorf("pin %s link: %w", name, err)
 	}
-	return coll, nil
+	return nil
 }

@@ -487,6 +487,7 @@ func TestApplyRefusesUnusableEndpoints(t *testing.T) {
 	_, err := tg.Apply(parse(t, `services:
 - name: six
   listen: "[::1]:9000"
+  mode: lookup
   subsets:
     v1: {endpoints: [127.0.0.1:9001]}
 `))
@@ -506,6 +507,7 @@ func TestApplyRefusesUnusableEndpoints(t *testing.T) {
 	_, err = tg.Apply(parse(t, `services:
 - name: m
   listen: 127.0.0.100:9000
+  mode: lookup
   subsets:
     v1: {endpoints: [127.0.0.1:9005]}
 `))

@@ -88,7 +88,12 @@ func runDemo(w io.Writer) (err error) {
 		fmt.Fprintf(w, "$ tcp-echo -l %s %s        # subset %s\n", b.addr, b.prefix, b.subset)
 	}
 
-	if d.tg, err = loader.Open(d.ns.Path(), bpffs); err != nil {
+	cgroup, err := loader.TempCgroup("tcpshift-demo")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cgroup)
+	if d.tg, err = loader.Open(d.ns.Path(), bpffs, cgroup); err != nil {
 		return err
 	}
 	defer d.tg.Close()

@@ -38,6 +38,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "netns", Usage: "network namespace to work in, as a path (e.g. /run/netns/NAME)", DefaultText: "the current one"},
 			&cli.StringFlag{Name: "bpffs", Value: loader.DefaultBPFFS, Usage: "bpffs mount point for pinned state (mounted if absent)"},
+			&cli.StringFlag{Name: "cgroup", Usage: "cgroup v2 directory whose processes' connect() calls connect-mode services rewrite", DefaultText: "the cgroup v2 root"},
 		},
 		OnUsageError: usageError,
 		Commands: []*cli.Command{
@@ -57,5 +58,5 @@ func usageError(_ *cli.Context, err error, _ bool) error {
 
 // target opens the namespace and bpffs the global flags name.
 func target(c *cli.Context) (*loader.Target, error) {
-	return loader.Open(c.String("netns"), c.String("bpffs"))
+	return loader.Open(c.String("netns"), c.String("bpffs"), c.String("cgroup"))
 }

@@ -38,7 +38,7 @@ type shell struct {
 
 func (c shell) run(args ...string) (stdout string, err error) {
 	var out, errb bytes.Buffer
-	full := append([]string{"tcpshift", "--netns", c.env.NS.Path(), "--bpffs", c.env.BPFFS}, args...)
+	full := append([]string{"tcpshift", "--netns", c.env.NS.Path(), "--bpffs", c.env.BPFFS, "--cgroup", c.env.Cgroup}, args...)
 	err = run(full, &out, &errb)
 	return out.String(), err
 }

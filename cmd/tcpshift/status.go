@@ -67,7 +67,11 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "service %s  listen %s  mode %s  policy %s  refused %d\n", s.Name, s.Listen, s.Mode, s.Policy, s.Refused)
+		fmt.Fprintf(w, "service %s  listen %s  mode %s  policy %s  refused %d", s.Name, s.Listen, s.Mode, s.Policy, s.Refused)
+		if s.Affinity != "" {
+			fmt.Fprintf(w, "  affinity %s", s.Affinity)
+		}
+		fmt.Fprintf(w, "\n  mode %s: %s\n", s.Mode, s.Reason)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tCONNECTIONS\tENDPOINT\tCONNECTIONS")
 		for _, sub := range s.Subsets {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,9 +26,10 @@ import (
 
 // Env is one test's namespace and bpffs.
 type Env struct {
-	t     testing.TB
-	NS    *loader.Namespace
-	BPFFS string
+	t      testing.TB
+	NS     *loader.Namespace
+	BPFFS  string
+	Cgroup string // a throwaway cgroup for the connect-time hooks
 }
 
 // New makes a fresh network namespace and mounts a private bpffs. It fails
@@ -50,13 +53,51 @@ func New(t testing.TB) *Env {
 			t.Errorf("unmount bpffs: %v", err)
 		}
 	})
-	return &Env{t: t, NS: ns, BPFFS: dir}
+	cg, err := loader.TempCgroup("tcpshift-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(cg); err != nil {
+			t.Errorf("remove test cgroup: %v", err)
+		}
+	})
+	return &Env{t: t, NS: ns, BPFFS: dir, Cgroup: cg}
+}
+
+// Join moves the whole test process into the test's cgroup until the test
+// ends, so its own connect() calls run the connect-time hooks attached there.
+func (e *Env) Join() {
+	e.t.Helper()
+	orig, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var origPath string
+	for _, line := range strings.Split(strings.TrimSpace(string(orig)), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			origPath = rest
+		}
+	}
+	root, err := loader.CgroupRoot()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(e.Cgroup, "cgroup.procs"), pid, 0); err != nil {
+		e.t.Fatalf("join test cgroup: %v", err)
+	}
+	e.t.Cleanup(func() {
+		if err := os.WriteFile(filepath.Join(root, origPath, "cgroup.procs"), pid, 0); err != nil {
+			e.t.Errorf("leave test cgroup: %v", err)
+		}
+	})
 }
 
 // Target opens the loader on the namespace; the caller runs Down.
 func (e *Env) Target() *loader.Target {
 	e.t.Helper()
-	tg, err := loader.Open(e.NS.Path(), e.BPFFS)
+	tg, err := loader.Open(e.NS.Path(), e.BPFFS, e.Cgroup)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,0 +1,53 @@
+package loader
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// CgroupRoot finds where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
+// on most systems, /sys/fs/cgroup/unified on hybrid ones.
+func CgroupRoot() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("find cgroup2 mount: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		fields, postFields := strings.Fields(pre), strings.Fields(post)
+		if ok && len(fields) >= 5 && len(postFields) > 0 && postFields[0] == "cgroup2" {
+			return unescapeMount(fields[4]), nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("find cgroup2 mount: %w", err)
+	}
+	return "", errors.New("no cgroup2 mount in /proc/self/mountinfo: mount one, or pass --cgroup")
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	r := strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`)
+	return r.Replace(s)
+}
+
+// TempCgroup makes an empty child of the cgroup v2 root for the demo and
+// tests, so their connect-time hooks touch nobody else's connections. Remove
+// it with os.Remove once no process is left in it.
+func TempCgroup(name string) (string, error) {
+	root, err := CgroupRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(root, name+"-")
+	if err != nil {
+		return "", fmt.Errorf("create cgroup: %w", err)
+	}
+	return dir, nil
+}
