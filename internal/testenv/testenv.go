@@ -218,3 +218,70 @@ func (e *Env) ProgramExists(id ebpf.ProgramID) bool {
 	p.Close()
 	return true
 }
+
+// Remote makes a second network namespace playing a remote host, joined to
+// the test's namespace by a veth pair: here 10.0.0.1/24 and fd00::1/64,
+// there 10.0.0.2/24 and fd00::2/64. It returns an Env for the remote side
+// (sharing this test's bpffs and cgroup).
+func (e *Env) Remote() *Env {
+	e.t.Helper()
+	remote, err := loader.NewNamespace()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { remote.Close() })
+	h, err := netlink.NewHandleAt(e.NS.Handle)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer h.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "here"}, PeerName: "there", PeerNamespace: netlink.NsFd(remote.Handle)}
+	if err := h.LinkAdd(veth); err != nil {
+		e.t.Fatalf("add veth: %v", err)
+	}
+	rh, err := netlink.NewHandleAt(remote.Handle)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rh.Close()
+	for _, side := range []struct {
+		h            *netlink.Handle
+		name, v4, v6 string
+	}{{h, "here", "10.0.0.1/24", "fd00::1/64"}, {rh, "there", "10.0.0.2/24", "fd00::2/64"}} {
+		l, err := side.h.LinkByName(side.name)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, a := range []string{side.v4, side.v6} {
+			addr, _ := netlink.ParseAddr(a)
+			addr.Flags = unix.IFA_F_NODAD
+			if err := side.h.AddrAdd(l, addr); err != nil {
+				e.t.Fatalf("address %s on %s: %v", a, side.name, err)
+			}
+		}
+		if err := side.h.LinkSetUp(l); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return &Env{t: e.t, NS: remote, BPFFS: e.BPFFS, Cgroup: e.Cgroup}
+}
+
+// CgroupPrograms counts the BPF programs attached to the test's cgroup for
+// the connect-time hooks.
+func (e *Env) CgroupPrograms() int {
+	e.t.Helper()
+	cg, err := os.Open(e.Cgroup)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cg.Close()
+	n := 0
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect, ebpf.AttachCgroupInet4GetPeername, ebpf.AttachCgroupInet6GetPeername} {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: at})
+		if err != nil {
+			e.t.Fatalf("query cgroup programs: %v", err)
+		}
+		n += len(res.Programs)
+	}
+	return n
+}
