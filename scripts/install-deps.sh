@@ -6,7 +6,7 @@ set -euo pipefail
 
 want=${1:-test}
 case "$want" in
-test) pkgs=(iproute2) ;;
+test) pkgs=(iproute2 iperf3) ;;
 generate) pkgs=(clang llvm libbpf-dev) ;;
 *) echo "usage: $0 test|generate" >&2; exit 2 ;;
 esac

@@ -285,3 +285,19 @@ func (e *Env) CgroupPrograms() int {
 	}
 	return n
 }
+
+// WaitListening waits until something accepts connections on addr inside
+// the namespace, for servers started as separate processes.
+func (e *Env) WaitListening(addr string) {
+	e.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := e.Dial(addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("nothing listens on %s: %v", addr, err)
+		}
+	}
+}
