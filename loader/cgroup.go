@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -50,4 +52,34 @@ func TempCgroup(name string) (string, error) {
 		return "", fmt.Errorf("create cgroup: %w", err)
 	}
 	return dir, nil
+}
+
+// JoinCgroup moves the whole calling process into the cgroup v2 directory
+// dir (so connect-time hooks attached there see its connections) and
+// returns a function that moves it back.
+func JoinCgroup(dir string) (restore func() error, err error) {
+	root, err := CgroupRoot()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, fmt.Errorf("read own cgroup: %w", err)
+	}
+	orig := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			orig = rest
+		}
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
+		return nil, fmt.Errorf("join cgroup %s: %w", dir, err)
+	}
+	return func() error {
+		if err := os.WriteFile(filepath.Join(root, orig, "cgroup.procs"), pid, 0); err != nil {
+			return fmt.Errorf("return to cgroup %s: %w", orig, err)
+		}
+		return nil
+	}, nil
 }

@@ -26,10 +26,17 @@ func demoCommand() *cli.Command {
 		Description: "Starts tcp-echo v1 (replies start with \"one\") and v2 (\"two\"), routes 100% to v1,\n" +
 			"then 80/20, then 100% to v2, sending 10 connections at each step. Everything\n" +
 			"happens in a new network namespace with its own bpffs and is removed at the end.",
-		ArgsUsage:    " ",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "mode", Value: "lookup", Usage: "data path to show: lookup (sk_lookup) or connect (cgroup connect4/6)"},
+		},
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
-			return runDemo(c.App.Writer)
+			mode := c.String("mode")
+			if mode != "lookup" && mode != "connect" {
+				return fmt.Errorf("--mode %q: want lookup or connect", mode)
+			}
+			return runDemo(c.App.Writer, mode)
 		},
 	}
 }
@@ -39,7 +46,7 @@ const (
 	demoConfig   = `services:
 - name: tcp-echo
   listen: 127.0.0.100:9000
-  mode: lookup
+  mode: %s
   subsets:
     v1: {endpoints: [127.0.0.1:9001]}
     v2: {endpoints: [127.0.0.1:9002]}
@@ -48,14 +55,15 @@ const (
 )
 
 type demo struct {
-	w   io.Writer
-	ns  *loader.Namespace
-	tg  *loader.Target
-	dir string
+	w    io.Writer
+	mode string
+	ns   *loader.Namespace
+	tg   *loader.Target
+	dir  string
 }
 
-func runDemo(w io.Writer) (err error) {
-	d := &demo{w: w}
+func runDemo(w io.Writer, mode string) (err error) {
+	d := &demo{w: w, mode: mode}
 	fmt.Fprintln(w, "== tcpshift demo: Istio's TCP traffic shifting, on one host, in the kernel ==")
 	if d.ns, err = loader.NewNamespace(); err != nil {
 		return err
@@ -93,6 +101,15 @@ func runDemo(w io.Writer) (err error) {
 		return err
 	}
 	defer os.Remove(cgroup)
+	if mode == "connect" {
+		// The connect hooks see connect() calls of processes in the cgroup:
+		// this demo's own clients.
+		restore, err := loader.JoinCgroup(cgroup)
+		if err != nil {
+			return err
+		}
+		defer restore()
+	}
 	if d.tg, err = loader.Open(d.ns.Path(), bpffs, cgroup); err != nil {
 		return err
 	}
@@ -147,7 +164,7 @@ func (d *demo) listen(addr string) (ln net.Listener, err error) {
 }
 
 func (d *demo) apply(route string) error {
-	text := fmt.Sprintf(demoConfig, route)
+	text := fmt.Sprintf(demoConfig, d.mode, route)
 	path := filepath.Join(d.dir, "routes.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -184,7 +201,12 @@ func (d *demo) send() error {
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		fmt.Fprintln(d.w, reply)
+		if d.mode == "connect" {
+			// getpeername shows the frontend, not the backend connect() went to.
+			fmt.Fprintf(d.w, "%s    (getpeername: %s)\n", reply, c.RemoteAddr())
+		} else {
+			fmt.Fprintln(d.w, reply)
+		}
 		who, _, _ := strings.Cut(reply, " ")
 		counts[who]++
 	}

@@ -204,12 +204,19 @@ func TestCLIHelp(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
+	for _, mode := range []string{"lookup", "connect"} {
+		t.Run(mode, func(t *testing.T) { testDemo(t, mode) })
+	}
+}
+
+func testDemo(t *testing.T, mode string) {
 	var out bytes.Buffer
-	if err := runDemo(&out); err != nil {
+	if err := runDemo(&out, mode); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	text := out.String()
 	for _, want := range []string{
+		"mode " + mode,
 		"=> one (v1): 10, two (v2): 0",
 		"=> one (v1): 8, two (v2): 2",
 		"=> one (v1): 0, two (v2): 10",

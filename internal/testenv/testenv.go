@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,27 +67,13 @@ func New(t testing.TB) *Env {
 // ends, so its own connect() calls run the connect-time hooks attached there.
 func (e *Env) Join() {
 	e.t.Helper()
-	orig, err := os.ReadFile("/proc/self/cgroup")
+	restore, err := loader.JoinCgroup(e.Cgroup)
 	if err != nil {
 		e.t.Fatal(err)
-	}
-	var origPath string
-	for _, line := range strings.Split(strings.TrimSpace(string(orig)), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			origPath = rest
-		}
-	}
-	root, err := loader.CgroupRoot()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	pid := []byte(strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(e.Cgroup, "cgroup.procs"), pid, 0); err != nil {
-		e.t.Fatalf("join test cgroup: %v", err)
 	}
 	e.t.Cleanup(func() {
-		if err := os.WriteFile(filepath.Join(root, origPath, "cgroup.procs"), pid, 0); err != nil {
-			e.t.Errorf("leave test cgroup: %v", err)
+		if err := restore(); err != nil {
+			e.t.Error(err)
 		}
 	})
 }
