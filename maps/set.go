@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpshift/tcpshift/bpf"
 )
@@ -222,7 +223,9 @@ func (s *Set) RegisterSocket(id uint32, fd int) error {
 // ReleaseEndpoint forgets an endpoint id's socket and counters so it can be
 // given to another endpoint.
 func (s *Set) ReleaseEndpoint(id uint32) error {
-	if err := s.Sockets.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	// A socket map answers EINVAL for an empty slot: connect-mode endpoints
+	// never had a socket, and closed listeners leave by themselves.
+	if err := s.Sockets.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
 	if err := s.EndpointCounts.Put(id, bpf.TcpshiftEndpointStats{}); err != nil {

@@ -218,3 +218,21 @@ func dialMapped(t *testing.T, env *testenv.Env, ip [4]byte, port int) net.Conn {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	return c
 }
+
+// Endpoints and services of connect mode (which have no sockets) can be
+// changed and removed.
+func TestConnectEndpointsChangeAndRemove(t *testing.T) {
+	env := remotePair(t)
+	tg := env.Target()
+	apply(t, tg, connectConfig)
+	if _, err := tg.Apply(parse(t, strings.Replace(connectConfig, "10.0.0.2:9002", "10.0.0.2:9001", 1))); err != nil {
+		t.Fatalf("change an endpoint: %v", err)
+	}
+	if got := env.Count("10.96.0.10:9000", 5); !maps.Equal(got, map[string]int{"one": 5}) {
+		t.Fatalf("after changing v2's endpoint: %v", got)
+	}
+	changes, err := tg.Apply(parse(t, "services: []\n"))
+	if err != nil || len(changes) != 1 || changes[0].Action != "removed" {
+		t.Fatalf("remove the service: %+v %v", changes, err)
+	}
+}
