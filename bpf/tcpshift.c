@@ -57,6 +57,20 @@ struct {
  * are attached to a cgroup that processes of every namespace share. */
 volatile const __u64 netns_cookie = 0;
 
+/* assign hands the connection to an endpoint's listening socket, if it
+ * still has one. */
+static __always_inline long assign(struct bpf_sk_lookup *ctx, __u32 id)
+{
+	struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
+	if (!sk)
+		return -1;
+	long err = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	if (err == 0)
+		count_assigned(id);
+	return err;
+}
+
 SEC("sk_lookup")
 int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 {
@@ -91,17 +105,8 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	t = service_table(fe->service);
 	if (!t)
 		goto refuse;
-	if (sticky(t, &ak, &id) == 0) {
-		struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
-		if (sk) {
-			long err = bpf_sk_assign(ctx, sk, 0);
-			bpf_sk_release(sk);
-			if (err == 0) {
-				count_assigned(id);
-				return SK_PASS;
-			}
-		}
-	}
+	if (sticky(t, &ak, &id) == 0 && assign(ctx, id) == 0)
+		return SK_PASS;
 	if (choose(t, &c) < 0)
 		goto refuse;
 	/* Closed listeners leave the sockmap by themselves: try the subset's
@@ -109,13 +114,7 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	for (__u32 i = 0; i < MAX_SUBSET_ENDPOINTS; i++) {
 		if (endpoint_at(&c, i, &id) < 0)
 			break;
-		struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
-		if (!sk)
-			continue;
-		long err = bpf_sk_assign(ctx, sk, 0);
-		bpf_sk_release(sk);
-		if (err == 0) {
-			count_assigned(id);
+		if (assign(ctx, id) == 0) {
 			stick(t, &ak, &c, id);
 			return SK_PASS;
 		}
