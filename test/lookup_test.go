@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -260,14 +261,16 @@ func TestLookupTableSwapIsAtomic(t *testing.T) {
 	}
 	t.Cleanup(func() { tg.Down() })
 
+	// Swap back and forth in the background; connect until both at least
+	// 20 swaps and 1500 connections are done.
+	var swaps atomic.Int64
 	stop := make(chan struct{})
-	swaps := make(chan error)
+	swapErr := make(chan error, 1)
 	go func() {
-		n := 0
-		for {
+		for n := 0; ; n++ {
 			select {
 			case <-stop:
-				swaps <- nil
+				swapErr <- nil
 				return
 			default:
 			}
@@ -276,18 +279,27 @@ func TestLookupTableSwapIsAtomic(t *testing.T) {
 				cfg = tableB
 			}
 			if _, err := tg.Apply(cfg); err != nil {
-				swaps <- err
+				swapErr <- err
 				return
 			}
-			n++
+			swaps.Add(1)
 		}
 	}()
-	got := env.Count(frontend, 1500)
+	got := map[string]int{}
+	total := 0
+	for ; total < 1500 || swaps.Load() < 20; total++ {
+		who, err := env.Ask(frontend)
+		if err != nil {
+			t.Fatalf("connection %d: %v", total, err)
+		}
+		got[who]++
+	}
 	close(stop)
-	if err := <-swaps; err != nil {
+	if err := <-swapErr; err != nil {
 		t.Fatal(err)
 	}
-	if got["mixed"] != 0 || got["first"]+got["second"] != 1500 || got["first"] == 0 || got["second"] == 0 {
+	t.Logf("%d connections across %d table swaps: %v", total, swaps.Load(), got)
+	if got["mixed"] != 0 || got["first"]+got["second"] != total || got["first"] == 0 || got["second"] == 0 {
 		t.Fatalf("connections went %v: want only first and second, both used", got)
 	}
 }
