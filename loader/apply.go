@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
-	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -58,22 +57,23 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 	}
 	released := assignIDs(plans, old)
 
-	// Routes tcpshift added earlier stay as long as a service needs them.
+	// Routes tcpshift added earlier stay as long as a lookup-mode service
+	// needs them.
 	ourRoutes := map[netip.Addr]bool{}
-	for _, o := range old {
-		if o.LocalRoute {
-			ourRoutes[o.Frontend.Addr()] = true
-		}
-	}
 	keepRoutes := map[netip.Addr]bool{}
 	oldByName := map[string]*maps.Service{}
 	for _, o := range old {
 		oldByName[o.Name] = o
+		if o.LocalRoute {
+			ourRoutes[o.Frontend.Addr()] = true
+		}
 	}
 
+	planned := map[string]bool{}
 	for _, p := range plans {
+		planned[p.svc.Name] = true
 		addr := p.svc.Frontend.Addr()
-		if ourRoutes[addr] || p.route {
+		if p.route || (ourRoutes[addr] && p.svc.Mode == maps.ModeLookup) {
 			if !ourRoutes[addr] && !keepRoutes[addr] {
 				if err := addLocalRoute(t.nl, addr); err != nil {
 					return changes, fmt.Errorf("service %s: %w", p.svc.Name, err)
@@ -111,7 +111,7 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 	}
 
 	for _, o := range old {
-		if slices.ContainsFunc(plans, func(p *planned) bool { return p.svc.Name == o.Name }) {
+		if planned[o.Name] {
 			continue
 		}
 		if err := set.DeleteService(o); err != nil {

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -47,7 +48,7 @@ func (t *Target) SetWeights(service string, weights []Weight) (*maps.Service, er
 }
 
 // ErrNoService is returned when a named service is not loaded.
-var ErrNoService = fmt.Errorf("no such service")
+var ErrNoService = errors.New("no such service")
 
 func lookupService(set *maps.Set, name string) (*maps.Service, error) {
 	svc, ok, err := set.Service(name)

@@ -22,18 +22,7 @@ import (
 
 const frontend = "127.0.0.100:9000"
 
-const echoConfig = `services:
-- name: tcp-echo
-  listen: 127.0.0.100:9000
-  mode: lookup
-  policy: roundrobin
-  subsets:
-    v1: {endpoints: [127.0.0.1:9001]}
-    v2: {endpoints: [127.0.0.1:9002]}
-  route:
-  - {subset: v1, weight: 80}
-  - {subset: v2, weight: 20}
-`
+const echoConfig = testenv.EchoConfig
 
 func parse(t *testing.T, text string) *config.Config {
 	t.Helper()

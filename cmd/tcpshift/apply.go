@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/loader"
 )
 
 func applyCommand() *cli.Command {
@@ -35,10 +37,15 @@ func applyCommand() *cli.Command {
 			}
 			defer tg.Close()
 			changes, err := tg.Apply(cfg)
-			for _, ch := range changes {
-				fmt.Fprintf(c.App.Writer, "service %s %s\n", ch.Service, ch.Action)
-			}
+			printChanges(c.App.Writer, changes)
 			return err
 		},
+	}
+}
+
+// printChanges says what apply did, a line per service.
+func printChanges(w io.Writer, changes []loader.Change) {
+	for _, ch := range changes {
+		fmt.Fprintf(w, "service %s %s\n", ch.Service, ch.Action)
 	}
 }

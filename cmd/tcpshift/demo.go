@@ -175,9 +175,7 @@ func (d *demo) apply(route string) error {
 		return err
 	}
 	changes, err := d.tg.Apply(cfg)
-	for _, ch := range changes {
-		fmt.Fprintf(d.w, "service %s %s\n", ch.Service, ch.Action)
-	}
+	printChanges(d.w, changes)
 	return err
 }
 

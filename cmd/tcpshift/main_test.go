@@ -17,18 +17,7 @@ import (
 	"github.com/tcpshift/tcpshift/loader"
 )
 
-const routes = `services:
-- name: tcp-echo
-  listen: 127.0.0.100:9000        # frontend
-  mode: lookup
-  policy: roundrobin
-  subsets:
-    v1: {endpoints: [127.0.0.1:9001]}
-    v2: {endpoints: [127.0.0.1:9002]}
-  route:
-  - {subset: v1, weight: 80}
-  - {subset: v2, weight: 20}
-`
+const routes = testenv.EchoConfig
 
 // cli runs tcpshift in-process against the test's namespace and bpffs.
 type shell struct {

@@ -22,6 +22,21 @@ import (
 	"github.com/tcpshift/tcpshift/loader/listener"
 )
 
+// EchoConfig is the issue's route config for Istio's tcp-echo task: v1
+// ("one") on 127.0.0.1:9001 and v2 ("two") on 127.0.0.1:9002, 80/20.
+const EchoConfig = `services:
+- name: tcp-echo
+  listen: 127.0.0.100:9000
+  mode: lookup
+  policy: roundrobin
+  subsets:
+    v1: {endpoints: [127.0.0.1:9001]}
+    v2: {endpoints: [127.0.0.1:9002]}
+  route:
+  - {subset: v1, weight: 80}
+  - {subset: v2, weight: 20}
+`
+
 // Env is one test's namespace and bpffs.
 type Env struct {
 	t      testing.TB
