@@ -3,15 +3,22 @@
 
 #include "tcpshift.h"
 
-/* Never used at run time (the loader drops it): it gives struct table a full
- * BTF definition, which clang writes only as a forward declaration when the
- * type is nested as deep as an inner map's value. */
+/* Types BTF must describe in full although no map holds them directly:
+ * clang writes struct table only as a forward declaration when it is nested
+ * as deep as an inner map's value, and conn_bytes is only ever written to a
+ * seq_file. */
+struct layouts {
+	struct table table;
+	struct conn_bytes conn_bytes;
+};
+
+/* Never used at run time (the loader drops it): it carries struct layouts. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct table);
-} table_layout SEC(".maps");
+	__type(value, struct layouts);
+} layouts SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
@@ -184,11 +191,15 @@ static __always_inline void stick(struct table *t, struct affinity_key *k, struc
 	bpf_map_update_elem(&affinities, k, &a, BPF_ANY);
 }
 
-static __always_inline void count_assigned(__u32 endpoint)
+/* count_assigned counts a connection given to an endpoint and returns the
+ * endpoint's generation, for the connection's accounting tag. */
+static __always_inline __u32 count_assigned(__u32 endpoint)
 {
 	struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counts, &endpoint);
-	if (s)
-		__sync_fetch_and_add(&s->connections, 1);
+	if (!s)
+		return 0;
+	__sync_fetch_and_add(&s->connections, 1);
+	return s->generation;
 }
 
 static __always_inline void count_refused(__u32 service)

@@ -9,9 +9,9 @@
 
 #include "tcpshift.h"
 #include "select.h"
+#include "account.h"
 
 #define AF_INET 2
-#define AF_INET6 10
 #define SOCK_STREAM 1
 #define ECONNREFUSED 111
 
@@ -58,8 +58,8 @@ struct {
 volatile const __u64 netns_cookie = 0;
 
 /* assign hands the connection to an endpoint's listening socket, if it
- * still has one. */
-static __always_inline long assign(struct bpf_sk_lookup *ctx, __u32 id)
+ * still has one, and leaves the choice in flows for sockops. */
+static __always_inline long assign(struct bpf_sk_lookup *ctx, struct flow_key *flow, __u32 id)
 {
 	struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
 	if (!sk)
@@ -67,7 +67,7 @@ static __always_inline long assign(struct bpf_sk_lookup *ctx, __u32 id)
 	long err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
 	if (err == 0)
-		count_assigned(id);
+		remember_flow(flow, id, count_assigned(id));
 	return err;
 }
 
@@ -89,6 +89,7 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	__u32 ip4 = ctx->local_ip4, rip4 = ctx->remote_ip4;
 	__u32 ip6[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2], ctx->local_ip6[3]};
 	__u32 rip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
+	struct flow_key flow = {.local_port = ctx->local_port, .remote_port = bpf_ntohs(ctx->remote_port)};
 	if (ctx->family == AF_INET) {
 		key.addr[2] = bpf_htonl(0xffff);
 		key.addr[3] = ip4;
@@ -97,6 +98,10 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 		__builtin_memcpy(key.addr, ip6, sizeof(ip6));
 		__builtin_memcpy(ak.client, rip6, sizeof(rip6));
 	}
+	__builtin_memcpy(flow.local, key.addr, sizeof(flow.local));
+	__builtin_memcpy(flow.remote, ak.client, sizeof(flow.remote));
+	if (ctx->family == AF_INET)
+		flow.remote[2] = bpf_htonl(0xffff);
 	fe = find_frontend(&key);
 	if (!fe || fe->mode != MODE_LOOKUP)
 		return SK_PASS;
@@ -105,7 +110,7 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	t = service_table(fe->service);
 	if (!t)
 		goto refuse;
-	if (sticky(t, &ak, &id) == 0 && assign(ctx, id) == 0)
+	if (sticky(t, &ak, &id) == 0 && assign(ctx, &flow, id) == 0)
 		return SK_PASS;
 	if (choose(t, &c) < 0)
 		goto refuse;
@@ -114,7 +119,7 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	for (__u32 i = 0; i < MAX_SUBSET_ENDPOINTS; i++) {
 		if (endpoint_at(&c, i, &id) < 0)
 			break;
-		if (assign(ctx, id) == 0) {
+		if (assign(ctx, &flow, id) == 0) {
 			stick(t, &ak, &c, id);
 			return SK_PASS;
 		}
@@ -133,7 +138,7 @@ static __always_inline int is_mapped(const __u32 *a)
 /* connect_dest picks the endpoint for a connect() to key from this
  * namespace: 1 and *ep set when rewritten, 0 when not a service of ours,
  * -1 to refuse. */
-static __always_inline int connect_dest(void *ctx, struct frontend_key *key, struct endpoint *ep)
+static __always_inline int connect_dest(struct bpf_sock_addr *ctx, struct frontend_key *key, struct endpoint *ep)
 {
 	struct affinity_key ak = {};
 	struct frontend *fe;
@@ -164,7 +169,7 @@ static __always_inline int connect_dest(void *ctx, struct frontend_key *key, str
 	if (!e || e->port == 0)
 		goto refuse;
 	*ep = *e;
-	count_assigned(id);
+	tag_socket(ctx->sk, id, count_assigned(id));
 	return 1;
 refuse:
 	count_refused(fe->service);
@@ -264,4 +269,87 @@ int tcpshift_getpeername6(struct bpf_sock_addr *ctx)
 		ctx->user_port = bpf_htons(od->port);
 	}
 	return 1;
+}
+
+/* sockops sees every TCP socket of the cgroup: it counts the tagged ones. */
+SEC("sockops")
+int tcpshift_sockops(struct bpf_sock_ops *ctx)
+{
+	__u32 op = ctx->op, family = ctx->family, cb_flags = ctx->bpf_sock_ops_cb_flags;
+	__u32 ip4 = ctx->local_ip4, rip4 = ctx->remote_ip4;
+	__u32 ip6[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2], ctx->local_ip6[3]};
+	__u32 rip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
+	/* sockops keeps the remote port in network order in the upper half. */
+	__u32 lport = ctx->local_port, rport = bpf_ntohl(ctx->remote_port);
+	struct bpf_sock *sk = ctx->sk;
+	struct conn *c;
+
+	switch (op) {
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
+		/* A listener's new socket: was it one sk_lookup handed over? */
+		if (!sk || bpf_get_netns_cookie(ctx) != netns_cookie)
+			return 1;
+		struct flow_key k = {.local_port = lport, .remote_port = rport};
+		if (family == AF_INET) {
+			k.local[2] = k.remote[2] = bpf_htonl(0xffff);
+			k.local[3] = ip4;
+			k.remote[3] = rip4;
+		} else {
+			__builtin_memcpy(k.local, ip6, sizeof(ip6));
+			__builtin_memcpy(k.remote, rip6, sizeof(rip6));
+		}
+		struct conn *f = bpf_map_lookup_elem(&flows, &k);
+		if (!f)
+			return 1;
+		struct conn tag = *f;
+		bpf_map_delete_elem(&flows, &k);
+		c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!c)
+			return 1;
+		*c = tag;
+		c->flags = CONN_SERVER;
+		established(ctx, c, cb_flags);
+		return 1;
+	}
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		/* A client's or the proxy's socket, tagged before connect. */
+		if (!sk)
+			return 1;
+		c = bpf_sk_storage_get(&conns, sk, 0, 0);
+		if (c)
+			established(ctx, c, cb_flags);
+		return 1;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (!sk || ctx->args[1] != BPF_TCP_CLOSE)
+			return 1;
+		c = bpf_sk_storage_get(&conns, sk, 0, 0);
+		__u64 sent, received;
+		if (c && payload(sk, &sent, &received) == 0)
+			closed(c, sent, received);
+		return 1;
+	}
+	return 1;
+}
+
+/* tcpshift_bytes reports the bytes of every open connection of ours, for
+ * status: sockops adds a connection's bytes to its endpoint only at close. */
+SEC("iter/bpf_sk_storage_map")
+int tcpshift_bytes(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct sock *sk = ctx->sk;
+	struct conn *c = ctx->value;
+	__u64 sent, received;
+	if (!sk || !c || !(c->flags & CONN_COUNTED) || payload(sk, &sent, &received) < 0)
+		return 0;
+	struct conn_bytes b = {.endpoint = c->endpoint, .generation = c->generation};
+	if (c->flags & CONN_SERVER) {
+		b.in = received;
+		b.out = sent;
+	} else {
+		b.in = sent;
+		b.out = received;
+	}
+	bpf_seq_write(seq, &b, sizeof(b));
+	return 0;
 }

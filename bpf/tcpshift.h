@@ -14,6 +14,7 @@
 #define REASON_LEN 128
 #define MAX_CONNECTIONS 65536 /* remembered for getpeername */
 #define MAX_AFFINITIES 65536
+#define MAX_FLOWS 65536 /* sk_lookup handovers waiting for their handshake */
 
 enum mode {
 	MODE_LOOKUP = 1,  /* sk_lookup steers to a local listening socket */
@@ -69,8 +70,48 @@ struct endpoint {
 	__u16 pad;
 };
 
+/* Counters of one endpoint id. sockops keeps active, closed and bytes for
+ * the connections the selection (or the proxy) tagged with this id. */
 struct endpoint_stats {
 	__u64 connections; /* connections assigned */
+	__u64 active;      /* established and not closed yet */
+	__u64 closed;      /* established, then closed */
+	__u64 bytes_in;    /* towards the endpoint, of closed connections */
+	__u64 bytes_out;   /* from the endpoint, of closed connections */
+	__u32 generation;  /* bumped whenever the id is released */
+	__u32 pad;
+};
+
+enum conn_flags {
+	CONN_SERVER = 1,  /* the endpoint's own accepted socket (lookup mode) */
+	CONN_COUNTED = 2, /* counted in active */
+	CONN_PROXY = 4,   /* tagged by the userspace proxy: assigned once established */
+};
+
+/* The endpoint a connection belongs to, kept with its socket (sk_storage)
+ * from selection to close. */
+struct conn {
+	__u32 endpoint;
+	__u32 generation; /* endpoint_stats.generation at selection */
+	enum conn_flags flags; /* a bit set */
+	__u32 pad;
+};
+
+/* A connection sk_lookup handed to a listener, until the listener's new
+ * socket is established: addresses like frontend_key.addr. */
+struct flow_key {
+	__u32 local[4];
+	__u32 remote[4];
+	__u16 local_port;  /* host byte order */
+	__u16 remote_port; /* host byte order */
+};
+
+/* Live byte counts of one connection, written by the bytes iterator. */
+struct conn_bytes {
+	__u32 endpoint;
+	__u32 generation;
+	__u64 in;  /* towards the endpoint */
+	__u64 out; /* from the endpoint */
 };
 
 struct service_stats {

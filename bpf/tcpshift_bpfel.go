@@ -27,6 +27,30 @@ type TcpshiftAffinityKey struct {
 	Client  [4]uint32
 }
 
+type TcpshiftConn struct {
+	_          structs.HostLayout
+	Endpoint   uint32
+	Generation uint32
+	Flags      TcpshiftConnFlags
+	Pad        uint32
+}
+
+type TcpshiftConnBytes struct {
+	_          structs.HostLayout
+	Endpoint   uint32
+	Generation uint32
+	In         uint64
+	Out        uint64
+}
+
+type TcpshiftConnFlags uint32
+
+const (
+	TcpshiftConnFlagsCONN_SERVER  TcpshiftConnFlags = 1
+	TcpshiftConnFlagsCONN_COUNTED TcpshiftConnFlags = 2
+	TcpshiftConnFlagsCONN_PROXY   TcpshiftConnFlags = 4
+)
+
 type TcpshiftEndpoint struct {
 	_    structs.HostLayout
 	Addr [4]uint32
@@ -37,6 +61,20 @@ type TcpshiftEndpoint struct {
 type TcpshiftEndpointStats struct {
 	_           structs.HostLayout
 	Connections uint64
+	Active      uint64
+	Closed      uint64
+	BytesIn     uint64
+	BytesOut    uint64
+	Generation  uint32
+	Pad         uint32
+}
+
+type TcpshiftFlowKey struct {
+	_          structs.HostLayout
+	Local      [4]uint32
+	Remote     [4]uint32
+	LocalPort  uint16
+	RemotePort uint16
 }
 
 type TcpshiftFrontend struct {
@@ -50,6 +88,12 @@ type TcpshiftFrontendKey struct {
 	Addr [4]uint32
 	Port uint16
 	Pad  uint16
+}
+
+type TcpshiftLayouts struct {
+	_         structs.HostLayout
+	Table     TcpshiftTable
+	ConnBytes TcpshiftConnBytes
 }
 
 type TcpshiftMode uint32
@@ -133,20 +177,24 @@ type TcpshiftTable struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	TcpshiftMapAffinities            = "affinities"
+	TcpshiftMapConns                 = "conns"
 	TcpshiftMapEndpointCounts        = "endpoint_counts"
 	TcpshiftMapEndpoints             = "endpoints"
+	TcpshiftMapFlows                 = "flows"
 	TcpshiftMapFrontends             = "frontends"
+	TcpshiftMapLayouts               = "layouts"
 	TcpshiftMapOriginalDests         = "original_dests"
 	TcpshiftMapServiceCounts         = "service_counts"
 	TcpshiftMapServices              = "services"
 	TcpshiftMapSockets               = "sockets"
-	TcpshiftMapTableLayout           = "table_layout"
 	TcpshiftMapTables                = "tables"
+	TcpshiftProgTcpshiftBytes        = "tcpshift_bytes"
 	TcpshiftProgTcpshiftConnect4     = "tcpshift_connect4"
 	TcpshiftProgTcpshiftConnect6     = "tcpshift_connect6"
 	TcpshiftProgTcpshiftGetpeername4 = "tcpshift_getpeername4"
 	TcpshiftProgTcpshiftGetpeername6 = "tcpshift_getpeername6"
 	TcpshiftProgTcpshiftLookup       = "tcpshift_lookup"
+	TcpshiftProgTcpshiftSockops      = "tcpshift_sockops"
 	TcpshiftVarNetnsCookie           = "netns_cookie"
 )
 
@@ -192,11 +240,13 @@ type TcpshiftSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftProgramSpecs struct {
+	TcpshiftBytes        *ebpf.ProgramSpec `ebpf:"tcpshift_bytes"`
 	TcpshiftConnect4     *ebpf.ProgramSpec `ebpf:"tcpshift_connect4"`
 	TcpshiftConnect6     *ebpf.ProgramSpec `ebpf:"tcpshift_connect6"`
 	TcpshiftGetpeername4 *ebpf.ProgramSpec `ebpf:"tcpshift_getpeername4"`
 	TcpshiftGetpeername6 *ebpf.ProgramSpec `ebpf:"tcpshift_getpeername6"`
 	TcpshiftLookup       *ebpf.ProgramSpec `ebpf:"tcpshift_lookup"`
+	TcpshiftSockops      *ebpf.ProgramSpec `ebpf:"tcpshift_sockops"`
 }
 
 // TcpshiftMapSpecs contains maps before they are loaded into the kernel.
@@ -204,14 +254,16 @@ type TcpshiftProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftMapSpecs struct {
 	Affinities     *ebpf.MapSpec `ebpf:"affinities"`
+	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	EndpointCounts *ebpf.MapSpec `ebpf:"endpoint_counts"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
+	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
+	Layouts        *ebpf.MapSpec `ebpf:"layouts"`
 	OriginalDests  *ebpf.MapSpec `ebpf:"original_dests"`
 	ServiceCounts  *ebpf.MapSpec `ebpf:"service_counts"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
 	Sockets        *ebpf.MapSpec `ebpf:"sockets"`
-	TableLayout    *ebpf.MapSpec `ebpf:"table_layout"`
 	Tables         *ebpf.MapSpec `ebpf:"tables"`
 }
 
@@ -243,28 +295,32 @@ func (o *TcpshiftObjects) Close() error {
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftMaps struct {
 	Affinities     *ebpf.Map `ebpf:"affinities"`
+	Conns          *ebpf.Map `ebpf:"conns"`
 	EndpointCounts *ebpf.Map `ebpf:"endpoint_counts"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
+	Flows          *ebpf.Map `ebpf:"flows"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
+	Layouts        *ebpf.Map `ebpf:"layouts"`
 	OriginalDests  *ebpf.Map `ebpf:"original_dests"`
 	ServiceCounts  *ebpf.Map `ebpf:"service_counts"`
 	Services       *ebpf.Map `ebpf:"services"`
 	Sockets        *ebpf.Map `ebpf:"sockets"`
-	TableLayout    *ebpf.Map `ebpf:"table_layout"`
 	Tables         *ebpf.Map `ebpf:"tables"`
 }
 
 func (m *TcpshiftMaps) Close() error {
 	return _TcpshiftClose(
 		m.Affinities,
+		m.Conns,
 		m.EndpointCounts,
 		m.Endpoints,
+		m.Flows,
 		m.Frontends,
+		m.Layouts,
 		m.OriginalDests,
 		m.ServiceCounts,
 		m.Services,
 		m.Sockets,
-		m.TableLayout,
 		m.Tables,
 	)
 }
@@ -280,20 +336,24 @@ type TcpshiftVariables struct {
 //
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftPrograms struct {
+	TcpshiftBytes        *ebpf.Program `ebpf:"tcpshift_bytes"`
 	TcpshiftConnect4     *ebpf.Program `ebpf:"tcpshift_connect4"`
 	TcpshiftConnect6     *ebpf.Program `ebpf:"tcpshift_connect6"`
 	TcpshiftGetpeername4 *ebpf.Program `ebpf:"tcpshift_getpeername4"`
 	TcpshiftGetpeername6 *ebpf.Program `ebpf:"tcpshift_getpeername6"`
 	TcpshiftLookup       *ebpf.Program `ebpf:"tcpshift_lookup"`
+	TcpshiftSockops      *ebpf.Program `ebpf:"tcpshift_sockops"`
 }
 
 func (p *TcpshiftPrograms) Close() error {
 	return _TcpshiftClose(
+		p.TcpshiftBytes,
 		p.TcpshiftConnect4,
 		p.TcpshiftConnect6,
 		p.TcpshiftGetpeername4,
 		p.TcpshiftGetpeername6,
 		p.TcpshiftLookup,
+		p.TcpshiftSockops,
 	)
 }
 

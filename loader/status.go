@@ -24,18 +24,36 @@ type ServiceStatus struct {
 
 // SubsetStatus describes one subset; Percent is the share of new
 // connections actually in force (after any scaling of the weights).
+// The counters are the sums of its endpoints'.
 type SubsetStatus struct {
-	Name        string           `json:"name" yaml:"name"`
-	Weight      uint64           `json:"weight" yaml:"weight"`
-	Percent     float64          `json:"percent" yaml:"percent"`
-	Connections uint64           `json:"connections" yaml:"connections"`
-	Endpoints   []EndpointStatus `json:"endpoints" yaml:"endpoints"`
+	Name      string  `json:"name" yaml:"name"`
+	Weight    uint64  `json:"weight" yaml:"weight"`
+	Percent   float64 `json:"percent" yaml:"percent"`
+	Counters  `yaml:",inline"`
+	Endpoints []EndpointStatus `json:"endpoints" yaml:"endpoints"`
 }
 
 // EndpointStatus describes one endpoint.
 type EndpointStatus struct {
-	Address     string `json:"address" yaml:"address"`
+	Address  string `json:"address" yaml:"address"`
+	Counters `yaml:",inline"`
+}
+
+// Counters count an endpoint's connections: how many it was given since it
+// was added, how many are open now, and the bytes they moved towards it (in)
+// and from it (out), open connections included.
+type Counters struct {
 	Connections uint64 `json:"connections" yaml:"connections"`
+	Active      uint64 `json:"active" yaml:"active"`
+	BytesIn     uint64 `json:"bytes_in" yaml:"bytes_in"`
+	BytesOut    uint64 `json:"bytes_out" yaml:"bytes_out"`
+}
+
+func (c *Counters) add(o Counters) {
+	c.Connections += o.Connections
+	c.Active += o.Active
+	c.BytesIn += o.BytesIn
+	c.BytesOut += o.BytesOut
 }
 
 // ModeName and PolicyName spell kernel values as the config does.
@@ -76,9 +94,13 @@ func (t *Target) Status(service string) (*Status, error) {
 		return nil, err
 	}
 
+	live, err := liveBytes(set)
+	if err != nil {
+		return nil, err
+	}
 	st := &Status{Services: []ServiceStatus{}}
 	for _, svc := range svcs {
-		ss, err := serviceStatus(set, svc)
+		ss, err := serviceStatus(set, svc, live)
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +109,7 @@ func (t *Target) Status(service string) (*Status, error) {
 	return st, nil
 }
 
-func serviceStatus(set *maps.Set, svc *maps.Service) (ServiceStatus, error) {
+func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (ServiceStatus, error) {
 	ss := ServiceStatus{
 		Name:    svc.Name,
 		Listen:  svc.Frontend.String(),
@@ -111,12 +133,18 @@ func serviceStatus(set *maps.Set, svc *maps.Service) (ServiceStatus, error) {
 	for i, sub := range svc.Subsets {
 		sst := SubsetStatus{Name: sub.Name, Weight: sub.Weight, Percent: percents[i], Endpoints: []EndpointStatus{}}
 		for _, ep := range sub.Endpoints {
-			n, err := set.EndpointConnections(ep.ID)
+			n, err := set.EndpointStats(ep.ID)
 			if err != nil {
 				return ss, err
 			}
-			sst.Connections += n
-			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Connections: n})
+			c := Counters{
+				Connections: n.Connections,
+				Active:      n.Active,
+				BytesIn:     n.BytesIn + live[ep.ID].In,
+				BytesOut:    n.BytesOut + live[ep.ID].Out,
+			}
+			sst.add(c)
+			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Counters: c})
 		}
 		ss.Subsets = append(ss.Subsets, sst)
 	}

@@ -28,6 +28,7 @@ var hooks = []struct {
 	{bpf.TcpshiftProgTcpshiftConnect6, ebpf.AttachCGroupInet6Connect},
 	{bpf.TcpshiftProgTcpshiftGetpeername4, ebpf.AttachCgroupInet4GetPeername},
 	{bpf.TcpshiftProgTcpshiftGetpeername6, ebpf.AttachCgroupInet6GetPeername},
+	{bpf.TcpshiftProgTcpshiftSockops, ebpf.AttachCGroupSockOps},
 }
 
 func linkPin(prog string) string { return prog + "_link" }
@@ -99,7 +100,8 @@ func (t *Target) load() (_ *ebpf.Collection, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bpf spec: %w", err)
 	}
-	delete(spec.Maps, bpf.TcpshiftMapTableLayout) // only there for its BTF
+	delete(spec.Maps, bpf.TcpshiftMapLayouts)            // only there for its BTF
+	delete(spec.Programs, bpf.TcpshiftProgTcpshiftBytes) // loaded by status when it runs
 	cookie, err := t.NS.Cookie()
 	if err != nil {
 		return nil, err

@@ -29,17 +29,8 @@ type Set struct {
 	EndpointCounts *ebpf.Map
 	ServiceCounts  *ebpf.Map
 	Services       *ebpf.Map
+	Conns          *ebpf.Map // sk_storage: a connection's endpoint tag
 }
-
-// Names of the maps pinned by name (LIBBPF_PIN_BY_NAME in bpf/).
-var pinned = []string{
-	bpf.TcpshiftMapFrontends, bpf.TcpshiftMapTables, bpf.TcpshiftMapSockets,
-	bpf.TcpshiftMapEndpoints, bpf.TcpshiftMapEndpointCounts,
-	bpf.TcpshiftMapServiceCounts, bpf.TcpshiftMapServices,
-}
-
-// PinnedNames lists the files the maps are pinned as.
-func PinnedNames() []string { return append([]string(nil), pinned...) }
 
 // FromCollection wraps the maps of a loaded collection. The Set shares them:
 // close the collection, not the Set.
@@ -80,6 +71,7 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapSockets: &s.Sockets, bpf.TcpshiftMapEndpoints: &s.Endpoints,
 		bpf.TcpshiftMapEndpointCounts: &s.EndpointCounts,
 		bpf.TcpshiftMapServiceCounts:  &s.ServiceCounts, bpf.TcpshiftMapServices: &s.Services,
+		bpf.TcpshiftMapConns: &s.Conns,
 	}
 }
 
@@ -221,14 +213,19 @@ func (s *Set) RegisterSocket(id uint32, fd int) error {
 }
 
 // ReleaseEndpoint forgets an endpoint id's socket and counters so it can be
-// given to another endpoint.
+// given to another endpoint. The id starts a new generation: connections of
+// the old endpoint still open stop counting against it.
 func (s *Set) ReleaseEndpoint(id uint32) error {
 	// A socket map answers EINVAL for an empty slot: connect-mode endpoints
 	// never had a socket, and closed listeners leave by themselves.
 	if err := s.Sockets.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
-	if err := s.EndpointCounts.Put(id, bpf.TcpshiftEndpointStats{}); err != nil {
+	old, err := s.EndpointStats(id)
+	if err != nil {
+		return fmt.Errorf("release endpoint %d: %w", id, err)
+	}
+	if err := s.EndpointCounts.Put(id, bpf.TcpshiftEndpointStats{Generation: old.Generation + 1}); err != nil {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
 	return s.Endpoints.Put(id, bpf.TcpshiftEndpoint{})
@@ -297,13 +294,14 @@ func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) 
 	return svc, nil
 }
 
-// EndpointConnections returns how many connections an endpoint was given.
-func (s *Set) EndpointConnections(id uint32) (uint64, error) {
+// EndpointStats returns an endpoint's counters: connections assigned, and
+// from sockops the active ones and the bytes of the closed ones.
+func (s *Set) EndpointStats(id uint32) (bpf.TcpshiftEndpointStats, error) {
 	var st bpf.TcpshiftEndpointStats
 	if err := s.EndpointCounts.Lookup(id, &st); err != nil {
-		return 0, fmt.Errorf("read endpoint %d counters: %w", id, err)
+		return st, fmt.Errorf("read endpoint %d counters: %w", id, err)
 	}
-	return st.Connections, nil
+	return st, nil
 }
 
 // Refused returns how many connections to a service were refused.

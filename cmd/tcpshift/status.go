@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 	"gopkg.in/yaml.v3"
 
@@ -73,14 +74,15 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		}
 		fmt.Fprintf(w, "\n  mode %s: %s\n", s.Mode, s.Reason)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tCONNECTIONS\tENDPOINT\tCONNECTIONS")
+		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tENDPOINT\tCONNECTIONS\tACTIVE\tBYTES IN\tBYTES OUT")
 		for _, sub := range s.Subsets {
 			for j, ep := range sub.Endpoints {
 				if j == 0 {
-					fmt.Fprintf(tw, "  %s\t%d\t%.2f%%\t%d\t%s\t%d\n", sub.Name, sub.Weight, sub.Percent, sub.Connections, ep.Address, ep.Connections)
+					fmt.Fprintf(tw, "  %s\t%d\t%.2f%%\t", sub.Name, sub.Weight, sub.Percent)
 				} else {
-					fmt.Fprintf(tw, "  \t\t\t\t%s\t%d\n", ep.Address, ep.Connections)
+					fmt.Fprint(tw, "  \t\t\t")
 				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", ep.Address, ep.Connections, ep.Active, humanize.IBytes(ep.BytesIn), humanize.IBytes(ep.BytesOut))
 			}
 		}
 		if err := tw.Flush(); err != nil {
@@ -89,3 +91,4 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 	}
 	return nil
 }
+

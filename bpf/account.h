@@ -1,0 +1,95 @@
+/* Accounting: which endpoint every connection belongs to, how many are
+ * active, and the bytes they moved. The selection tags a connection with
+ * its endpoint; sockops counts it when it is established and when it closes. */
+#pragma once
+
+#include "tcpshift.h"
+#include "select.h"
+#include "kernel.h"
+
+#define AF_INET6 10
+
+/* Tags on sockets: set by the connect hooks, by sockops from flows, or by
+ * the userspace proxy (a socket fd as the key) before it connects. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct conn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conns SEC(".maps");
+
+/* sk_lookup's choices by 4-tuple: the listener's new socket does not exist
+ * yet when sk_lookup runs, so sockops picks the tag up here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_FLOWS);
+	__type(key, struct flow_key);
+	__type(value, struct conn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+static __always_inline void remember_flow(struct flow_key *k, __u32 endpoint, __u32 generation)
+{
+	struct conn c = {.endpoint = endpoint, .generation = generation};
+	bpf_map_update_elem(&flows, k, &c, BPF_ANY);
+}
+
+static __always_inline void tag_socket(struct bpf_sock *sk, __u32 endpoint, __u32 generation)
+{
+	if (!sk)
+		return;
+	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!c)
+		return;
+	c->endpoint = endpoint;
+	c->generation = generation;
+	c->flags = 0;
+}
+
+/* current returns the endpoint's counters if the tag is not stale: an id
+ * released and given to another endpoint starts a new generation. */
+static __always_inline struct endpoint_stats *current(struct conn *c)
+{
+	__u32 id = c->endpoint;
+	struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counts, &id);
+	if (!s || s->generation != c->generation)
+		return NULL;
+	return s;
+}
+
+/* established counts a tagged connection as active and asks for its state
+ * changes, to see it close. */
+static __always_inline void established(struct bpf_sock_ops *ctx, struct conn *c, __u32 cb_flags)
+{
+	struct endpoint_stats *s = current(c);
+	if (!s || c->flags & CONN_COUNTED)
+		return;
+	c->flags |= CONN_COUNTED;
+	if (c->flags & CONN_PROXY)
+		__sync_fetch_and_add(&s->connections, 1);
+	__sync_fetch_and_add(&s->active, 1);
+	bpf_sock_ops_cb_flags_set(ctx, cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/* closed moves a connection from active to closed and adds its bytes. On
+ * the endpoint's own socket (lookup mode) received bytes went towards the
+ * endpoint; on a client's or the proxy's socket, sent bytes did. */
+static __always_inline void closed(struct conn *c, __u64 sent, __u64 received)
+{
+	if (!(c->flags & CONN_COUNTED))
+		return;
+	c->flags &= ~CONN_COUNTED;
+	struct endpoint_stats *s = current(c);
+	if (!s)
+		return;
+	__sync_fetch_and_add(&s->active, -1);
+	__sync_fetch_and_add(&s->closed, 1);
+	if (c->flags & CONN_SERVER) {
+		__sync_fetch_and_add(&s->bytes_in, received);
+		__sync_fetch_and_add(&s->bytes_out, sent);
+	} else {
+		__sync_fetch_and_add(&s->bytes_in, sent);
+		__sync_fetch_and_add(&s->bytes_out, received);
+	}
+}

@@ -1,0 +1,57 @@
+/* The few kernel types tcpshift reads through BTF, relocated by CO-RE to the
+ * running kernel's layout. */
+#pragma once
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+struct sock_common {
+	unsigned long skc_flags; /* since 6.10 */
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
+struct sock___before_6_10 {
+	unsigned long sk_flags;
+} __attribute__((preserve_access_index));
+
+enum sock_flags {
+	SOCK_DEAD,
+	SOCK_DONE, /* a FIN was received */
+};
+
+struct tcp_sock {
+	__u64 bytes_received; /* sequence space: counts a received FIN too */
+	__u64 bytes_sent;     /* payload sent, retransmissions included */
+	__u64 bytes_retrans;  /* payload retransmitted */
+} __attribute__((preserve_access_index));
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__bpf_sk_storage_map {
+	struct bpf_iter_meta *meta;
+	struct sock *sk;
+	void *value;
+} __attribute__((preserve_access_index));
+
+/* payload returns the data bytes a TCP socket sent and received, without
+ * the SYN and FIN that the kernel's sequence-space counters include. */
+static __always_inline int payload(void *sk, __u64 *sent, __u64 *received)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return -1;
+	*sent = tp->bytes_sent - tp->bytes_retrans;
+	*received = tp->bytes_received;
+	struct sock *s = (struct sock *)tp;
+	struct sock___before_6_10 *old = (void *)tp;
+	unsigned long flags = bpf_core_field_exists(old->sk_flags) ? old->sk_flags : s->__sk_common.skc_flags;
+	if (flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
+		*received -= 1;
+	return 0;
+}
