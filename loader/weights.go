@@ -30,11 +30,7 @@ func (t *Target) SetWeights(service string, weights []Weight) (*maps.Service, er
 	for _, w := range weights {
 		i := svc.Subset(w.Subset)
 		if i < 0 {
-			names := make([]string, len(svc.Subsets))
-			for k, s := range svc.Subsets {
-				names[k] = s.Name
-			}
-			return nil, fmt.Errorf("service %s has no subset %q (subsets: %s)", service, w.Subset, strings.Join(names, ", "))
+			return nil, noSubset(svc, w.Subset)
 		}
 		svc.Subsets[i].Weight = w.Weight
 	}

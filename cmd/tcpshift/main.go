@@ -45,6 +45,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			applyCommand(),
 			setWeightCommand(),
 			statusCommand(),
+			waitDrainedCommand(),
 			downCommand(),
 			demoCommand(),
 		},

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -214,5 +216,83 @@ func testDemo(t *testing.T, mode string) {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// The migration's last step: wait-drained returns when the last v1
+// connection closes, not before; it refuses while v1 still has weight and
+// fails on timeout.
+func TestWaitDrained(t *testing.T) {
+	env := testenv.New(t)
+	env.Join() // the backends' sockets must be in the cgroup sockops watches
+	env.Echo("127.0.0.1:9001", "one")
+	env.Echo("127.0.0.1:9002", "two")
+	c := shell{t, env}
+	t.Cleanup(func() { c.run("down") })
+	c.must("apply", "-f", writeFile(t, routes))
+
+	var v1 []net.Conn
+	for range 5 {
+		conn, err := env.Dial("127.0.0.100:9000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if reply, err := echo.Ask(conn, "hi"); err != nil {
+			t.Fatal(err)
+		} else if reply == "one hi" {
+			v1 = append(v1, conn)
+		}
+	}
+	if len(v1) != 4 {
+		t.Fatalf("%d of 5 connections to v1, want 4", len(v1))
+	}
+
+	if _, err := c.run("wait-drained", "tcp-echo", "v1"); err == nil || !strings.Contains(err.Error(), "subset v1 of tcp-echo has weight 80") {
+		t.Fatalf("wait-drained before the weight went to 0: %v", err)
+	}
+	c.must("set-weight", "tcp-echo", "v1=0", "v2=100")
+	if _, err := c.run("wait-drained", "--timeout", "300ms", "tcp-echo", "v1"); err == nil || !strings.Contains(err.Error(), "still holds 4 active connections") {
+		t.Fatalf("wait-drained with 4 connections open: %v, want a timeout", err)
+	}
+
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := c.run("wait-drained", "--timeout", "30s", "tcp-echo", "v1")
+		done <- result{out, err}
+	}()
+	for _, conn := range v1[:3] {
+		conn.Close()
+	}
+	tg := env.Target()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		load, err := tg.Load("tcp-echo", "v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if load.Active == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("v1 holds %d active connections after 3 of 4 closed", load.Active)
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("wait-drained returned with a v1 connection open: %q %v", r.out, r.err)
+	default:
+	}
+	v1[3].Close()
+	select {
+	case r := <-done:
+		if r.err != nil || !strings.HasSuffix(r.out, "tcp-echo v1: drained\n") {
+			t.Fatalf("wait-drained: %q %v", r.out, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wait-drained did not return after the last v1 connection closed")
 	}
 }
