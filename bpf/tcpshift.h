@@ -11,7 +11,7 @@
 /* Positions in a weight table; a power of two so the verifier can bound indexes. */
 #define TABLE_SLOTS 4096
 #define NAME_LEN 64
-#define REASON_LEN 128
+#define REASON_LEN 256
 #define MAX_CONNECTIONS 65536 /* remembered for getpeername */
 #define MAX_AFFINITIES 65536
 #define MAX_FLOWS 65536 /* sk_lookup handovers waiting for their handshake */

@@ -135,7 +135,7 @@ type TcpshiftServiceMeta struct {
 	SubsetCount uint32
 	_           [4]byte
 	AffinityTtl uint64
-	Reason      [128]int8
+	Reason      [256]int8
 	Subsets     [16]TcpshiftSubsetMeta
 }
 

@@ -16,7 +16,8 @@ import (
 // Change says what Apply did to one service.
 type Change struct {
 	Service string
-	Action  string // "added", "updated", "unchanged", "removed"
+	Action  string    // "added", "updated", "unchanged", "removed"
+	Mode    maps.Mode // the mode in force (not set for "removed")
 }
 
 // planned is a service of the config with everything that can fail checked
@@ -57,8 +58,8 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 	}
 	released := assignIDs(plans, old)
 
-	// Routes tcpshift added earlier stay as long as a lookup-mode service
-	// needs them.
+	// Routes tcpshift added earlier stay as long as a lookup- or proxy-mode
+	// service needs them.
 	ourRoutes := map[netip.Addr]bool{}
 	keepRoutes := map[netip.Addr]bool{}
 	oldByName := map[string]*maps.Service{}
@@ -73,7 +74,7 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 	for _, p := range plans {
 		planned[p.svc.Name] = true
 		addr := p.svc.Frontend.Addr()
-		if p.route || (ourRoutes[addr] && p.svc.Mode == maps.ModeLookup) {
+		if p.route || (ourRoutes[addr] && p.svc.Mode != maps.ModeConnect) {
 			if !ourRoutes[addr] && !keepRoutes[addr] {
 				if err := addLocalRoute(t.nl, addr); err != nil {
 					return changes, fmt.Errorf("service %s: %w", p.svc.Name, err)
@@ -92,7 +93,7 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 		}
 		o := oldByName[p.svc.Name]
 		if o != nil && reflect.DeepEqual(o, p.svc) {
-			changes = append(changes, Change{p.svc.Name, "unchanged"})
+			changes = append(changes, Change{p.svc.Name, "unchanged", p.svc.Mode})
 			continue
 		}
 		if err := set.WriteService(p.svc); err != nil {
@@ -104,9 +105,9 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 			}
 		}
 		if o == nil {
-			changes = append(changes, Change{p.svc.Name, "added"})
+			changes = append(changes, Change{p.svc.Name, "added", p.svc.Mode})
 		} else {
-			changes = append(changes, Change{p.svc.Name, "updated"})
+			changes = append(changes, Change{p.svc.Name, "updated", p.svc.Mode})
 		}
 	}
 
@@ -117,7 +118,7 @@ func (t *Target) Apply(cfg *config.Config) (changes []Change, err error) {
 		if err := set.DeleteService(o); err != nil {
 			return changes, err
 		}
-		changes = append(changes, Change{o.Name, "removed"})
+		changes = append(changes, Change{Service: o.Name, Action: "removed"})
 	}
 	for _, id := range released {
 		if err := set.ReleaseEndpoint(id); err != nil {
@@ -143,26 +144,8 @@ func (t *Target) plan(cfg *config.Config) ([]*planned, error) {
 		field := func(f string, line int) string {
 			return fmt.Sprintf("%s:%d: services[%d]%s", cfg.Path, line, i, f)
 		}
-		p := &planned{svc: &maps.Service{
-			Name:     c.Name,
-			Frontend: c.Listen,
-			Policy:   maps.PolicyRoundRobin,
-		}}
+		p := &planned{svc: service(c)}
 		plans = append(plans, p)
-		if c.Policy == config.PolicyRandom {
-			p.svc.Policy = maps.PolicyRandom
-		}
-		if c.Affinity != nil {
-			p.svc.AffinityTTL = c.Affinity.TTL
-		}
-		for _, sub := range c.Subsets {
-			ms := maps.Subset{Name: sub.Name, Weight: sub.Weight}
-			for _, addr := range sub.Endpoints {
-				ms.Endpoints = append(ms.Endpoints, maps.Endpoint{Addr: addr})
-			}
-			p.svc.Subsets = append(p.svc.Subsets, ms)
-		}
-
 		switch c.Mode {
 		case config.ModeLookup:
 			if err := t.findSockets(c, p, field); err != nil {
@@ -171,21 +154,16 @@ func (t *Target) plan(cfg *config.Config) ([]*planned, error) {
 			p.svc.Mode, p.svc.Reason = maps.ModeLookup, "configured"
 		case config.ModeConnect:
 			p.svc.Mode, p.svc.Reason = maps.ModeConnect, "configured"
-		case config.ModeAuto, "":
+		case config.ModeProxy:
+			p.svc.Mode, p.svc.Reason = maps.ModeProxy, "configured"
+		default: // auto
 			p.svc.Auto = true
-			if err := t.findSockets(c, p, field); err != nil {
-				closeSockets(p)
-				p.svc.Mode = maps.ModeConnect
-				p.svc.Reason = "auto: " + err.Error()
-			} else {
-				p.svc.Mode = maps.ModeLookup
-				p.svc.Reason = "auto: every endpoint is a listener in this network namespace"
+			if err := t.chooseMode(c, p, field); err != nil {
+				return plans, err
 			}
-		default:
-			return plans, fmt.Errorf("%s: mode %q is not available in this version of tcpshift (use lookup, connect or auto)", field(".mode", c.Line), c.Mode)
 		}
 
-		if p.svc.Mode == maps.ModeLookup {
+		if p.svc.Mode != maps.ModeConnect {
 			var err error
 			if p.route, err = needsLocalRoute(t.nl, c.Listen.Addr()); err != nil {
 				return plans, fmt.Errorf("%s: %w", field(".listen", c.Line), err)
@@ -193,6 +171,50 @@ func (t *Target) plan(cfg *config.Config) ([]*planned, error) {
 		}
 	}
 	return plans, nil
+}
+
+// chooseMode picks a mode for mode: auto: lookup when every endpoint is a
+// local listener; otherwise connect, unless clients on other hosts can reach
+// the frontend, which only the proxy can serve for them.
+func (t *Target) chooseMode(c *config.Service, p *planned, field func(string, int) string) error {
+	notLocal := t.findSockets(c, p, field)
+	if notLocal == nil {
+		p.svc.Mode = maps.ModeLookup
+		p.svc.Reason = "auto: every endpoint is a listener in this network namespace"
+		return nil
+	}
+	closeSockets(p)
+	where, err := t.reachableFromOutside(c.Listen.Addr())
+	if err != nil {
+		return fmt.Errorf("%s: %w", field(".listen", c.Line), err)
+	}
+	if where == "" {
+		p.svc.Mode = maps.ModeConnect
+		p.svc.Reason = "auto: " + notLocal.Error()
+		return nil
+	}
+	p.svc.Mode = maps.ModeProxy
+	p.svc.Reason = fmt.Sprintf("auto: other hosts can reach %s (%s), connect mode serves only local clients, and %v", c.Listen.Addr(), where, notLocal)
+	return nil
+}
+
+// service is what the config asks of one service, before mode and ids.
+func service(c *config.Service) *maps.Service {
+	svc := &maps.Service{Name: c.Name, Frontend: c.Listen, Policy: maps.PolicyRoundRobin}
+	if c.Policy == config.PolicyRandom {
+		svc.Policy = maps.PolicyRandom
+	}
+	if c.Affinity != nil {
+		svc.AffinityTTL = c.Affinity.TTL
+	}
+	for _, sub := range c.Subsets {
+		ms := maps.Subset{Name: sub.Name, Weight: sub.Weight}
+		for _, addr := range sub.Endpoints {
+			ms.Endpoints = append(ms.Endpoints, maps.Endpoint{Addr: addr})
+		}
+		svc.Subsets = append(svc.Subsets, ms)
+	}
+	return svc
 }
 
 // findSockets finds the listening socket of every endpoint, for lookup mode.

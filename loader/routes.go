@@ -64,3 +64,33 @@ func delLocalRoute(h *netlink.Handle, addr netip.Addr) error {
 	}
 	return nil
 }
+
+// reachableFromOutside says how clients on other hosts could reach addr:
+// "" when they cannot (a loopback address, or one that no interface but lo
+// holds, like a virtual IP), otherwise where it lives.
+func (t *Target) reachableFromOutside(addr netip.Addr) (string, error) {
+	switch {
+	case addr.IsLoopback():
+		return "", nil
+	case addr.IsUnspecified():
+		return "it is every address of this host", nil
+	}
+	addrs, err := t.nl.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return "", fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || ip.Unmap() != addr.Unmap() {
+			continue
+		}
+		l, err := t.nl.LinkByIndex(a.LinkIndex)
+		if err != nil {
+			return "", fmt.Errorf("link of %s: %w", addr, err)
+		}
+		if l.Attrs().Flags&net.FlagLoopback == 0 {
+			return "it is an address of " + l.Attrs().Name, nil
+		}
+	}
+	return "", nil
+}

@@ -33,6 +33,13 @@ var hooks = []struct {
 
 func linkPin(prog string) string { return prog + "_link" }
 
+func requireRoot() error {
+	if os.Geteuid() != 0 {
+		return errors.New("tcpshift needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it with sudo")
+	}
+	return nil
+}
+
 // Target is tcpshift's state in one network namespace.
 type Target struct {
 	NS    *Namespace
@@ -59,8 +66,8 @@ func Open(netnsPath, bpffsDir, cgroupDir string) (*Target, error) {
 		}
 		cgroupDir = root
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("tcpshift needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it with sudo")
+	if err := requireRoot(); err != nil {
+		return nil, err
 	}
 	ns, err := OpenNamespace(netnsPath)
 	if err != nil {

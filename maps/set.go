@@ -3,6 +3,7 @@ package maps
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,20 +123,74 @@ func (s *Set) SwapTable(svc *Service) error {
 
 // Table reads a service's table in force.
 func (s *Set) Table(id uint32) (*bpf.TcpshiftTable, error) {
+	version, err := s.TableVersion(id)
+	if err != nil {
+		return nil, err
+	}
+	return s.TableAt(version)
+}
+
+// TableVersion returns the id of the inner map holding a service's table in
+// force: it changes with every swap.
+func (s *Set) TableVersion(id uint32) (ebpf.MapID, error) {
 	var innerID ebpf.MapID
 	if err := s.Tables.Lookup(id, &innerID); err != nil {
-		return nil, fmt.Errorf("look up table %d: %w", id, err)
+		return 0, fmt.Errorf("look up table %d: %w", id, err)
 	}
-	inner, err := ebpf.NewMapFromID(innerID)
+	return innerID, nil
+}
+
+// TableAt reads the table held by one version: swapped tables are never
+// rewritten, so what it returns is exactly that version.
+func (s *Set) TableAt(version ebpf.MapID) (*bpf.TcpshiftTable, error) {
+	inner, err := ebpf.NewMapFromID(version)
 	if err != nil {
-		return nil, fmt.Errorf("open table %d: %w", id, err)
+		return nil, fmt.Errorf("open table %d: %w", version, err)
 	}
 	defer inner.Close()
 	var t bpf.TcpshiftTable
 	if err := inner.Lookup(uint32(0), &t); err != nil {
-		return nil, fmt.Errorf("read table %d: %w", id, err)
+		return nil, fmt.Errorf("read table %d: %w", version, err)
 	}
 	return &t, nil
+}
+
+// Endpoint reads an endpoint id's address and generation.
+func (s *Set) Endpoint(id uint32) (netip.AddrPort, uint32, error) {
+	var e bpf.TcpshiftEndpoint
+	if err := s.Endpoints.Lookup(id, &e); err != nil {
+		return netip.AddrPort{}, 0, fmt.Errorf("read endpoint %d: %w", id, err)
+	}
+	st, err := s.EndpointStats(id)
+	if err != nil {
+		return netip.AddrPort{}, 0, err
+	}
+	return endpointAddr(e), st.Generation, nil
+}
+
+// TagProxyConn marks a socket the userspace proxy is about to connect to an
+// endpoint, so sockops counts it like the kernel's own connections.
+func (s *Set) TagProxyConn(fd int, endpoint, generation uint32) error {
+	c := bpf.TcpshiftConn{Endpoint: endpoint, Generation: generation, Flags: bpf.TcpshiftConnFlagsCONN_PROXY}
+	if err := s.Conns.Put(int32(fd), &c); err != nil {
+		return fmt.Errorf("tag connection to endpoint %d: %w", endpoint, err)
+	}
+	return nil
+}
+
+// AddRefused counts connections to a service that the userspace proxy
+// refused. The kernel never writes a proxy service's counter, so a read and
+// a write suffice; the caller serializes its own calls.
+func (s *Set) AddRefused(id uint32, n uint64) error {
+	var st bpf.TcpshiftServiceStats
+	if err := s.ServiceCounts.Lookup(id, &st); err != nil {
+		return fmt.Errorf("read service %d counters: %w", id, err)
+	}
+	st.Refused += n
+	if err := s.ServiceCounts.Put(id, &st); err != nil {
+		return fmt.Errorf("write service %d counters: %w", id, err)
+	}
+	return nil
 }
 
 // WriteService makes the kernel hold svc: endpoint addresses first, then the

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/maps"
 )
 
 func applyCommand() *cli.Command {
@@ -46,6 +47,10 @@ func applyCommand() *cli.Command {
 // printChanges says what apply did, a line per service.
 func printChanges(w io.Writer, changes []loader.Change) {
 	for _, ch := range changes {
-		fmt.Fprintf(w, "service %s %s\n", ch.Service, ch.Action)
+		fmt.Fprintf(w, "service %s %s", ch.Service, ch.Action)
+		if ch.Mode == maps.ModeProxy {
+			fmt.Fprint(w, " (mode proxy: tcpshift proxy -f FILE serves it)")
+		}
+		fmt.Fprintln(w)
 	}
 }

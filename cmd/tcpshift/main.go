@@ -3,9 +3,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -13,7 +16,11 @@ import (
 )
 
 func main() {
-	if err := run(os.Args, os.Stdout, os.Stderr); err != nil {
+	// SIGINT and SIGTERM end the commands that run until stopped (proxy).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := runContext(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "tcpshift: %v\n", err)
 		os.Exit(1)
 	}
@@ -21,7 +28,12 @@ func main() {
 
 // run is the whole program; tests call it in-process with their own writers.
 func run(args []string, stdout, stderr io.Writer) error {
-	return newApp(stdout, stderr).Run(args)
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+// runContext is run for commands that stop when ctx is done.
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return newApp(stdout, stderr).RunContext(ctx, args)
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -46,6 +58,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			setWeightCommand(),
 			statusCommand(),
 			waitDrainedCommand(),
+			proxyCommand(),
 			downCommand(),
 			demoCommand(),
 		},

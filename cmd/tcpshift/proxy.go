@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/maps"
+	"github.com/tcpshift/tcpshift/userspace"
+)
+
+func proxyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "proxy",
+		Usage:     "apply a route config and run the userspace proxy for its proxy-mode services",
+		ArgsUsage: " ",
+		Description: "Runs in the foreground until SIGINT or SIGTERM. Services in mode proxy (or mode\n" +
+			"auto where the kernel paths cannot serve) are forwarded with splice(2), split by\n" +
+			"the same weight tables as the kernel: set-weight reaches the proxy at once.\n" +
+			"Where BPF cannot load (not root, an old kernel) or with --no-bpf, the proxy\n" +
+			"serves every service of the file from the file alone; weights then change\n" +
+			"with the file, not with set-weight.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "route config `FILE` (YAML)"},
+			&cli.BoolFlag{Name: "no-bpf", Usage: "do not use BPF at all: split in the proxy, from the file"},
+			&cli.DurationFlag{Name: "dial-timeout", Value: userspace.DefaultDialTimeout, Usage: "give up on an endpoint's connect after this long"},
+			&cli.IntFlag{Name: "attempts", Value: userspace.DefaultAttempts, Usage: "endpoints tried per client connection before it is refused"},
+			&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on shutdown, how long open connections may finish"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+		},
+		OnUsageError: usageError,
+		Action:       runProxy,
+	}
+}
+
+func runProxy(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return errors.New("proxy takes no arguments (the config goes in -f FILE)")
+	}
+	if c.Int("attempts") < 1 {
+		return fmt.Errorf("--attempts %d: must be at least 1", c.Int("attempts"))
+	}
+	if c.Duration("dial-timeout") <= 0 {
+		return fmt.Errorf("--dial-timeout %s: must be above 0", c.Duration("dial-timeout"))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	cfg, err := config.Load(c.String("file"))
+	if err != nil {
+		return err
+	}
+
+	opts := userspace.Options{
+		DialTimeout: c.Duration("dial-timeout"),
+		Attempts:    c.Int("attempts"),
+		Log:         log,
+	}
+	var svcs []*maps.Service
+	why := "--no-bpf"
+	if !c.Bool("no-bpf") {
+		if err := loader.BPFAvailable(); err != nil {
+			why = err.Error()
+		} else {
+			why = ""
+		}
+	}
+	if why != "" {
+		if svcs, err = loader.StaticServices(cfg, why); err != nil {
+			return err
+		}
+		if opts.Source, err = userspace.NewStaticSource(svcs); err != nil {
+			return err
+		}
+		if c.IsSet("netns") {
+			ns, err := loader.OpenNamespace(c.String("netns"))
+			if err != nil {
+				return err
+			}
+			defer ns.Close()
+			opts.InNamespace = ns.Do
+		}
+	} else {
+		tg, err := target(c)
+		if err != nil {
+			return err
+		}
+		defer tg.Close()
+		changes, err := tg.Apply(cfg)
+		printChanges(c.App.Writer, changes)
+		if err != nil {
+			return err
+		}
+		set, err := tg.Maps()
+		if err != nil {
+			return err
+		}
+		defer set.Close()
+		if svcs, err = set.ServiceList(); err != nil {
+			return err
+		}
+		opts.Source = userspace.NewKernelSource(set)
+		if c.IsSet("netns") {
+			opts.InNamespace = tg.NS.Do
+		}
+	}
+
+	p := userspace.New(opts)
+	served := 0
+	for _, svc := range svcs {
+		log.Info("service", "name", svc.Name, "listen", svc.Frontend.String(), "mode", loader.ModeName(svc.Mode), "reason", svc.Reason)
+		if svc.Mode != maps.ModeProxy {
+			continue
+		}
+		if err := p.Listen(userspace.Service{ID: svc.ID, Name: svc.Name, Frontend: svc.Frontend}); err != nil {
+			p.Shutdown(context.Background())
+			return err
+		}
+		served++
+	}
+	if served == 0 {
+		return fmt.Errorf("%s has no service in proxy mode: the kernel serves them all (see tcpshift status)", cfg.Path)
+	}
+
+	<-c.Context.Done()
+	log.Info("shutting down", "grace", c.Duration("grace").String())
+	ctx, cancel := context.WithTimeout(context.Background(), c.Duration("grace"))
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		log.Warn("closed connections that outlived the grace period", "err", err)
+	}
+	return nil
+}
