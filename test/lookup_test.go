@@ -366,10 +366,18 @@ func TestBadConfigChangesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "routes.yaml:8: services[0].subsets.v2.endpoints[0]") || !strings.Contains(err.Error(), "127.0.0.1:9999") {
 		t.Fatalf("apply with a dead endpoint: %v", err)
 	}
-	// A mode this build cannot serve.
-	_, err = tg.Apply(parse(t, strings.Replace(echoConfig, "mode: lookup", "mode: proxy", 1)))
-	if err == nil || !strings.Contains(err.Error(), "routes.yaml:2: services[0].mode") {
-		t.Fatalf("apply with mode proxy: %v", err)
+	// A good new service before a bad one: neither is applied.
+	_, err = tg.Apply(parse(t, `services:
+- name: other
+  listen: 10.96.0.10:9000
+  mode: connect
+  subsets:
+    v1: {endpoints: [10.0.0.2:9001]}
+  route:
+  - {subset: v1, weight: 1}
+`+strings.TrimPrefix(strings.Replace(echoConfig, "127.0.0.1:9001", "127.0.0.1:9998", 1), "services:\n")))
+	if err == nil || !strings.Contains(err.Error(), "services[1].subsets.v1.endpoints[0]") || !strings.Contains(err.Error(), "127.0.0.1:9998") {
+		t.Fatalf("apply with a good and a bad service: %v", err)
 	}
 	after, err := tg.Status("")
 	if err != nil {

@@ -232,4 +232,3 @@ func TestProxyTransfers1GiB(t *testing.T) {
 		return nil
 	})
 }
-

@@ -91,4 +91,3 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 	}
 	return nil
 }
-
