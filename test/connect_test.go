@@ -152,9 +152,13 @@ func TestConnectAffinity(t *testing.T) {
 	}
 }
 
-// mode: auto picks lookup for local listeners and connect otherwise, and says why.
+// mode: auto picks lookup for local listeners; otherwise connect, or proxy
+// when other hosts can reach the frontend; and says why.
 func TestAutoMode(t *testing.T) {
-	env := remotePair(t)
+	env := testenv.New(t)
+	remote := env.Remote()
+	remote.Echo("10.0.0.2:9001", "one")
+	env.Join()
 	env.Echo("127.0.0.1:9001", "local-one")
 	tg := env.Target()
 	apply(t, tg, `services:
@@ -170,17 +174,31 @@ func TestAutoMode(t *testing.T) {
     v1: {endpoints: [10.0.0.2:9001]}
   route:
   - {subset: v1, weight: 1}
+- name: reachable
+  listen: 10.0.0.1:9000
+  subsets:
+    v1: {endpoints: [10.0.0.2:9001]}
+  route:
+  - {subset: v1, weight: 1}
 `)
 	st, err := tg.Status("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, remote := st.Services[0], st.Services[1]
+	local, reachable, remoteSvc := st.Services[0], st.Services[1], st.Services[2]
 	if local.Mode != "lookup" || !strings.Contains(local.Reason, "every endpoint is a listener") {
 		t.Fatalf("local service: mode %s (%s)", local.Mode, local.Reason)
 	}
-	if remote.Mode != "connect" || !strings.Contains(remote.Reason, "10.0.0.2:9001") {
-		t.Fatalf("remote service: mode %s (%s)", remote.Mode, remote.Reason)
+	if remoteSvc.Mode != "connect" || !strings.Contains(remoteSvc.Reason, "10.0.0.2:9001") {
+		t.Fatalf("remote service: mode %s (%s)", remoteSvc.Mode, remoteSvc.Reason)
+	}
+	if reachable.Mode != "proxy" || !strings.Contains(reachable.Reason, "other hosts can reach 10.0.0.1 (it is an address of here)") || !strings.Contains(reachable.Reason, "10.0.0.2:9001") {
+		t.Fatalf("service on an address other hosts reach: mode %s (%s)", reachable.Mode, reachable.Reason)
+	}
+	// The remote host itself gets served, through the proxy.
+	startProxy(t, env, tg)
+	if got := remote.Count("10.0.0.1:9000", 2); !maps.Equal(got, map[string]int{"one": 2}) {
+		t.Fatalf("remote client through the proxy: %v", got)
 	}
 	if got := env.Count("127.0.0.100:9000", 2); !maps.Equal(got, map[string]int{"local-one": 2}) {
 		t.Fatalf("local: %v", got)

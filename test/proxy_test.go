@@ -9,11 +9,15 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
+	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/internal/testenv"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/loader/listener"
@@ -231,4 +235,200 @@ func TestProxyTransfers1GiB(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// resetServer accepts connections on addr and resets each at once.
+func resetServer(t *testing.T, env *testenv.Env, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := env.NS.Do(func() (err error) { ln, err = listener.Listen("tcp", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+}
+
+const failingConfig = `services:
+- name: tcp-echo
+  listen: 127.0.0.100:9000
+  mode: proxy
+  subsets:
+    v1: {endpoints: [127.0.0.1:9001, 127.0.0.1:9011]} # 9011: nothing listens
+    v2: {endpoints: [127.0.0.1:9003]}                 # resets every connection
+    v3: {endpoints: [127.0.0.1:9012]}                 # nothing listens
+  route:
+  - {subset: v1, weight: 1}
+  - {subset: v2, weight: 0}
+  - {subset: v3, weight: 0}
+`
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(fds)
+}
+
+// The proxy skips an endpoint that refuses, passes a backend's reset on to
+// its client, refuses with a reset when every try fails, and stops without
+// leaving a goroutine or a file descriptor behind.
+func TestProxySurvivesFailuresAndStopsCleanly(t *testing.T) {
+	env := testenv.New(t)
+	env.Join()
+	env.Echo("127.0.0.1:9001", "one")
+	resetServer(t, env, "127.0.0.1:9003")
+	tg := env.Target()
+	apply(t, tg, failingConfig)
+	set, err := tg.Maps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	svcs, err := set.ServiceList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	status(t, tg) // cilium/ebpf keeps the kernel's BTF open once it used it
+	goroutines, fds := runtime.NumGoroutine(), openFDs(t)
+	p := serve(t, env, userspace.NewKernelSource(set), svcs)
+
+	weights := func(v1, v2, v3 uint64) {
+		t.Helper()
+		if _, err := tg.SetWeights("tcp-echo", []loader.Weight{{Subset: "v1", Weight: v1}, {Subset: "v2", Weight: v2}, {Subset: "v3", Weight: v3}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// v1's turns alternate between 9001 and the dead 9011: every other
+	// connection needs a second try, and all succeed.
+	if got := env.Count(frontend, 10); !maps.Equal(got, map[string]int{"one": 10}) {
+		t.Fatalf("v1 with a dead endpoint: %v, want 10 answers from one", got)
+	}
+	weights(0, 1, 0)
+	for i := range 3 {
+		if who, err := env.Ask(frontend); err == nil {
+			t.Fatalf("connection %d to a resetting backend answered %q", i, who)
+		}
+	}
+	// A reset can come before the proxy's connect() returns: that dial
+	// fails and counts as refused. Count v3's refusals alone.
+	refusedBefore := status(t, tg).Refused
+	weights(0, 0, 1)
+	for i := range 3 {
+		if who, err := env.Ask(frontend); err == nil || !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+			t.Fatalf("connection %d with no live endpoint: %q %v, want a reset", i, who, err)
+		}
+	}
+	if s := status(t, tg); s.Refused-refusedBefore != 3 {
+		t.Fatalf("status refused %d more, want 3", s.Refused-refusedBefore)
+	}
+	weights(1, 0, 0)
+	if got := env.Count(frontend, 4); !maps.Equal(got, map[string]int{"one": 4}) {
+		t.Fatalf("after the failures: %v, want 4 answers from one", got)
+	}
+
+	// An idle connection outlives a short grace period and is closed.
+	idle, err := env.Dial(frontend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := echo.Ask(idle, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(ctx); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown with an open connection: %v, want the grace period to run out", err)
+	}
+	idle.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := idle.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("idle connection still open after shutdown (read %d bytes)", n)
+	}
+	idle.Close()
+	if _, err := env.Dial(frontend); err == nil {
+		t.Fatal("the frontend still accepts connections after shutdown")
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// Go keeps splice's pipes in a sync.Pool; a GC frees idle ones.
+		runtime.GC()
+		g, f := runtime.NumGoroutine(), openFDs(t)
+		if g <= goroutines && f == fds {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after shutdown: %d goroutines (before %d), %d fds (before %d)", g, goroutines, f, fds)
+		}
+	}
+}
+
+// A backend that stops reading holds the client back through the socket
+// buffers: the proxy does not buffer in memory.
+func TestProxySlowReaderIsBounded(t *testing.T) {
+	env := testenv.New(t)
+	env.Join()
+	var ln net.Listener
+	if err := env.NS.Do(func() (err error) { ln, err = listener.Listen("tcp", "127.0.0.1:9001"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stalled := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			stalled <- c // never read
+		}
+	}()
+	env.Echo("127.0.0.1:9002", "two")
+	tg := env.Target()
+	apply(t, tg, strings.Replace(proxyConfig, "{subset: v2, weight: 20}", "{subset: v2, weight: 0}", 1))
+	startProxy(t, env, tg)
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c, err := env.Dial(frontend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer func() {
+		if s := <-stalled; s != nil {
+			s.Close()
+		}
+	}()
+	chunk := make([]byte, 1<<20)
+	var written int64
+	for written < 1<<30 {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		n, err := c.Write(chunk)
+		written += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	growth := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("the client could write %d MiB before blocking; heap grew %d KiB", written>>20, growth>>10)
+	if written >= 64<<20 {
+		t.Fatalf("the client wrote %d MiB to a backend that reads nothing: something buffers without bound", written>>20)
+	}
+	if growth > 8<<20 {
+		t.Fatalf("heap grew by %d MiB while the backend stalled", growth>>20)
+	}
 }

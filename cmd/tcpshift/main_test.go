@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -294,5 +295,69 @@ func TestWaitDrained(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("wait-drained did not return after the last v1 connection closed")
+	}
+}
+
+// tcpshift proxy: the tcp-echo task in mode proxy, with the same CLI.
+func TestCLIProxy(t *testing.T) {
+	env := testenv.New(t)
+	env.Join()
+	env.Echo("127.0.0.1:9001", "one")
+	env.Echo("127.0.0.1:9002", "two")
+	c := shell{t, env}
+	t.Cleanup(func() { c.run("down") })
+	file := writeFile(t, strings.Replace(routes, "mode: lookup", "mode: proxy", 1))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, logs bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runContext(ctx, []string{"tcpshift", "--netns", env.NS.Path(), "--bpffs", env.BPFFS, "--cgroup", env.Cgroup, "proxy", "-f", file}, &out, &logs)
+	}()
+	env.WaitListening("127.0.0.100:9000") // one connection, to v1
+
+	if got := env.Count("127.0.0.100:9000", 10); !maps.Equal(got, map[string]int{"one": 8, "two": 2}) {
+		t.Fatalf("10 connections: %v, want 8/2", got)
+	}
+	c.must("set-weight", "tcp-echo", "v1=0", "v2=100")
+	if got := env.Count("127.0.0.100:9000", 5); !maps.Equal(got, map[string]int{"two": 5}) {
+		t.Fatalf("after set-weight: %v, want all 5 to two", got)
+	}
+	var st loader.Status
+	if err := json.Unmarshal([]byte(c.must("status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Services[0]; s.Mode != "proxy" || s.Reason != "configured" {
+		t.Fatalf("status: mode %s (%s)", s.Mode, s.Reason)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("proxy: %v\n%s", err, logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("proxy did not stop when its context ended")
+	}
+	if got := out.String(); got != "service tcp-echo added (mode proxy: tcpshift proxy -f FILE serves it)\n" {
+		t.Fatalf("proxy printed %q", got)
+	}
+	for _, want := range []string{"msg=service name=tcp-echo listen=127.0.0.100:9000 mode=proxy reason=configured", "msg=\"proxy listening\"", "msg=\"shutting down\""} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+	if _, err := env.Dial("127.0.0.100:9000"); err == nil {
+		t.Fatal("the frontend still accepts connections after the proxy stopped")
+	}
+
+	// Bad flags and a file with nothing to proxy.
+	if _, err := c.run("proxy", "-f", file, "--attempts", "0"); err == nil || !strings.Contains(err.Error(), "--attempts 0") {
+		t.Fatalf("--attempts 0: %v", err)
+	}
+	if _, err := c.run("proxy", "-f", writeFile(t, routes)); err == nil || !strings.Contains(err.Error(), "has no service in proxy mode") {
+		t.Fatalf("nothing to proxy: %v", err)
 	}
 }
