@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/loader/listener"
+	"github.com/tcpshift/tcpshift/userspace"
 )
 
 func demoCommand() *cli.Command {
@@ -24,17 +26,18 @@ func demoCommand() *cli.Command {
 		Name:  "demo",
 		Usage: "run Istio's TCP traffic-shifting task in a private network namespace",
 		Description: "Starts tcp-echo v1 (replies start with \"one\") and v2 (\"two\"), routes 100% to v1,\n" +
-			"then 80/20, then 100% to v2, sending 10 connections at each step. Everything\n" +
-			"happens in a new network namespace with its own bpffs and is removed at the end.",
+			"then 80/20, then 100% to v2, sending 10 connections at each step, and waits\n" +
+			"until v1 has drained. Everything happens in a new network namespace with its\n" +
+			"own bpffs and cgroup and is removed at the end.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "mode", Value: "lookup", Usage: "data path to show: lookup (sk_lookup) or connect (cgroup connect4/6)"},
+			&cli.StringFlag{Name: "mode", Value: "lookup", Usage: "data path to show: lookup (sk_lookup), connect (cgroup connect4/6) or proxy (userspace)"},
 		},
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
 			mode := c.String("mode")
-			if mode != "lookup" && mode != "connect" {
-				return fmt.Errorf("--mode %q: want lookup or connect", mode)
+			if mode != "lookup" && mode != "connect" && mode != "proxy" {
+				return fmt.Errorf("--mode %q: want lookup, connect or proxy", mode)
 			}
 			return runDemo(c.App.Writer, mode)
 		},
@@ -83,6 +86,19 @@ func runDemo(w io.Writer, mode string) (err error) {
 	defer unix.Unmount(bpffs, unix.MNT_DETACH)
 	fmt.Fprintf(w, "Everything runs in a new network namespace with a private bpffs; nothing is left behind.\n\n")
 
+	// The hooks see the sockets of processes in the cgroup: this demo's
+	// clients (connect), backends (sockops accounting) and proxy.
+	cgroup, err := loader.TempCgroup("tcpshift-demo")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cgroup)
+	restore, err := loader.JoinCgroup(cgroup)
+	if err != nil {
+		return err
+	}
+	defer restore()
+
 	for _, b := range []struct{ addr, prefix, subset string }{
 		{"127.0.0.1:9001", "one", "v1"},
 		{"127.0.0.1:9002", "two", "v2"},
@@ -96,20 +112,6 @@ func runDemo(w io.Writer, mode string) (err error) {
 		fmt.Fprintf(w, "$ tcp-echo -l %s %s        # subset %s\n", b.addr, b.prefix, b.subset)
 	}
 
-	cgroup, err := loader.TempCgroup("tcpshift-demo")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(cgroup)
-	if mode == "connect" {
-		// The connect hooks see connect() calls of processes in the cgroup:
-		// this demo's own clients.
-		restore, err := loader.JoinCgroup(cgroup)
-		if err != nil {
-			return err
-		}
-		defer restore()
-	}
 	if d.tg, err = loader.Open(d.ns.Path(), bpffs, cgroup); err != nil {
 		return err
 	}
@@ -126,6 +128,13 @@ func runDemo(w io.Writer, mode string) (err error) {
 	fmt.Fprintln(w, "\nStep 1: route 100% of the traffic to v1")
 	if err := d.apply("  - {subset: v1, weight: 100}\n"); err != nil {
 		return err
+	}
+	if mode == "proxy" {
+		stop, err := d.proxy()
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if err := d.send(); err != nil {
 		return err
@@ -147,12 +156,69 @@ func runDemo(w io.Writer, mode string) (err error) {
 		return err
 	}
 
-	fmt.Fprintln(w, "\nStep 3: shift 100% of the traffic to v2, live")
+	fmt.Fprintln(w, "\nStep 3: shift 100% of the traffic to v2, live, while a v1 client stays connected")
+	// After two full rounds of 80/20 the next connection is v1's.
+	long, err := d.dial()
+	if err != nil {
+		return err
+	}
+	defer long.Close()
+	reply, err := echo.Ask(long, "still here")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	fmt.Fprintf(w, "$ nc %s    # stays open\nstill here\n%s\n", strings.Replace(demoFrontend, ":", " ", 1), reply)
 	fmt.Fprintln(w, "$ tcpshift set-weight tcp-echo v1=0 v2=100")
 	if _, err := d.tg.SetWeights("tcp-echo", []loader.Weight{{Subset: "v1"}, {Subset: "v2", Weight: 100}}); err != nil {
 		return err
 	}
-	return d.send()
+	if err := d.send(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nStep 4: wait until v1 has drained (the open v1 connection closes after a second)")
+	fmt.Fprintln(w, "$ tcpshift wait-drained tcp-echo v1")
+	closer := time.AfterFunc(time.Second, func() { long.Close() })
+	defer closer.Stop()
+	return waitDrained(w, d.tg, "tcp-echo", "v1", 10*time.Second)
+}
+
+// proxy runs the userspace proxy for the demo's service, as `tcpshift
+// proxy` would, until stop is called.
+func (d *demo) proxy() (stop func(), err error) {
+	set, err := d.tg.Maps()
+	if err != nil {
+		return nil, err
+	}
+	svc, ok, err := set.Service("tcp-echo")
+	if err != nil || !ok {
+		set.Close()
+		return nil, errors.Join(err, errors.New("demo: tcp-echo not applied"))
+	}
+	p := userspace.New(userspace.Options{Source: userspace.NewKernelSource(set), InNamespace: d.ns.Do})
+	if err := p.Listen(userspace.Service{ID: svc.ID, Name: svc.Name, Frontend: svc.Frontend}); err != nil {
+		set.Close()
+		return nil, err
+	}
+	fmt.Fprintln(d.w, "$ tcpshift proxy -f routes.yaml &")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+		set.Close()
+	}, nil
+}
+
+func (d *demo) dial() (c net.Conn, err error) {
+	err = d.ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", demoFrontend, 2*time.Second)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo: connect to %s: %w", demoFrontend, err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c, nil
 }
 
 func (d *demo) listen(addr string) (ln net.Listener, err error) {
@@ -185,15 +251,10 @@ func (d *demo) send() error {
 	fmt.Fprintf(d.w, "\n$ for i in $(seq 10); do date | nc %s; done\n", strings.Replace(demoFrontend, ":", " ", 1))
 	counts := map[string]int{}
 	for range 10 {
-		var c net.Conn
-		err := d.ns.Do(func() (err error) {
-			c, err = net.DialTimeout("tcp", demoFrontend, 2*time.Second)
-			return err
-		})
+		c, err := d.dial()
 		if err != nil {
-			return fmt.Errorf("demo: connect to %s: %w", demoFrontend, err)
+			return err
 		}
-		c.SetDeadline(time.Now().Add(5 * time.Second))
 		reply, err := echo.Ask(c, time.Now().Format(time.UnixDate))
 		c.Close()
 		if err != nil {

@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/tcpshift/tcpshift/loader"
 )
 
 func waitDrainedCommand() *cli.Command {
@@ -35,29 +38,35 @@ func waitDrainedCommand() *cli.Command {
 			}
 			defer tg.Close()
 
-			deadline := time.Now().Add(timeout)
-			last := ^uint64(0)
-			for {
-				load, err := tg.Load(service, subset)
-				if err != nil {
-					return err
-				}
-				if load.Weight > 0 {
-					return fmt.Errorf("subset %s of %s has weight %d: it gets new connections (run set-weight %s %s=0 first)", subset, service, load.Weight, service, subset)
-				}
-				if load.Active == 0 {
-					fmt.Fprintf(c.App.Writer, "%s %s: drained\n", service, subset)
-					return nil
-				}
-				if load.Active != last {
-					fmt.Fprintf(c.App.Writer, "%s %s: %d active connections\n", service, subset, load.Active)
-					last = load.Active
-				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("timeout after %s: subset %s of %s still holds %d active connections", timeout, subset, service, load.Active)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			return waitDrained(c.App.Writer, tg, service, subset, timeout)
 		},
+	}
+}
+
+// waitDrained polls the subset's active connections until there are none,
+// printing each new count.
+func waitDrained(w io.Writer, tg *loader.Target, service, subset string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := ^uint64(0)
+	for {
+		load, err := tg.Load(service, subset)
+		if err != nil {
+			return err
+		}
+		if load.Weight > 0 {
+			return fmt.Errorf("subset %s of %s has weight %d: it gets new connections (run set-weight %s %s=0 first)", subset, service, load.Weight, service, subset)
+		}
+		if load.Active == 0 {
+			fmt.Fprintf(w, "%s %s: drained\n", service, subset)
+			return nil
+		}
+		if load.Active != last {
+			fmt.Fprintf(w, "%s %s: %d active connections\n", service, subset, load.Active)
+			last = load.Active
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timeout after %s: subset %s of %s still holds %d active connections", timeout, subset, service, load.Active)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

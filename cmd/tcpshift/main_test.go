@@ -196,7 +196,7 @@ func TestCLIHelp(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	for _, mode := range []string{"lookup", "connect"} {
+	for _, mode := range []string{"lookup", "connect", "proxy"} {
 		t.Run(mode, func(t *testing.T) { testDemo(t, mode) })
 	}
 }
@@ -212,6 +212,7 @@ func testDemo(t *testing.T, mode string) {
 		"=> one (v1): 10, two (v2): 0",
 		"=> one (v1): 8, two (v2): 2",
 		"=> one (v1): 0, two (v2): 10",
+		"tcp-echo v1: 1 active connections\ntcp-echo v1: drained\n",
 		"tcpshift removed",
 	} {
 		if !strings.Contains(text, want) {
