@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 
-.PHONY: help build generate test demo deps clean
+.PHONY: help build generate test demo bench bench-smoke deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,16 @@ test: ## run every test, kernel tests included (needs root); a skipped test fail
 
 demo: build ## run Istio's tcp-echo traffic-shifting task in a private network namespace (needs root)
 	$(BIN)/tcpshift demo
+
+bench: build ## measure tcpshift against direct, HAProxy and nginx; writes docs/benchmarks/ (needs root)
+	bash scripts/install-deps.sh bench
+	$(GO) build -o $(BIN)/bench ./test/bench
+	$(BIN)/bench -bin $(BIN) -out docs/benchmarks
+
+bench-smoke: build ## the benchmark for a few seconds, to keep it working; writes bin/bench-smoke/
+	bash scripts/install-deps.sh bench
+	$(GO) build -o $(BIN)/bench ./test/bench
+	$(BIN)/bench -smoke -bin $(BIN) -out $(BIN)/bench-smoke
 
 deps: ## install what tests and the demo need on Debian
 	bash scripts/install-deps.sh test

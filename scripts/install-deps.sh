@@ -2,13 +2,15 @@
 # Installs what tcpshift needs on Debian 12, for the Makefile, CI and Vagrant.
 #   install-deps.sh test      — running the tests and the demo (Go must be present)
 #   install-deps.sh generate  — rebuilding the BPF objects (clang, libbpf headers)
+#   install-deps.sh bench     — the benchmark's peers (iperf3, HAProxy, nginx stream)
 set -euo pipefail
 
 want=${1:-test}
 case "$want" in
 test) pkgs=(iproute2 iperf3) ;;
 generate) pkgs=(clang llvm libbpf-dev) ;;
-*) echo "usage: $0 test|generate" >&2; exit 2 ;;
+bench) pkgs=(iproute2 iperf3 haproxy nginx libnginx-mod-stream) ;;
+*) echo "usage: $0 test|generate|bench" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -22,6 +24,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
-	echo "install-deps: Go is missing: install Go 1.24 or newer from https://go.dev/dl/" >&2
+	echo "install-deps: Go is missing: install Go 1.26 or newer from https://go.dev/dl/" >&2
 	exit 1
 fi

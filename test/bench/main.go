@@ -1,0 +1,78 @@
+// Command bench measures tcpshift against a direct connection, HAProxy and
+// nginx on one machine, in private network namespaces: iperf3 throughput,
+// short-connection rate and latency, CPU per GB, BPF run time per selection,
+// weight-change latency and failures across weight flips. `make bench`
+// runs it and writes docs/benchmarks/; `make bench-smoke` runs it for
+// seconds, to keep it working.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// settings of one run.
+type settings struct {
+	reps      int           // repetitions of each measurement
+	iperfTime time.Duration // length of one iperf3 run
+	rateTime  time.Duration // length of one short-connection run
+	workers   int           // concurrent short-connection clients
+	flips     int           // weight flips under load
+	out       string        // where results go
+	bin       string        // tcpshift and tcp-echo binaries
+	smoke     bool
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
+		if err := loadgenMain(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "\nbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var s settings
+	flag.BoolVar(&s.smoke, "smoke", false, "seconds long: one repetition of everything, short runs")
+	flag.IntVar(&s.reps, "reps", 5, "repetitions of each measurement")
+	flag.DurationVar(&s.iperfTime, "iperf-time", 5*time.Second, "length of one iperf3 run")
+	flag.DurationVar(&s.rateTime, "rate-time", 3*time.Second, "length of one short-connection run")
+	flag.IntVar(&s.workers, "workers", 4, "concurrent short-connection clients")
+	flag.IntVar(&s.flips, "flips", 1000, "weight flips under load")
+	flag.StringVar(&s.out, "out", "docs/benchmarks", "directory for results.md, results.json and results.png")
+	flag.StringVar(&s.bin, "bin", "bin", "directory with the tcpshift and tcp-echo binaries")
+	flag.Parse()
+	if s.smoke {
+		s.reps, s.iperfTime, s.rateTime, s.flips = 1, time.Second, 500*time.Millisecond, 100
+	}
+	if s.reps < 1 || s.iperfTime < time.Second || s.rateTime <= 0 || s.workers < 1 || s.flips < 1 {
+		return fmt.Errorf("bad settings: %+v", s)
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the benchmark needs root (network namespaces, BPF): run sudo make bench")
+	}
+	var err error
+	if s.bin, err = filepath.Abs(s.bin); err != nil {
+		return err
+	}
+
+	w, err := newWorld(s)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	res, err := w.measureAll()
+	if err != nil {
+		return err
+	}
+	return writeResults(s, res)
+}

@@ -1,0 +1,431 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpshift/tcpshift/bpf"
+)
+
+func cores() int { return runtime.NumCPU() }
+
+// pathResult is everything measured through one path.
+type pathResult struct {
+	Name         string         `json:"name"`
+	Note         string         `json:"note"`
+	Gbps1        []float64      `json:"iperf3_1_stream_gbps"`
+	Gbps4        []float64      `json:"iperf3_4_streams_gbps"`
+	CPUPerGB     []float64      `json:"cpu_seconds_per_gb"` // all CPUs, 1-stream runs
+	Rate         []float64      `json:"connections_per_second"`
+	P50us        []float64      `json:"p50_us"`
+	P99us        []float64      `json:"p99_us"`
+	Failed       int            `json:"failed_short_connections"`
+	Split        map[string]int `json:"split"` // who answered the short connections
+	IperfSplit   map[string]int `json:"iperf3_split"`
+	BPFns        float64        `json:"bpf_ns_per_selection,omitempty"`
+	SockopsNs    float64        `json:"sockops_ns_per_call,omitempty"`
+	WeightUs     []float64      `json:"weight_change_visible_us,omitempty"`
+	FlipFailed   *int           `json:"failed_during_flips,omitempty"`
+	FlipCount    int            `json:"flips,omitempty"`
+	FlipConns    int            `json:"connections_during_flips,omitempty"`
+	WeightMethod string         `json:"weight_change_method"`
+}
+
+type results struct {
+	Date     string        `json:"date"`
+	Kernel   string        `json:"kernel"`
+	CPUs     int           `json:"cpus"`
+	Settings string        `json:"settings"`
+	Paths    []*pathResult `json:"paths"`
+}
+
+// progress prints one line that the next call overwrites.
+type progress struct{ step, total int }
+
+func (p *progress) show(pathName, what string) {
+	p.step++
+	fmt.Fprintf(os.Stderr, "\r\033[K[%3d/%d] %-17s %s", p.step, p.total, pathName, what)
+}
+
+func (w *world) measureAll() (*results, error) {
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	res := &results{
+		Date:     time.Now().UTC().Format(time.RFC3339),
+		Kernel:   unix.ByteSliceToString(uts.Release[:]),
+		CPUs:     cores(),
+		Settings: fmt.Sprintf("%d repetitions, iperf3 %v per run, short connections %v per run with %d workers, %d weight flips", w.s.reps, w.s.iperfTime, w.s.rateTime, w.s.workers, w.s.flips),
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		return nil, fmt.Errorf("enable BPF run-time stats: %w", err)
+	}
+	defer stats.Close()
+
+	pr := &progress{total: len(paths) * (3*w.s.reps + 2)}
+	byPath := map[string]*pathResult{}
+	bpfUse := map[string]*progCounters{} // run time and count over the short-connection runs
+	for _, p := range paths {
+		r := &pathResult{Name: p.name, Note: p.note, Split: map[string]int{}, IperfSplit: map[string]int{}}
+		res.Paths = append(res.Paths, r)
+		byPath[p.name], bpfUse[p.name] = r, &progCounters{}
+	}
+	// Repetitions go round the paths, so whatever drifts during the run
+	// (heat, kernel state) weighs on every path alike.
+	for rep := range w.s.reps {
+		for _, p := range paths {
+			w.cur = p
+			r := byPath[p.name]
+			for _, streams := range []int{1, 4} {
+				pr.show(p.name, fmt.Sprintf("iperf3 -P %d, run %d/%d", streams, rep+1, w.s.reps))
+				gbps, cpu, who, err := w.iperf(p, streams)
+				if err != nil {
+					return nil, fmt.Errorf("%s: iperf3 -P %d: %w", p.name, streams, err)
+				}
+				r.IperfSplit[who]++
+				if streams == 1 {
+					r.Gbps1 = append(r.Gbps1, gbps)
+					r.CPUPerGB = append(r.CPUPerGB, cpu)
+				} else {
+					r.Gbps4 = append(r.Gbps4, gbps)
+				}
+			}
+			pr.show(p.name, fmt.Sprintf("short connections, run %d/%d", rep+1, w.s.reps))
+			before := w.progStats(p.mode)
+			lg, err := w.loadgen(p.echoAddr(), w.s.rateTime)
+			if err != nil {
+				return nil, fmt.Errorf("%s: short connections: %w", p.name, err)
+			}
+			bpfUse[p.name].add(w.progStats(p.mode), before)
+			r.Rate = append(r.Rate, float64(lg.Conns)/lg.Seconds)
+			r.P50us = append(r.P50us, lg.P50us)
+			r.P99us = append(r.P99us, lg.P99us)
+			r.Failed += lg.Failed
+			for k, v := range lg.Counts {
+				r.Split[k] += v
+			}
+		}
+	}
+	for _, p := range paths {
+		w.cur = p
+		r := byPath[p.name]
+		r.BPFns, r.SockopsNs = bpfUse[p.name].perRun()
+		pr.show(p.name, "weight change to first following connection")
+		if err := w.weightChange(p, r); err != nil {
+			return nil, fmt.Errorf("%s: weight change: %w", p.name, err)
+		}
+		pr.show(p.name, fmt.Sprintf("%d weight flips under load", w.s.flips))
+		if err := w.flipsUnderLoad(p, r); err != nil {
+			return nil, fmt.Errorf("%s: flips: %w", p.name, err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "\r\033[Kdone: %d paths\n", len(paths))
+	return res, nil
+}
+
+// iperf runs one iperf3 client through p and returns the received rate,
+// the CPU seconds all cores spent per GB, and which backend served it.
+func (w *world) iperf(p *path, streams int) (gbps, cpuPerGB float64, who string, err error) {
+	if p.mode == "lookup" {
+		if err := w.apply(); err != nil { // iperf3 reopened its listener
+			return 0, 0, "", err
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // past the 1 s affinity of the last run
+	host, port := p.iperfAddr()
+	secs := strconv.Itoa(int(w.s.iperfTime.Seconds()))
+	cmd := exec.Command("iperf3", "-c", host, "-p", port, "-t", secs, "-P", strconv.Itoa(streams), "-J", "--connect-timeout", "3000")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	busy0 := cpuBusy()
+	if err := w.ns.Do(cmd.Start); err != nil {
+		return 0, 0, "", err
+	}
+	err = cmd.Wait()
+	busy := cpuBusy() - busy0
+	var rep struct {
+		Start struct {
+			Connected []struct {
+				RemotePort int `json:"remote_port"`
+			} `json:"connected"`
+		} `json:"start"`
+		End struct {
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil || err != nil || rep.Error != "" {
+		return 0, 0, "", fmt.Errorf("%v %v %s", err, jerr, rep.Error)
+	}
+	who = w.iperfBackend(p)
+	gb := rep.End.SumReceived.Bytes / 1e9
+	return rep.End.SumReceived.BitsPerSecond / 1e9, busy / gb, who, nil
+}
+
+// iperfBackend tells which iperf3 server served the last run, from the
+// servers' logs: each prints a line per test it accepts.
+func (w *world) iperfBackend(p *path) string {
+	if p.name == "direct" {
+		return "v1"
+	}
+	best, bestTime := "", time.Time{}
+	for i, name := range []string{"v1", "v2"} {
+		st, err := os.Stat(filepath.Join(w.dir, fmt.Sprintf("iperf3%d.log", i)))
+		if err == nil && st.ModTime().After(bestTime) {
+			best, bestTime = name, st.ModTime()
+		}
+	}
+	return best
+}
+
+// cpuBusy returns the seconds all CPUs spent not idle, from /proc/stat.
+func cpuBusy() float64 {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Scan()
+	fields := strings.Fields(sc.Text())[1:]
+	var busy float64
+	for i, s := range fields {
+		v, _ := strconv.ParseFloat(s, 64)
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy / 100 // USER_HZ
+}
+
+func (w *world) loadgen(addr string, d time.Duration) (*loadgenResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "loadgen", "-addr", addr, "-duration", d.String(), "-workers", strconv.Itoa(w.s.workers))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := w.ns.Do(cmd.Start); err != nil {
+		return nil, err
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, errb.String())
+	}
+	var r loadgenResult
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// progCounters are the BPF run-time statistics of the selection program
+// of a mode and of sockops.
+type progCounters struct{ sel, sockops ebpf.ProgramStats }
+
+func (w *world) progStats(mode string) progCounters {
+	var pc progCounters
+	sel := map[string]string{"lookup": bpf.TcpshiftProgTcpshiftLookup, "connect": bpf.TcpshiftProgTcpshiftConnect4}[mode]
+	for _, x := range []struct {
+		prog string
+		dst  *ebpf.ProgramStats
+	}{{sel, &pc.sel}, {bpf.TcpshiftProgTcpshiftSockops, &pc.sockops}} {
+		if x.prog == "" {
+			continue
+		}
+		if st, err := pinnedProgStats(filepath.Join(w.tg.Dir, x.prog+"_link")); err == nil {
+			*x.dst = *st
+		}
+	}
+	return pc
+}
+
+func pinnedProgStats(pin string) (*ebpf.ProgramStats, error) {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgramFromID(info.Program)
+	if err != nil {
+		return nil, err
+	}
+	defer prog.Close()
+	return prog.Stats()
+}
+
+// add accumulates the difference between after and before.
+func (pc *progCounters) add(after, before progCounters) {
+	pc.sel.RunCount += after.sel.RunCount - before.sel.RunCount
+	pc.sel.Runtime += after.sel.Runtime - before.sel.Runtime
+	pc.sockops.RunCount += after.sockops.RunCount - before.sockops.RunCount
+	pc.sockops.Runtime += after.sockops.Runtime - before.sockops.Runtime
+}
+
+// perRun returns ns per run of the selection program and of sockops.
+func (pc *progCounters) perRun() (sel, sockops float64) {
+	per := func(s ebpf.ProgramStats) float64 {
+		if s.RunCount > 0 {
+			return float64(s.Runtime.Nanoseconds()) / float64(s.RunCount)
+		}
+		return 0
+	}
+	return per(pc.sel), per(pc.sockops)
+}
+
+// weightChange measures, n times, the time from the start of a weight
+// write (all to v1 → all to v2) to the start of the first connection that v2
+// answers. A prober opens short connections back to back all along, so a
+// change counts as visible when the data path follows it, even while the
+// write itself has not returned yet (replacing an inner map waits for an RCU
+// grace period before the syscall returns). The prober's connections take
+// about 100 µs each: that is the resolution.
+func (w *world) weightChange(p *path, r *pathResult) error {
+	change := p.flip
+	r.WeightMethod = "map write (Go API)"
+	switch {
+	case p.name == "direct":
+		r.WeightMethod = "n/a"
+		return nil
+	case strings.HasPrefix(p.name, "haproxy"):
+		r.WeightMethod = "runtime API (set weight)"
+	case change == nil:
+		change = p.reload
+		r.WeightMethod = "config rewrite + reload (SIGHUP)"
+	}
+	n := 50
+	if w.s.smoke {
+		n = 5
+	}
+	type probe struct {
+		start time.Time
+		who   string
+	}
+	probes := make(chan probe, 1<<16)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	addr := p.echoAddr()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			t := time.Now()
+			if who, err := w.ask(addr); err == nil {
+				probes <- probe{t, who}
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-done
+	}()
+	// next returns the first probe started at or after t that who answered.
+	next := func(t time.Time, who string) (time.Time, error) {
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case pr := <-probes:
+				if pr.who == who && !pr.start.Before(t) {
+					return pr.start, nil
+				}
+			case <-timeout:
+				return time.Time{}, fmt.Errorf("no connection reached %s within 10 s of the weight change", who)
+			}
+		}
+	}
+	for range n {
+		if err := change(w, 100, 0); err != nil {
+			return err
+		}
+		if _, err := next(time.Now(), "one"); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := change(w, 0, 100); err != nil {
+			return err
+		}
+		seen, err := next(t0, "two")
+		if err != nil {
+			return err
+		}
+		r.WeightUs = append(r.WeightUs, float64(seen.Sub(t0).Nanoseconds())/1e3)
+	}
+	return change(w, 80, 20)
+}
+
+// flipsUnderLoad flips the weights 80/20 ↔ 20/80 while the load generator
+// runs and counts the connections that failed.
+func (w *world) flipsUnderLoad(p *path, r *pathResult) error {
+	if p.flip == nil {
+		return nil // direct; nginx can only reload (see weightChange)
+	}
+	d := max(w.s.rateTime, 2*time.Second)
+	type lgOut struct {
+		r   *loadgenResult
+		err error
+	}
+	done := make(chan lgOut, 1)
+	go func() {
+		r, err := w.loadgen(p.echoAddr(), d)
+		done <- lgOut{r, err}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	gap := (d / 2) / time.Duration(w.s.flips)
+	for i := range w.s.flips {
+		v1, v2 := uint64(80), uint64(20)
+		if i%2 == 0 {
+			v1, v2 = 20, 80
+		}
+		if err := p.flip(w, v1, v2); err != nil {
+			return err
+		}
+		time.Sleep(gap)
+	}
+	if err := p.flip(w, 80, 20); err != nil {
+		return err
+	}
+	out := <-done
+	if out.err != nil {
+		return out.err
+	}
+	failed := out.r.Failed
+	r.FlipFailed, r.FlipCount, r.FlipConns = &failed, w.s.flips, out.r.Conns
+	return nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/loader"
+)
+
+// The two-backend 80/20 service every path serves: iperf3 servers for
+// throughput, tcp-echo servers for short connections.
+const (
+	iperfV1, iperfV2 = "127.0.0.1:5201", "127.0.0.1:5202"
+	echoV1, echoV2   = "127.0.0.1:9001", "127.0.0.1:9002"
+)
+
+// path is one way from the client to the service.
+type path struct {
+	name  string
+	host  string // frontend address; iperf3 on :5200, echo on :9000
+	note  string
+	setup func(w *world) error
+	// flip sets the echo service's weights (v1, v2); nil when the path can
+	// only change weights by reloading its config.
+	flip func(w *world, v1, v2 uint64) error
+	// reload changes the weights by rewriting the config and reloading.
+	reload func(w *world, v1, v2 uint64) error
+	// tcpshift mode, "" for the others
+	mode string
+}
+
+func (p *path) iperfAddr() (string, string) {
+	if p.name == "direct" {
+		return "127.0.0.1", "5201"
+	}
+	return p.host, "5200"
+}
+
+func (p *path) echoAddr() string {
+	if p.name == "direct" {
+		return echoV1
+	}
+	return p.host + ":9000"
+}
+
+var paths = []*path{
+	{name: "direct", note: "client straight to v1: the limit"},
+	{name: "tcpshift-lookup", host: "127.0.0.100", mode: "lookup", flip: tcpshiftFlip("lookup"), note: "sk_lookup"},
+	{name: "tcpshift-connect", host: "10.96.0.10", mode: "connect", flip: tcpshiftFlip("connect"), note: "cgroup connect4"},
+	{name: "tcpshift-proxy", host: "127.0.0.101", mode: "proxy", flip: tcpshiftFlip("proxy"), setup: startProxy, note: "userspace, splice"},
+	{name: "haproxy", host: "127.0.0.102", flip: haproxyFlip, setup: startHAProxy(false), note: "tcp mode, roundrobin, nbthread 2"},
+	{name: "haproxy-splice", host: "127.0.0.103", flip: haproxyFlip, setup: startHAProxy(true), note: "as haproxy, option splice-auto"},
+	{name: "nginx", host: "127.0.0.104", reload: nginxReload, setup: startNginx, note: "stream, workers = cores"},
+}
+
+// world is the benchmark's private network namespace, bpffs and cgroup,
+// with the backends running.
+type world struct {
+	s       settings
+	dir     string
+	ns      *loader.Namespace
+	bpffs   string
+	cgroup  string
+	restore func() error
+	tg      *loader.Target
+	cfg     *config.Config
+	procs   []*exec.Cmd
+	cur     *path // the path being set up, for its setup function
+	sockets map[string]string
+}
+
+func newWorld(s settings) (_ *world, err error) {
+	w := &world{s: s, sockets: map[string]string{}}
+	defer func() {
+		if err != nil {
+			w.close()
+		}
+	}()
+	if w.dir, err = os.MkdirTemp("", "tcpshift-bench-"); err != nil {
+		return nil, err
+	}
+	if w.ns, err = loader.NewNamespace(); err != nil {
+		return nil, err
+	}
+	w.bpffs = filepath.Join(w.dir, "bpffs")
+	if err := os.Mkdir(w.bpffs, 0o700); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount("bpffs", w.bpffs, "bpf", 0, "mode=0700"); err != nil {
+		return nil, fmt.Errorf("mount bpffs: %w", err)
+	}
+	if w.cgroup, err = loader.TempCgroup("tcpshift-bench"); err != nil {
+		return nil, err
+	}
+	// Every process of the benchmark runs in the cgroup: the connect hooks
+	// rewrite its clients' connect() calls and sockops sees its sockets.
+	if w.restore, err = loader.JoinCgroup(w.cgroup); err != nil {
+		return nil, err
+	}
+	// Short connections by the hundred thousand: a wide port range, and a
+	// bounded TIME_WAIT table so that paths measured later do not pay for
+	// the sockets earlier paths left behind.
+	for file, value := range map[string]string{
+		"/proc/sys/net/ipv4/ip_local_port_range": "1024 65535",
+		"/proc/sys/net/ipv4/tcp_max_tw_buckets":  "4096",
+	} {
+		if err := w.ns.Do(func() error { return os.WriteFile(file, []byte(value), 0o644) }); err != nil {
+			return nil, fmt.Errorf("sysctl %s: %w", file, err)
+		}
+	}
+	for _, b := range []struct{ addr, port string }{{"127.0.0.1", "5201"}, {"127.0.0.1", "5202"}} {
+		if err := w.start("iperf3", "-s", "--forceflush", "-B", b.addr, "-p", b.port); err != nil {
+			return nil, err
+		}
+	}
+	for _, b := range []struct{ addr, prefix string }{{echoV1, "one"}, {echoV2, "two"}} {
+		if err := w.start(filepath.Join(w.s.bin, "tcp-echo"), "-l", b.addr, b.prefix); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range []string{iperfV1, iperfV2, echoV1, echoV2} {
+		if err := w.waitListening(a); err != nil {
+			return nil, err
+		}
+	}
+	if w.tg, err = loader.Open(w.ns.Path(), w.bpffs, w.cgroup); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(w.dir, "routes.yaml")
+	if err := os.WriteFile(path, []byte(tcpshiftRoutes), 0o600); err != nil {
+		return nil, err
+	}
+	if w.cfg, err = config.Load(path); err != nil {
+		return nil, err
+	}
+	if err := w.apply(); err != nil {
+		return nil, err
+	}
+	for _, p := range paths {
+		if p.setup == nil {
+			continue
+		}
+		w.cur = p
+		if err := p.setup(w); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		if err := w.waitListening(p.echoAddr()); err != nil {
+			return nil, fmt.Errorf("%s: %w\n%s", p.name, err, w.lastLog())
+		}
+	}
+	return w, nil
+}
+
+// apply (re)applies the tcpshift routes: lookup mode must register
+// iperf3's listener again after every test, as iperf3 reopens it.
+func (w *world) apply() error {
+	_, err := w.tg.Apply(w.cfg)
+	return err
+}
+
+// start runs a program inside the namespace until the world closes.
+func (w *world) start(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	log, err := os.Create(filepath.Join(w.dir, filepath.Base(name)+fmt.Sprint(len(w.procs))+".log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := w.ns.Do(cmd.Start); err != nil { // the child inherits the thread's namespace
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	w.procs = append(w.procs, cmd)
+	return nil
+}
+
+// lastLog returns the output of the process started last, to explain why
+// it is not serving.
+func (w *world) lastLog() string {
+	if len(w.procs) == 0 {
+		return ""
+	}
+	p := w.procs[len(w.procs)-1]
+	b, _ := os.ReadFile(filepath.Join(w.dir, filepath.Base(p.Path)+fmt.Sprint(len(w.procs)-1)+".log"))
+	return string(b)
+}
+
+func (w *world) dial(addr string) (c net.Conn, err error) {
+	err = w.ns.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", addr, 2*time.Second)
+		return err
+	})
+	return c, err
+}
+
+func (w *world) waitListening(addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := w.dial(addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ask opens one short connection and returns who answered.
+func (w *world) ask(addr string) (string, error) {
+	c, err := w.dial(addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("x\n")); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	who, _, _ := strings.Cut(string(buf[:n]), " ")
+	return who, nil
+}
+
+func (w *world) close() {
+	for _, p := range w.procs {
+		p.Process.Signal(unix.SIGTERM)
+	}
+	for _, p := range w.procs {
+		done := make(chan struct{})
+		go func() { p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			p.Process.Kill()
+			<-done
+		}
+	}
+	var errs []error
+	if w.tg != nil {
+		_, err := w.tg.Down()
+		errs = append(errs, err)
+		w.tg.Close()
+	}
+	if w.restore != nil {
+		errs = append(errs, w.restore())
+	}
+	if w.cgroup != "" {
+		errs = append(errs, os.Remove(w.cgroup))
+	}
+	if w.bpffs != "" {
+		unix.Unmount(w.bpffs, unix.MNT_DETACH)
+	}
+	if w.ns != nil {
+		w.ns.Close()
+	}
+	if w.dir != "" {
+		os.RemoveAll(w.dir)
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: cleanup: %v\n", err)
+	}
+}
