@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -50,9 +51,39 @@ func run() error {
 	flag.IntVar(&s.flips, "flips", 1000, "weight flips under load")
 	flag.StringVar(&s.out, "out", "docs/benchmarks", "directory for results.md, results.json and results.png")
 	flag.StringVar(&s.bin, "bin", "bin", "directory with the tcpshift and tcp-echo binaries")
+	only := flag.String("paths", "", "comma-separated paths to measure (direct is always measured); all when empty")
 	flag.Parse()
 	if s.smoke {
-		s.reps, s.iperfTime, s.rateTime, s.flips = 1, time.Second, 500*time.Millisecond, 100
+		// Short unless asked otherwise.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, apply := range map[string]func(){
+			"reps":       func() { s.reps = 1 },
+			"iperf-time": func() { s.iperfTime = time.Second },
+			"rate-time":  func() { s.rateTime = 500 * time.Millisecond },
+			"flips":      func() { s.flips = 100 },
+		} {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	if *only != "" {
+		keep := map[string]bool{"direct": true}
+		for _, name := range strings.Split(*only, ",") {
+			keep[strings.TrimSpace(name)] = true
+		}
+		var picked []*path
+		for _, p := range paths {
+			if keep[p.name] {
+				picked = append(picked, p)
+				delete(keep, p.name)
+			}
+		}
+		for name := range keep {
+			return fmt.Errorf("-paths: no path %q", name)
+		}
+		paths = picked
 	}
 	if s.reps < 1 || s.iperfTime < time.Second || s.rateTime <= 0 || s.workers < 1 || s.flips < 1 {
 		return fmt.Errorf("bad settings: %+v", s)
