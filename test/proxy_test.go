@@ -432,3 +432,44 @@ func TestProxySlowReaderIsBounded(t *testing.T) {
 		t.Fatalf("heap grew by %d MiB while the backend stalled", growth>>20)
 	}
 }
+
+// Weight flips as fast as the maps take them never fail a connection: the
+// proxy may read a table version that is swapped out and freed before it
+// opens it, and must then read the version in force.
+func TestProxySurvivesWeightFlips(t *testing.T) {
+	const flips = 200
+	env := testenv.New(t)
+	echoPair(env)
+	tg := env.Target()
+	apply(t, tg, proxyConfig)
+	startProxy(t, env, tg)
+
+	done := make(chan error, 1)
+	go func() {
+		for n := range flips {
+			v1, v2 := uint64(80), uint64(20)
+			if n%2 == 0 {
+				v1, v2 = 20, 80
+			}
+			if _, err := tg.SetWeights("tcp-echo", []loader.Weight{{Subset: "v1", Weight: v1}, {Subset: "v2", Weight: v2}}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for n := 0; ; n++ {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%d connections during %d flips, none failed", n, flips)
+			return
+		default:
+		}
+		if _, err := env.Ask(frontend); err != nil {
+			t.Fatalf("connection %d during weight flips: %v", n, err)
+		}
+	}
+}

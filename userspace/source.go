@@ -1,7 +1,9 @@
 package userspace
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -44,6 +46,18 @@ func NewKernelSource(set *maps.Set) *KernelSource {
 // when it changed: a swapped-in table starts at its first position, as in
 // the kernel.
 func (k *KernelSource) Table(service uint32) (*Table, error) {
+	for tries := 1; ; tries++ {
+		tb, err := k.table(service)
+		// The version read can be swapped out and freed before it is
+		// opened: read the version in force again.
+		if errors.Is(err, os.ErrNotExist) && tries < 10 {
+			continue
+		}
+		return tb, err
+	}
+}
+
+func (k *KernelSource) table(service uint32) (*Table, error) {
 	version, err := k.set.TableVersion(service)
 	if err != nil {
 		return nil, err

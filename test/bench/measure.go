@@ -34,7 +34,10 @@ type pathResult struct {
 	P50us        []float64      `json:"p50_us"`
 	P99us        []float64      `json:"p99_us"`
 	Failed       int            `json:"failed_short_connections"`
-	Split        map[string]int `json:"split"` // who answered the short connections
+	Errors       map[string]int `json:"errors,omitempty"`                      // why connections failed
+	CPUPerConn   []float64      `json:"cpu_us_per_connection"`                 // all CPUs
+	ServerCPU    []float64      `json:"proxy_cpu_us_per_connection,omitempty"` // the proxy process alone
+	Split        map[string]int `json:"split"`                                 // who answered the short connections
 	IperfSplit   map[string]int `json:"iperf3_split"`
 	BPFns        float64        `json:"bpf_ns_per_selection,omitempty"`
 	SockopsNs    float64        `json:"sockops_ns_per_call,omitempty"`
@@ -105,16 +108,23 @@ func (w *world) measureAll() (*results, error) {
 				}
 			}
 			pr.show(p.name, fmt.Sprintf("short connections, run %d/%d", rep+1, w.s.reps))
-			before := w.progStats(p.mode)
+			before, busy0, server0 := w.progStats(p.mode), cpuBusy(), w.serverCPU(p)
 			lg, err := w.loadgen(p.echoAddr(), w.s.rateTime)
 			if err != nil {
 				return nil, fmt.Errorf("%s: short connections: %w", p.name, err)
 			}
 			bpfUse[p.name].add(w.progStats(p.mode), before)
+			if lg.Conns > 0 {
+				r.CPUPerConn = append(r.CPUPerConn, (cpuBusy()-busy0)*1e6/float64(lg.Conns))
+				if _, ok := w.servers[p.name]; ok {
+					r.ServerCPU = append(r.ServerCPU, (w.serverCPU(p)-server0)*1e6/float64(lg.Conns))
+				}
+			}
 			r.Rate = append(r.Rate, float64(lg.Conns)/lg.Seconds)
 			r.P50us = append(r.P50us, lg.P50us)
 			r.P99us = append(r.P99us, lg.P99us)
 			r.Failed += lg.Failed
+			r.addErrors(lg.Errors)
 			for k, v := range lg.Counts {
 				r.Split[k] += v
 			}
@@ -213,6 +223,38 @@ func cpuBusy() float64 {
 		}
 	}
 	return busy / 100 // USER_HZ
+}
+
+// serverCPU returns the CPU seconds a path's proxy process and its direct
+// children (nginx's workers) have used so far.
+func (w *world) serverCPU(p *path) float64 {
+	cmd, ok := w.servers[p.name]
+	if !ok {
+		return 0
+	}
+	pid := cmd.Process.Pid
+	entries, _ := os.ReadDir("/proc")
+	var total float64
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		self, _ := strconv.Atoi(e.Name())
+		ppid, _ := strconv.Atoi(f[1])
+		if self != pid && ppid != pid {
+			continue
+		}
+		utime, _ := strconv.ParseFloat(f[11], 64)
+		stime, _ := strconv.ParseFloat(f[12], 64)
+		total += (utime + stime) / 100 // USER_HZ
+	}
+	return total
 }
 
 func (w *world) loadgen(addr string, d time.Duration) (*loadgenResult, error) {
@@ -414,8 +456,18 @@ func (w *world) flipsUnderLoad(p *path, r *pathResult) error {
 		return out.err
 	}
 	failed := out.r.Failed
+	r.addErrors(out.r.Errors)
 	r.FlipFailed, r.FlipCount, r.FlipConns = &failed, w.s.flips, out.r.Conns
 	return nil
+}
+
+func (r *pathResult) addErrors(errs map[string]int) {
+	for k, v := range errs {
+		if r.Errors == nil {
+			r.Errors = map[string]int{}
+		}
+		r.Errors[k] += v
+	}
 }
 
 func median(xs []float64) float64 {

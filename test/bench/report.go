@@ -86,12 +86,16 @@ func markdown(res *results) string {
 	direct := find(res, "direct")
 	fmt.Fprintf(&b, "# tcpshift benchmark\n\n%s, kernel %s, %d CPUs. %s.\n\n", res.Date, res.Kernel, res.CPUs, res.Settings)
 	b.WriteString("Median (ratio to direct, same run) and min–max over the repetitions. The service is 80/20 between two backends on loopback, inside a private network namespace.\n\n")
-	b.WriteString("| path | iperf3 1 stream Gbit/s | iperf3 4 streams Gbit/s | short conn/s | p50 µs | p99 µs | CPU s per GB | split v1/v2 (short) | failed |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| path | iperf3 1 stream Gbit/s | iperf3 4 streams Gbit/s | short conn/s | p50 µs | p99 µs | CPU s per GB | CPU µs per short conn (all / proxy process) | split v1/v2 (short) | failed |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range res.Paths {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", p.Name,
+		cpu := cell(p.CPUPerConn, direct.CPUPerConn, "")
+		if len(p.ServerCPU) > 0 {
+			cpu += fmt.Sprintf(" / %.1f", median(p.ServerCPU))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", p.Name,
 			cell(p.Gbps1, direct.Gbps1, ""), cell(p.Gbps4, direct.Gbps4, ""), cell(p.Rate, direct.Rate, ""),
-			cell(p.P50us, nil, ""), cell(p.P99us, nil, ""), cell(p.CPUPerGB, direct.CPUPerGB, ""), split(p.Split), p.Failed)
+			cell(p.P50us, nil, ""), cell(p.P99us, nil, ""), cell(p.CPUPerGB, direct.CPUPerGB, ""), cpu, split(p.Split), p.Failed)
 	}
 	b.WriteString("\n| path | how weights change | weight write → first following connection, µs (median, max) | failed connections during flips | BPF ns per selection | sockops ns per call | iperf3 runs per backend |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")

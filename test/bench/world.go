@@ -76,10 +76,11 @@ type world struct {
 	procs   []*exec.Cmd
 	cur     *path // the path being set up, for its setup function
 	sockets map[string]string
+	servers map[string]*exec.Cmd // the proxy process of a path
 }
 
 func newWorld(s settings) (_ *world, err error) {
-	w := &world{s: s, sockets: map[string]string{}}
+	w := &world{s: s, sockets: map[string]string{}, servers: map[string]*exec.Cmd{}}
 	defer func() {
 		if err != nil {
 			w.close()
@@ -153,6 +154,7 @@ func newWorld(s settings) (_ *world, err error) {
 		if err := p.setup(w); err != nil {
 			return nil, fmt.Errorf("%s: %w", p.name, err)
 		}
+		w.servers[p.name] = w.procs[len(w.procs)-1]
 		if err := w.waitListening(p.echoAddr()); err != nil {
 			return nil, fmt.Errorf("%s: %w\n%s", p.name, err, w.lastLog())
 		}
