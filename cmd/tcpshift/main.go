@@ -41,16 +41,18 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Name:  "tcpshift",
 		Usage: "eBPF-accelerated TCP traffic shifting",
 		Description: "tcpshift steers each new TCP connection to a service's frontend to one of its\n" +
-			"subsets (versions) by weight, in the kernel. Declare services in a route config,\n" +
-			"apply it, then shift traffic live with set-weight. State is pinned in bpffs per\n" +
-			"network namespace; every command works from that state alone.",
+			"subsets (versions) by weight: in the kernel (sk_lookup, cgroup connect hooks) or,\n" +
+			"where those cannot serve, in a userspace proxy using the same tables. Declare\n" +
+			"services in a route config, apply it, shift traffic live with set-weight, and\n" +
+			"wait-drained tells when the old version holds no connection. State is pinned in\n" +
+			"bpffs per network namespace; every command works from that state alone.",
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "netns", Usage: "network namespace to work in, as a path (e.g. /run/netns/NAME)", DefaultText: "the current one"},
 			&cli.StringFlag{Name: "bpffs", Value: loader.DefaultBPFFS, Usage: "bpffs mount point for pinned state (mounted if absent)"},
-			&cli.StringFlag{Name: "cgroup", Usage: "cgroup v2 directory whose processes' connect() calls connect-mode services rewrite", DefaultText: "the cgroup v2 root"},
+			&cli.StringFlag{Name: "cgroup", Usage: "cgroup v2 directory the connect and sockops hooks attach to: its processes' connect() calls are rewritten and their connections counted", DefaultText: "the cgroup v2 root"},
 		},
 		OnUsageError: usageError,
 		Commands: []*cli.Command{

@@ -18,7 +18,7 @@ import (
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
-		Usage:     "show services, weights in force and connections per subset and endpoint",
+		Usage:     "show services, weights in force, and connections and bytes per subset and endpoint",
 		ArgsUsage: "[-o table|json|yaml] [SERVICE]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table, json or yaml"},
