@@ -46,6 +46,7 @@ type pathResult struct {
 	FlipCount    int            `json:"flips,omitempty"`
 	FlipConns    int            `json:"connections_during_flips,omitempty"`
 	WeightMethod string         `json:"weight_change_method"`
+	Problems     []string       `json:"problems,omitempty"`
 }
 
 type results struct {
@@ -134,13 +135,15 @@ func (w *world) measureAll() (*results, error) {
 		w.cur = p
 		r := byPath[p.name]
 		r.BPFns, r.SockopsNs = bpfUse[p.name].perRun()
+		// A peer misbehaving here is a result, not a reason to throw the
+		// whole run away.
 		pr.show(p.name, "weight change to first following connection")
 		if err := w.weightChange(p, r); err != nil {
-			return nil, fmt.Errorf("%s: weight change: %w", p.name, err)
+			r.Problems = append(r.Problems, "weight change: "+err.Error())
 		}
 		pr.show(p.name, fmt.Sprintf("%d weight flips under load", w.s.flips))
 		if err := w.flipsUnderLoad(p, r); err != nil {
-			return nil, fmt.Errorf("%s: flips: %w", p.name, err)
+			r.Problems = append(r.Problems, "flips: "+err.Error())
 		}
 	}
 	fmt.Fprintf(os.Stderr, "\r\033[Kdone: %d paths\n", len(paths))

@@ -116,6 +116,15 @@ func markdown(res *results) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", p.Name, p.WeightMethod, wc, flips, ns(p.BPFns), ns(p.SockopsNs), split(p.IperfSplit))
 	}
+	var problems []string
+	for _, p := range res.Paths {
+		for _, e := range p.Problems {
+			problems = append(problems, fmt.Sprintf("- %s: %s", p.Name, e))
+		}
+	}
+	if len(problems) > 0 {
+		b.WriteString("\n## Problems during the run\n\n" + strings.Join(problems, "\n") + "\n")
+	}
 	b.WriteString("\n## Targets\n\n")
 	for _, t := range targets(res) {
 		fmt.Fprintf(&b, "- %s\n", t)
