@@ -7,8 +7,6 @@
 #include "select.h"
 #include "kernel.h"
 
-#define AF_INET6 10
-
 /* Tags on sockets: set by the connect hooks, by sockops from flows, or by
  * the userspace proxy (a socket fd as the key) before it connects. */
 struct {

@@ -116,7 +116,7 @@ func (p *Proxy) handle(svc Service, client *net.TCPConn) {
 	defer p.untrack(client)
 	backend, ep, err := p.dial(svc, client)
 	if err != nil {
-		p.opts.Log.Warn("connection refused", "service", svc.Name, "client", client.RemoteAddr().String(), "err", err)
+		p.opts.Log.Warn("connection refused", "service", svc.Name, "client", client.RemoteAddr(), "err", err)
 		if err := p.opts.Source.Refused(svc.ID); err != nil {
 			p.opts.Log.Warn("count refused connection", "service", svc.Name, "err", err)
 		}
@@ -130,7 +130,8 @@ func (p *Proxy) handle(svc Service, client *net.TCPConn) {
 		return
 	}
 	defer p.untrack(backend)
-	p.opts.Log.Debug("forwarding", "service", svc.Name, "client", client.RemoteAddr().String(), "endpoint", ep.Addr.String())
+	// Values, not strings: slog formats them only if debug is on.
+	p.opts.Log.Debug("forwarding", "service", svc.Name, "client", client.RemoteAddr(), "endpoint", ep.Addr)
 	forward(client, backend)
 	client.Close()
 	backend.Close()
@@ -148,12 +149,10 @@ func (p *Proxy) dial(svc Service, client *net.TCPConn) (*net.TCPConn, Endpoint, 
 		return nil, Endpoint{}, err
 	}
 	now := time.Now()
-	key := affinityKey{service: svc.ID}
-	if ap, err := netip.ParseAddrPort(client.RemoteAddr().String()); err == nil {
-		key.client = ap.Addr().Unmap()
-	}
+	var key affinityKey
 	sticky := t.AffinityTTL() > 0
 	if sticky {
+		key = affinityKey{service: svc.ID, client: client.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()}
 		if ep, ok := p.aff.get(t, key, now); ok {
 			if c, err := p.dialOne(ep); err == nil {
 				return c, ep, nil
@@ -179,7 +178,7 @@ func (p *Proxy) dial(svc Service, client *net.TCPConn) (*net.TCPConn, Endpoint, 
 				return c, ep, nil
 			}
 			lastErr = err
-			p.opts.Log.Debug("endpoint failed", "service", svc.Name, "endpoint", ep.Addr.String(), "err", err)
+			p.opts.Log.Debug("endpoint failed", "service", svc.Name, "endpoint", ep.Addr, "err", err)
 		}
 	}
 	return nil, Endpoint{}, fmt.Errorf("%d attempts: %w", p.opts.Attempts, lastErr)
@@ -193,7 +192,7 @@ func (p *Proxy) dialOne(ep Endpoint) (*net.TCPConn, error) {
 		Control: func(_, _ string, rc syscall.RawConn) error {
 			return rc.Control(func(fd uintptr) {
 				if err := p.opts.Source.Tag(int(fd), ep); err != nil {
-					p.opts.Log.Debug("tag connection", "endpoint", ep.Addr.String(), "err", err)
+					p.opts.Log.Debug("tag connection", "endpoint", ep.Addr, "err", err)
 				}
 			})
 		},
