@@ -20,7 +20,6 @@ import (
 	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/internal/testenv"
 	"github.com/tcpshift/tcpshift/loader"
-	"github.com/tcpshift/tcpshift/loader/listener"
 	tsmaps "github.com/tcpshift/tcpshift/maps"
 	"github.com/tcpshift/tcpshift/userspace"
 )
@@ -188,11 +187,7 @@ func TestProxyTransfers1GiB(t *testing.T) {
 	const size = 1 << 30
 	env := testenv.New(t)
 	env.Join()
-	var ln net.Listener
-	if err := env.NS.Do(func() (err error) { ln, err = listener.Listen("tcp", "127.0.0.1:9001"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := env.Listen("127.0.0.1:9001")
 	backend := make(chan transfer, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -240,10 +235,7 @@ func TestProxyTransfers1GiB(t *testing.T) {
 // resetServer accepts connections on addr and resets each at once.
 func resetServer(t *testing.T, env *testenv.Env, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := env.NS.Do(func() (err error) { ln, err = listener.Listen("tcp", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
+	ln := env.Listen(addr)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -381,11 +373,7 @@ func TestProxySurvivesFailuresAndStopsCleanly(t *testing.T) {
 func TestProxySlowReaderIsBounded(t *testing.T) {
 	env := testenv.New(t)
 	env.Join()
-	var ln net.Listener
-	if err := env.NS.Do(func() (err error) { ln, err = listener.Listen("tcp", "127.0.0.1:9001"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := env.Listen("127.0.0.1:9001")
 	stalled := make(chan net.Conn, 1)
 	go func() {
 		if c, err := ln.Accept(); err == nil {

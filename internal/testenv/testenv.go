@@ -104,9 +104,9 @@ func (e *Env) Target() *loader.Target {
 	return tg
 }
 
-// Echo starts a tcp-echo server answering with prefix on addr inside the
-// namespace and returns its listener; closing it stops the server.
-func (e *Env) Echo(addr, prefix string) net.Listener {
+// Listen opens a (non-MPTCP) TCP listener on addr inside the namespace; it
+// is closed when the test ends.
+func (e *Env) Listen(addr string) net.Listener {
 	e.t.Helper()
 	var ln net.Listener
 	err := e.NS.Do(func() (err error) {
@@ -114,8 +114,17 @@ func (e *Env) Echo(addr, prefix string) net.Listener {
 		return err
 	})
 	if err != nil {
-		e.t.Fatalf("echo %s on %s: %v", prefix, addr, err)
+		e.t.Fatalf("listen on %s: %v", addr, err)
 	}
+	e.t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// Echo starts a tcp-echo server answering with prefix on addr inside the
+// namespace and returns its listener; closing it stops the server.
+func (e *Env) Echo(addr, prefix string) net.Listener {
+	e.t.Helper()
+	ln := e.Listen(addr)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -218,24 +217,14 @@ func (w *world) waitListening(addr string) error {
 	}
 }
 
-// ask opens one short connection and returns who answered.
-func (w *world) ask(addr string) (string, error) {
-	c, err := w.dial(addr)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("x\n")); err != nil {
-		return "", err
-	}
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil {
-		return "", err
-	}
-	who, _, _ := strings.Cut(string(buf[:n]), " ")
-	return who, nil
+// ask opens one short connection, as the load generator does, and returns
+// who answered.
+func (w *world) ask(addr string) (who string, err error) {
+	err = w.ns.Do(func() (err error) {
+		who, err = once(net.Dialer{Timeout: 2 * time.Second}, addr)
+		return err
+	})
+	return who, err
 }
 
 func (w *world) close() {
