@@ -65,14 +65,7 @@ func runProxy(c *cli.Context) error {
 		Log:         log,
 	}
 	var svcs []*maps.Service
-	why := "--no-bpf"
-	if !c.Bool("no-bpf") {
-		if err := loader.BPFAvailable(); err != nil {
-			why = err.Error()
-		} else {
-			why = ""
-		}
-	}
+	why := noBPF(c.Bool("no-bpf"))
 	if why != "" {
 		if svcs, err = loader.StaticServices(cfg, why); err != nil {
 			return err
@@ -138,4 +131,15 @@ func runProxy(c *cli.Context) error {
 		log.Warn("closed connections that outlived the grace period", "err", err)
 	}
 	return nil
+}
+
+// noBPF says why the proxy must serve without BPF, or "" when it need not.
+func noBPF(flag bool) string {
+	if flag {
+		return "--no-bpf"
+	}
+	if err := loader.BPFAvailable(); err != nil {
+		return err.Error()
+	}
+	return ""
 }
