@@ -91,3 +91,12 @@ static __always_inline void closed(struct conn *c, __u64 sent, __u64 received)
 		__sync_fetch_and_add(&s->bytes_out, received);
 	}
 }
+
+/* connect_failed counts a tagged connect that ended before it was
+ * established: refused, timed out or reset during the handshake. */
+static __always_inline void connect_failed(struct conn *c)
+{
+	struct endpoint_stats *s = current(c);
+	if (s && !(c->flags & CONN_COUNTED))
+		__sync_fetch_and_add(&s->failed, 1);
+}

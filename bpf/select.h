@@ -208,3 +208,10 @@ static __always_inline void count_refused(__u32 service)
 	if (s)
 		__sync_fetch_and_add(&s->refused, 1);
 }
+
+static __always_inline void count_no_socket(__u32 service)
+{
+	struct service_stats *s = bpf_map_lookup_elem(&service_counts, &service);
+	if (s)
+		__sync_fetch_and_add(&s->no_socket, 1);
+}

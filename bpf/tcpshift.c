@@ -44,6 +44,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } services SEC(".maps");
 
+/* Endpoint health (enum health), indexed by endpoint id: written by the
+ * daemon's checks, read by whoever builds a table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, enum health);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} endpoint_health SEC(".maps");
+
+/* Table swaps per service id, counted by userspace for metrics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} table_swaps SEC(".maps");
+
 /* Connect-mode connections: socket cookie → the frontend the client dialled. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -124,6 +143,8 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 			return SK_PASS;
 		}
 	}
+	if (c.subset->count > 0)
+		count_no_socket(fe->service);
 refuse:
 	/* Dropping in sk_lookup makes TCP answer the SYN with a reset. */
 	count_refused(fe->service);
@@ -311,6 +332,12 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 		established(ctx, c, cb_flags);
 		return 1;
 	}
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		/* A tagged client's or proxy's SYN: watch its state to see a
+		 * connect that fails (passive health checks). */
+		if (sk && bpf_sk_storage_get(&conns, sk, 0, 0))
+			bpf_sock_ops_cb_flags_set(ctx, cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		/* A client's or the proxy's socket, tagged before connect. */
 		if (!sk)
@@ -319,14 +346,22 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 		if (c)
 			established(ctx, c, cb_flags);
 		return 1;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (!sk || ctx->args[1] != BPF_TCP_CLOSE)
+	case BPF_SOCK_OPS_STATE_CB: {
+		__u32 from = ctx->args[0], to = ctx->args[1];
+		if (!sk || to != BPF_TCP_CLOSE)
 			return 1;
 		c = bpf_sk_storage_get(&conns, sk, 0, 0);
+		if (!c)
+			return 1;
+		if (from == BPF_TCP_SYN_SENT) {
+			connect_failed(c);
+			return 1;
+		}
 		__u64 sent, received;
-		if (c && payload(sk, &sent, &received) == 0)
+		if (payload(sk, &sent, &received) == 0)
 			closed(c, sent, received);
 		return 1;
+	}
 	}
 	return 1;
 }

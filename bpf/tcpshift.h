@@ -30,6 +30,15 @@ enum policy {
 enum service_flags {
 	SERVICE_LOCAL_ROUTE = 1, /* tcpshift added a local route for the frontend */
 	SERVICE_AUTO = 2,        /* mode was chosen automatically */
+	SERVICE_NO_FAILOVER = 4, /* a subset with no healthy endpoint keeps its share */
+};
+
+/* Health of an endpoint as the daemon's checks see it. Only userspace reads
+ * and writes it: the tables it builds leave down endpoints out. */
+enum health {
+	HEALTH_UNCHECKED = 0, /* no checks configured or none finished yet */
+	HEALTH_UP = 1,
+	HEALTH_DOWN = 2,
 };
 
 /* A frontend address: IPv6, or IPv4-mapped (::ffff:a.b.c.d) for IPv4, in
@@ -78,6 +87,7 @@ struct endpoint_stats {
 	__u64 closed;      /* established, then closed */
 	__u64 bytes_in;    /* towards the endpoint, of closed connections */
 	__u64 bytes_out;   /* from the endpoint, of closed connections */
+	__u64 failed;      /* connects that never got established (passive health) */
 	__u32 generation;  /* bumped whenever the id is released */
 	__u32 pad;
 };
@@ -115,7 +125,8 @@ struct conn_bytes {
 };
 
 struct service_stats {
-	__u64 refused; /* connections refused: no weight, or no live endpoint */
+	__u64 refused;   /* connections refused: no weight, or no live endpoint */
+	__u64 no_socket; /* lookups whose chosen endpoints had no listening socket */
 };
 
 /* Where a connect-mode connection really goes, for getpeername. */

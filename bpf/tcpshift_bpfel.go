@@ -65,6 +65,7 @@ type TcpshiftEndpointStats struct {
 	Closed      uint64
 	BytesIn     uint64
 	BytesOut    uint64
+	Failed      uint64
 	Generation  uint32
 	Pad         uint32
 }
@@ -89,6 +90,14 @@ type TcpshiftFrontendKey struct {
 	Port uint16
 	Pad  uint16
 }
+
+type TcpshiftHealth uint32
+
+const (
+	TcpshiftHealthHEALTH_UNCHECKED TcpshiftHealth = 0
+	TcpshiftHealthHEALTH_UP        TcpshiftHealth = 1
+	TcpshiftHealthHEALTH_DOWN      TcpshiftHealth = 2
+)
 
 type TcpshiftLayouts struct {
 	_         structs.HostLayout
@@ -123,6 +132,7 @@ type TcpshiftServiceFlags uint32
 const (
 	TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE TcpshiftServiceFlags = 1
 	TcpshiftServiceFlagsSERVICE_AUTO        TcpshiftServiceFlags = 2
+	TcpshiftServiceFlagsSERVICE_NO_FAILOVER TcpshiftServiceFlags = 4
 )
 
 type TcpshiftServiceMeta struct {
@@ -140,8 +150,9 @@ type TcpshiftServiceMeta struct {
 }
 
 type TcpshiftServiceStats struct {
-	_       structs.HostLayout
-	Refused uint64
+	_        structs.HostLayout
+	Refused  uint64
+	NoSocket uint64
 }
 
 type TcpshiftSubsetMeta struct {
@@ -179,6 +190,7 @@ const (
 	TcpshiftMapAffinities            = "affinities"
 	TcpshiftMapConns                 = "conns"
 	TcpshiftMapEndpointCounts        = "endpoint_counts"
+	TcpshiftMapEndpointHealth        = "endpoint_health"
 	TcpshiftMapEndpoints             = "endpoints"
 	TcpshiftMapFlows                 = "flows"
 	TcpshiftMapFrontends             = "frontends"
@@ -187,6 +199,7 @@ const (
 	TcpshiftMapServiceCounts         = "service_counts"
 	TcpshiftMapServices              = "services"
 	TcpshiftMapSockets               = "sockets"
+	TcpshiftMapTableSwaps            = "table_swaps"
 	TcpshiftMapTables                = "tables"
 	TcpshiftProgTcpshiftBytes        = "tcpshift_bytes"
 	TcpshiftProgTcpshiftConnect4     = "tcpshift_connect4"
@@ -256,6 +269,7 @@ type TcpshiftMapSpecs struct {
 	Affinities     *ebpf.MapSpec `ebpf:"affinities"`
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	EndpointCounts *ebpf.MapSpec `ebpf:"endpoint_counts"`
+	EndpointHealth *ebpf.MapSpec `ebpf:"endpoint_health"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
@@ -264,6 +278,7 @@ type TcpshiftMapSpecs struct {
 	ServiceCounts  *ebpf.MapSpec `ebpf:"service_counts"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
 	Sockets        *ebpf.MapSpec `ebpf:"sockets"`
+	TableSwaps     *ebpf.MapSpec `ebpf:"table_swaps"`
 	Tables         *ebpf.MapSpec `ebpf:"tables"`
 }
 
@@ -297,6 +312,7 @@ type TcpshiftMaps struct {
 	Affinities     *ebpf.Map `ebpf:"affinities"`
 	Conns          *ebpf.Map `ebpf:"conns"`
 	EndpointCounts *ebpf.Map `ebpf:"endpoint_counts"`
+	EndpointHealth *ebpf.Map `ebpf:"endpoint_health"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Flows          *ebpf.Map `ebpf:"flows"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
@@ -305,6 +321,7 @@ type TcpshiftMaps struct {
 	ServiceCounts  *ebpf.Map `ebpf:"service_counts"`
 	Services       *ebpf.Map `ebpf:"services"`
 	Sockets        *ebpf.Map `ebpf:"sockets"`
+	TableSwaps     *ebpf.Map `ebpf:"table_swaps"`
 	Tables         *ebpf.Map `ebpf:"tables"`
 }
 
@@ -313,6 +330,7 @@ func (m *TcpshiftMaps) Close() error {
 		m.Affinities,
 		m.Conns,
 		m.EndpointCounts,
+		m.EndpointHealth,
 		m.Endpoints,
 		m.Flows,
 		m.Frontends,
@@ -321,6 +339,7 @@ func (m *TcpshiftMaps) Close() error {
 		m.ServiceCounts,
 		m.Services,
 		m.Sockets,
+		m.TableSwaps,
 		m.Tables,
 	)
 }

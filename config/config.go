@@ -14,6 +14,8 @@
 //	  route:
 //	  - {subset: v1, weight: 80}
 //	  - {subset: v2, weight: 20}
+//	  health: {interval: 2s, timeout: 1s, rise: 2, fall: 3, passive: true}  # optional
+//	  failover: true                  # a subset all down gives its share to the others
 //
 // The YAML node tree is walked by hand so that every problem can be reported
 // as a single line "FILE:LINE: FIELD: message" (see [Error]).
@@ -87,8 +89,12 @@ type Service struct {
 	Mode     Mode           // ModeAuto when not given
 	Policy   Policy         // PolicyRoundRobin when not given
 	Affinity *Affinity      // nil when absent
-	Subsets  []Subset       // in file order
-	Line     int            // line of the service's list item
+	Health   *Health        // nil when absent: no checks
+	// Failover gives the share of a subset whose endpoints are all down to
+	// the other subsets (default true); false refuses those connections.
+	Failover bool
+	Subsets  []Subset // in file order
+	Line     int      // line of the service's list item
 }
 
 // Affinity makes a client stick to one subset for TTL.
@@ -184,7 +190,7 @@ func (s *Service) Wildcard() bool {
 }
 
 var (
-	serviceFields  = []string{"name", "listen", "mode", "policy", "affinity", "subsets", "route"}
+	serviceFields  = []string{"name", "listen", "mode", "policy", "affinity", "health", "failover", "subsets", "route"}
 	subsetFields   = []string{"endpoints"}
 	routeFields    = []string{"subset", "weight"}
 	affinityFields = []string{"key", "ttl"}
@@ -302,7 +308,7 @@ type routeRef struct {
 }
 
 func (p *parser) service(n *yaml.Node, f string, names map[string]int, fronts map[netip.AddrPort]frontend) Service {
-	s := Service{Line: n.Line, Mode: ModeAuto, Policy: PolicyRoundRobin}
+	s := Service{Line: n.Line, Mode: ModeAuto, Policy: PolicyRoundRobin, Failover: true}
 	var haveName, haveListen, haveSubsets, subsetsOK bool
 	var routes []routeRef
 	ok := p.mapping(n, f, serviceFields, func(key string, _, v *yaml.Node) {
@@ -360,6 +366,12 @@ func (p *parser) service(n *yaml.Node, f string, names map[string]int, fronts ma
 			}
 		case "affinity":
 			s.Affinity = p.affinity(v, ff)
+		case "health":
+			s.Health = p.health(v, ff)
+		case "failover":
+			if b, ok := p.boolean(v, ff); ok {
+				s.Failover = b
+			}
 		case "subsets":
 			haveSubsets = true
 			s.Subsets, subsetsOK = p.subsets(v, ff)

@@ -39,10 +39,11 @@ func TestParseExample(t *testing.T) {
 	want := &Config{
 		Path: "routes.yaml",
 		Services: []Service{{
-			Name:   "tcp-echo",
-			Listen: ap("127.0.0.100:9000"),
-			Mode:   ModeLookup,
-			Policy: PolicyRoundRobin,
+			Name:     "tcp-echo",
+			Listen:   ap("127.0.0.100:9000"),
+			Mode:     ModeLookup,
+			Policy:   PolicyRoundRobin,
+			Failover: true,
 			Subsets: []Subset{
 				{Name: "v1", Endpoints: []netip.AddrPort{ap("127.0.0.1:9001")}, Weight: 80, Line: 7},
 				{Name: "v2", Endpoints: []netip.AddrPort{ap("127.0.0.1:9002")}, Weight: 20, Line: 8},
@@ -851,6 +852,65 @@ func TestParseErrors(t *testing.T) {
 			svcRest,
 		), 4, "services[0].affinity.ttl", `invalid duration "30"`},
 
+		// Health checks and failover.
+		{"health timeout above interval", lines(
+			"services:",
+			"- name: a",
+			"  listen: 127.0.0.1:9000",
+			"  health: {interval: 1s, timeout: 2s}",
+			svcRest,
+		), 4, "services[0].health.timeout", "timeout 2s is longer than the interval 1s"},
+		{"health default timeout above interval", lines(
+			"services:",
+			"- name: a",
+			"  listen: 127.0.0.1:9000",
+			"  health:",
+			"    interval: 200ms",
+			svcRest,
+		), 5, "services[0].health.timeout", "timeout 1s is longer than the interval 200ms"},
+		{"health zero rise", lines(
+			"services:",
+			"- name: a",
+			"  listen: 127.0.0.1:9000",
+			"  health: {rise: 0}",
+			svcRest,
+		), 4, "services[0].health.rise", `invalid count "0" (a whole number from 1 to 100)`},
+		{"health fall not a number", lines(
+			"services:",
+			"- name: a",
+			"  listen: 127.0.0.1:9000",
+			"  health: {fall: many}",
+			svcRest,
+		), 4, "services[0].health.fall", `invalid count "many"`},
+		{"health bad interval", lines(
+			"services:",
+			"- name: a",
+			"  listen: 127.0.0.1:9000",
+			"  health: {interval: 5}",
+			svcRest,
+		), 4, "services[0].health.interval", `invalid duration "5"`},
+		{"health unknown field", lines(
+			"services:",
+			"- name: a",
+			"  listen: 127.0.0.1:9000",
+			"  health: {port: 80}",
+			svcRest,
+		), 4, "services[0].health.port", "unknown field"},
+		{"health passive not a bool", lines(
+			"services:",
+			"- name: a",
+			"  listen: 127.0.0.1:9000",
+			"  health: {passive: yes}",
+			svcRest,
+		), 4, "services[0].health.passive", `invalid value "yes" (allowed: true, false)`},
+		{"failover not a bool", lines(
+			"services:",
+			"- name: a",
+			"  listen: 127.0.0.1:9000",
+			"  failover: no",
+			svcRest,
+		), 4, "services[0].failover", `invalid value "no" (allowed: true, false)`},
+
 		// Missing and empty fields.
 		{"missing name", lines(
 			"services:",
@@ -1021,4 +1081,31 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseHealth(t *testing.T) {
+	cfg, err := Parse("h.yaml", []byte(lines(
+		"services:",
+		"- name: a",
+		"  listen: 127.0.0.1:9000",
+		"  health: {interval: 500ms, timeout: 200ms, rise: 1, fall: 2, passive: false}",
+		"  failover: false",
+		"  subsets: {v1: {endpoints: [127.0.0.1:9001]}}",
+		"- name: b",
+		"  listen: 127.0.0.1:9100",
+		"  health: {}",
+		"  subsets: {v1: {endpoints: [127.0.0.1:9101]}}",
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := cfg.Services[0], cfg.Services[1]
+	want := Health{Interval: 500 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 2}
+	if a.Health == nil || *a.Health != want || a.Failover {
+		t.Errorf("a: health %+v failover %v, want %+v and false", a.Health, a.Failover, want)
+	}
+	def := Health{Interval: DefaultHealthInterval, Timeout: DefaultHealthTimeout, Rise: DefaultHealthRise, Fall: DefaultHealthFall, Passive: true}
+	if b.Health == nil || *b.Health != def || !b.Failover {
+		t.Errorf("b: health %+v failover %v, want defaults %+v and true", b.Health, b.Failover, def)
+	}
 }

@@ -26,6 +26,7 @@ type planned struct {
 	svc     *maps.Service
 	sockets [][]*listener.Socket // per subset, per endpoint
 	route   bool                 // the frontend needs a local route
+	checked bool                 // the config asks for health checks
 }
 
 // Apply makes the kernel match cfg: it loads and attaches the programs if
@@ -144,7 +145,7 @@ func (t *Target) plan(cfg *config.Config) ([]*planned, error) {
 		field := func(f string, line int) string {
 			return fmt.Sprintf("%s:%d: services[%d]%s", cfg.Path, line, i, f)
 		}
-		p := &planned{svc: service(c)}
+		p := &planned{svc: service(c), checked: c.Health != nil}
 		plans = append(plans, p)
 		switch c.Mode {
 		case config.ModeLookup:
@@ -207,6 +208,7 @@ func service(c *config.Service) *maps.Service {
 	if c.Affinity != nil {
 		svc.AffinityTTL = c.Affinity.TTL
 	}
+	svc.NoFailover = !c.Failover
 	for _, sub := range c.Subsets {
 		ms := maps.Subset{Name: sub.Name, Weight: sub.Weight}
 		for _, addr := range sub.Endpoints {
@@ -268,14 +270,15 @@ func familyFits(frontend netip.AddrPort, s *listener.Socket) error {
 // assignIDs gives every planned service and endpoint an id: the one it had
 // before when it existed, otherwise one nobody used before this apply, so no
 // table still in force can reach a new endpoint through a recycled id. It
-// returns the endpoint ids that services still planned no longer use.
+// returns the endpoint ids that services still planned no longer use. Kept
+// endpoints keep their health while the service is checked.
 func assignIDs(plans []*planned, old []*maps.Service) (released []uint32) {
 	type epKey struct {
 		service, subset string
 		addr            netip.AddrPort
 	}
 	oldSvc := map[string]uint32{}
-	oldEp := map[epKey]uint32{}
+	oldEp := map[epKey]maps.Endpoint{}
 	usedSvc := map[uint32]bool{}
 	usedEp := map[uint32]bool{}
 	for _, o := range old {
@@ -283,7 +286,7 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32) {
 		usedSvc[o.ID] = true
 		for _, sub := range o.Subsets {
 			for _, ep := range sub.Endpoints {
-				oldEp[epKey{o.Name, sub.Name, ep.Addr}] = ep.ID
+				oldEp[epKey{o.Name, sub.Name, ep.Addr}] = ep
 				usedEp[ep.ID] = true
 			}
 		}
@@ -307,8 +310,13 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32) {
 			sub := &p.svc.Subsets[i]
 			for j := range sub.Endpoints {
 				ep := &sub.Endpoints[j]
-				if id, ok := oldEp[epKey{p.svc.Name, sub.Name, ep.Addr}]; ok {
-					ep.ID = id
+				if o, ok := oldEp[epKey{p.svc.Name, sub.Name, ep.Addr}]; ok {
+					ep.ID = o.ID
+					// Checks go on where they were; without checks
+					// an endpoint is unchecked again.
+					if p.checked {
+						ep.Health = o.Health
+					}
 				} else {
 					ep.ID = next(usedEp)
 				}
@@ -321,9 +329,9 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32) {
 		planned[p.svc.Name] = true
 	}
 	// Endpoints of removed services go with them (Set.DeleteService).
-	for k, id := range oldEp {
-		if planned[k.service] && !kept[id] {
-			released = append(released, id)
+	for k, ep := range oldEp {
+		if planned[k.service] && !kept[ep.ID] {
+			released = append(released, ep.ID)
 		}
 	}
 	return released

@@ -17,8 +17,14 @@ type ServiceStatus struct {
 	Reason string `json:"reason" yaml:"reason"` // why this mode
 	Policy string `json:"policy" yaml:"policy"`
 	// Affinity is how long a client stays on its endpoint, "" when off.
-	Affinity string         `json:"affinity,omitempty" yaml:"affinity,omitempty"`
-	Refused  uint64         `json:"refused" yaml:"refused"`
+	Affinity string `json:"affinity,omitempty" yaml:"affinity,omitempty"`
+	Refused  uint64 `json:"refused" yaml:"refused"`
+	// NoSocket counts lookups whose chosen endpoints had no listening
+	// socket (lookup mode: a backend that stopped listening).
+	NoSocket uint64 `json:"no_socket" yaml:"no_socket"`
+	// Swaps counts table replacements: applies, weight changes, health changes.
+	Swaps    uint64         `json:"table_swaps" yaml:"table_swaps"`
+	Failover bool           `json:"failover" yaml:"failover"`
 	Subsets  []SubsetStatus `json:"subsets" yaml:"subsets"`
 }
 
@@ -35,7 +41,9 @@ type SubsetStatus struct {
 
 // EndpointStatus describes one endpoint.
 type EndpointStatus struct {
-	Address  string `json:"address" yaml:"address"`
+	Address string `json:"address" yaml:"address"`
+	// Health is up, down (out of the table) or unchecked.
+	Health   string `json:"health" yaml:"health"`
 	Counters `yaml:",inline"`
 }
 
@@ -47,6 +55,9 @@ type Counters struct {
 	Active      uint64 `json:"active" yaml:"active"`
 	BytesIn     uint64 `json:"bytes_in" yaml:"bytes_in"`
 	BytesOut    uint64 `json:"bytes_out" yaml:"bytes_out"`
+	// Failed counts connects to it that never got established (connect
+	// and proxy mode), as the passive health checks see them.
+	Failed uint64 `json:"failed" yaml:"failed"`
 }
 
 func (c *Counters) add(o Counters) {
@@ -54,6 +65,7 @@ func (c *Counters) add(o Counters) {
 	c.Active += o.Active
 	c.BytesIn += o.BytesIn
 	c.BytesOut += o.BytesOut
+	c.Failed += o.Failed
 }
 
 // ModeName and PolicyName spell kernel values as the config does.
@@ -111,18 +123,23 @@ func (t *Target) Status(service string) (*Status, error) {
 
 func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (ServiceStatus, error) {
 	ss := ServiceStatus{
-		Name:    svc.Name,
-		Listen:  svc.Frontend.String(),
-		Mode:    ModeName(svc.Mode),
-		Reason:  svc.Reason,
-		Policy:  PolicyName(svc.Policy),
-		Subsets: []SubsetStatus{},
+		Name:     svc.Name,
+		Listen:   svc.Frontend.String(),
+		Mode:     ModeName(svc.Mode),
+		Reason:   svc.Reason,
+		Policy:   PolicyName(svc.Policy),
+		Failover: !svc.NoFailover,
+		Subsets:  []SubsetStatus{},
 	}
 	if svc.AffinityTTL > 0 {
 		ss.Affinity = svc.AffinityTTL.String()
 	}
-	var err error
-	if ss.Refused, err = set.Refused(svc.ID); err != nil {
+	counts, err := set.ServiceStats(svc.ID)
+	if err != nil {
+		return ss, err
+	}
+	ss.Refused, ss.NoSocket = counts.Refused, counts.NoSocket
+	if ss.Swaps, err = set.Swaps(svc.ID); err != nil {
 		return ss, err
 	}
 	table, err := set.Table(svc.ID)
@@ -142,9 +159,10 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 				Active:      n.Active,
 				BytesIn:     n.BytesIn + live[ep.ID].In,
 				BytesOut:    n.BytesOut + live[ep.ID].Out,
+				Failed:      n.Failed,
 			}
 			sst.add(c)
-			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Counters: c})
+			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Health: maps.HealthName(ep.Health), Counters: c})
 		}
 		ss.Subsets = append(ss.Subsets, sst)
 	}

@@ -13,6 +13,7 @@ import (
 type (
 	Mode   = bpf.TcpshiftMode
 	Policy = bpf.TcpshiftPolicy
+	Health = bpf.TcpshiftHealth
 )
 
 const (
@@ -21,7 +22,21 @@ const (
 	ModeProxy        = bpf.TcpshiftModeMODE_PROXY
 	PolicyRoundRobin = bpf.TcpshiftPolicyPOLICY_ROUNDROBIN
 	PolicyRandom     = bpf.TcpshiftPolicyPOLICY_RANDOM
+	HealthUnchecked  = bpf.TcpshiftHealthHEALTH_UNCHECKED
+	HealthUp         = bpf.TcpshiftHealthHEALTH_UP
+	HealthDown       = bpf.TcpshiftHealthHEALTH_DOWN
 )
+
+// HealthName is how status and metrics name a health state.
+func HealthName(h Health) string {
+	switch h {
+	case HealthUp:
+		return "up"
+	case HealthDown:
+		return "down"
+	}
+	return "unchecked"
+}
 
 // Limits of the map layout.
 var (

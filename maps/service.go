@@ -21,7 +21,11 @@ type Service struct {
 	// AffinityTTL keeps a client on its endpoint while it reconnects within
 	// this time; 0 turns affinity off.
 	AffinityTTL time.Duration
-	Subsets     []Subset
+	// NoFailover keeps the share of a subset whose endpoints are all down
+	// with that subset (its connections are refused) instead of giving it
+	// to the other subsets.
+	NoFailover bool
+	Subsets    []Subset
 }
 
 // Subset is a version of a service: its relative weight and its endpoints.
@@ -33,8 +37,9 @@ type Subset struct {
 
 // Endpoint is one backend address; ID indexes the endpoint maps.
 type Endpoint struct {
-	ID   uint32
-	Addr netip.AddrPort
+	ID     uint32
+	Addr   netip.AddrPort
+	Health Health // kept in its own map; down endpoints stay out of tables
 }
 
 // Weights returns the subsets' weights in order.
@@ -56,13 +61,42 @@ func (s *Service) Subset(name string) int {
 	return -1
 }
 
-// Table builds the service's weight table as the data path reads it.
+// EffectiveWeights returns the weights a table gives the subsets once health
+// is taken into account: a subset whose endpoints are all down gets 0, so
+// its share goes to the others, unless NoFailover keeps it there.
+func (s *Service) EffectiveWeights() []uint64 {
+	ws := s.Weights()
+	if s.NoFailover {
+		return ws
+	}
+	for i, sub := range s.Subsets {
+		if len(sub.Endpoints) > 0 && len(sub.Healthy()) == 0 {
+			ws[i] = 0
+		}
+	}
+	return ws
+}
+
+// Healthy returns the endpoints that are not down.
+func (sub *Subset) Healthy() []Endpoint {
+	var out []Endpoint
+	for _, ep := range sub.Endpoints {
+		if ep.Health != HealthDown {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// Table builds the service's weight table as the data path reads it. Down
+// endpoints are left out: their share goes to their subset's other
+// endpoints, or to the other subsets (see EffectiveWeights).
 func (s *Service) Table() (bpf.TcpshiftTable, error) {
 	var t bpf.TcpshiftTable
 	if len(s.Subsets) > MaxSubsets {
 		return t, fmt.Errorf("service %s: %d subsets, at most %d", s.Name, len(s.Subsets), MaxSubsets)
 	}
-	seq, _ := Sequence(s.Weights(), TableSlots)
+	seq, _ := Sequence(s.EffectiveWeights(), TableSlots)
 	t.Len = uint32(len(seq))
 	t.Policy = s.Policy
 	t.AffinityTtl = uint64(s.AffinityTTL)
@@ -74,8 +108,9 @@ func (s *Service) Table() (bpf.TcpshiftTable, error) {
 		if len(sub.Endpoints) > MaxSubsetEndpoints {
 			return t, fmt.Errorf("service %s subset %s: %d endpoints, at most %d", s.Name, sub.Name, len(sub.Endpoints), MaxSubsetEndpoints)
 		}
-		t.Subsets[i].Count = uint32(len(sub.Endpoints))
-		for j, ep := range sub.Endpoints {
+		healthy := sub.Healthy()
+		t.Subsets[i].Count = uint32(len(healthy))
+		for j, ep := range healthy {
 			t.Subsets[i].Endpoints[j] = ep.ID
 		}
 	}
@@ -93,6 +128,9 @@ func (s *Service) meta() bpf.TcpshiftServiceMeta {
 	}
 	if s.Auto {
 		m.Flags |= bpf.TcpshiftServiceFlagsSERVICE_AUTO
+	}
+	if s.NoFailover {
+		m.Flags |= bpf.TcpshiftServiceFlagsSERVICE_NO_FAILOVER
 	}
 	m.AffinityTtl = uint64(s.AffinityTTL)
 	putString(m.Reason[:], s.Reason)

@@ -31,6 +31,8 @@ type Set struct {
 	ServiceCounts  *ebpf.Map
 	Services       *ebpf.Map
 	Conns          *ebpf.Map // sk_storage: a connection's endpoint tag
+	EndpointHealth *ebpf.Map
+	TableSwaps     *ebpf.Map
 }
 
 // FromCollection wraps the maps of a loaded collection. The Set shares them:
@@ -72,7 +74,8 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapSockets: &s.Sockets, bpf.TcpshiftMapEndpoints: &s.Endpoints,
 		bpf.TcpshiftMapEndpointCounts: &s.EndpointCounts,
 		bpf.TcpshiftMapServiceCounts:  &s.ServiceCounts, bpf.TcpshiftMapServices: &s.Services,
-		bpf.TcpshiftMapConns: &s.Conns,
+		bpf.TcpshiftMapConns: &s.Conns, bpf.TcpshiftMapEndpointHealth: &s.EndpointHealth,
+		bpf.TcpshiftMapTableSwaps: &s.TableSwaps,
 	}
 }
 
@@ -118,7 +121,43 @@ func (s *Set) SwapTable(svc *Service) error {
 	if err := s.Tables.Put(svc.ID, inner); err != nil {
 		return fmt.Errorf("service %s: swap table: %w", svc.Name, err)
 	}
+	// Only userspace writes this counter; two writers at the same instant
+	// may lose one count, which metrics can bear.
+	swaps, err := s.Swaps(svc.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.TableSwaps.Put(svc.ID, swaps+1); err != nil {
+		return fmt.Errorf("service %s: count table swap: %w", svc.Name, err)
+	}
 	return nil
+}
+
+// Swaps returns how many times a service's table was replaced.
+func (s *Set) Swaps(id uint32) (uint64, error) {
+	var n uint64
+	if err := s.TableSwaps.Lookup(id, &n); err != nil {
+		return 0, fmt.Errorf("read table swaps of service %d: %w", id, err)
+	}
+	return n, nil
+}
+
+// SetHealth records an endpoint's health. It changes no table: the caller
+// swaps the tables of the services concerned.
+func (s *Set) SetHealth(id uint32, h Health) error {
+	if err := s.EndpointHealth.Put(id, h); err != nil {
+		return fmt.Errorf("write health of endpoint %d: %w", id, err)
+	}
+	return nil
+}
+
+// Health reads an endpoint's health.
+func (s *Set) Health(id uint32) (Health, error) {
+	var h Health
+	if err := s.EndpointHealth.Lookup(id, &h); err != nil {
+		return 0, fmt.Errorf("read health of endpoint %d: %w", id, err)
+	}
+	return h, nil
 }
 
 // Table reads a service's table in force.
@@ -193,7 +232,7 @@ func (s *Set) AddRefused(id uint32, n uint64) error {
 	return nil
 }
 
-// WriteService makes the kernel hold svc: endpoint addresses first, then the
+// WriteService makes the kernel hold svc: endpoint addresses and health first, then the
 // table, the description, and the frontend last, so the data path only finds
 // a service once everything it points at is in place. Sockets are registered
 // separately (RegisterSocket) before this.
@@ -202,6 +241,9 @@ func (s *Set) WriteService(svc *Service) error {
 		for _, ep := range sub.Endpoints {
 			if err := s.Endpoints.Put(ep.ID, endpointValue(ep.Addr)); err != nil {
 				return fmt.Errorf("service %s: write endpoint %s: %w", svc.Name, ep.Addr, err)
+			}
+			if err := s.SetHealth(ep.ID, ep.Health); err != nil {
+				return fmt.Errorf("service %s: %w", svc.Name, err)
 			}
 		}
 	}
@@ -283,6 +325,9 @@ func (s *Set) ReleaseEndpoint(id uint32) error {
 	if err := s.EndpointCounts.Put(id, bpf.TcpshiftEndpointStats{Generation: old.Generation + 1}); err != nil {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
+	if err := s.SetHealth(id, HealthUnchecked); err != nil {
+		return fmt.Errorf("release endpoint %d: %w", id, err)
+	}
 	return s.Endpoints.Put(id, bpf.TcpshiftEndpoint{})
 }
 
@@ -331,6 +376,7 @@ func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) 
 		Policy:     m.Policy,
 		LocalRoute: m.Flags&bpf.TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE != 0,
 		Auto:       m.Flags&bpf.TcpshiftServiceFlagsSERVICE_AUTO != 0,
+		NoFailover: m.Flags&bpf.TcpshiftServiceFlagsSERVICE_NO_FAILOVER != 0,
 		Reason:     getString(m.Reason[:]),
 
 		AffinityTTL: time.Duration(m.AffinityTtl),
@@ -342,7 +388,11 @@ func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) 
 			if err := s.Endpoints.Lookup(epID, &e); err != nil {
 				return nil, fmt.Errorf("service %s: read endpoint %d: %w", svc.Name, epID, err)
 			}
-			sub.Endpoints = append(sub.Endpoints, Endpoint{ID: epID, Addr: endpointAddr(e)})
+			h, err := s.Health(epID)
+			if err != nil {
+				return nil, fmt.Errorf("service %s: %w", svc.Name, err)
+			}
+			sub.Endpoints = append(sub.Endpoints, Endpoint{ID: epID, Addr: endpointAddr(e), Health: h})
 		}
 		svc.Subsets = append(svc.Subsets, sub)
 	}
@@ -359,11 +409,12 @@ func (s *Set) EndpointStats(id uint32) (bpf.TcpshiftEndpointStats, error) {
 	return st, nil
 }
 
-// Refused returns how many connections to a service were refused.
-func (s *Set) Refused(id uint32) (uint64, error) {
+// ServiceStats returns a service's counters: connections refused, and
+// lookups that found no listening socket.
+func (s *Set) ServiceStats(id uint32) (bpf.TcpshiftServiceStats, error) {
 	var st bpf.TcpshiftServiceStats
 	if err := s.ServiceCounts.Lookup(id, &st); err != nil {
-		return 0, fmt.Errorf("read service %d counters: %w", id, err)
+		return st, fmt.Errorf("read service %d counters: %w", id, err)
 	}
-	return st.Refused, nil
+	return st, nil
 }

@@ -49,7 +49,7 @@ type Proxy struct {
 	aff       affinities
 	wg        sync.WaitGroup
 	mu        sync.Mutex
-	listeners []net.Listener
+	listeners map[Service]net.Listener
 	conns     map[*net.TCPConn]struct{}
 }
 
@@ -67,11 +67,18 @@ func New(opts Options) *Proxy {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Proxy{opts: opts, conns: map[*net.TCPConn]struct{}{}}
+	return &Proxy{opts: opts, listeners: map[Service]net.Listener{}, conns: map[*net.TCPConn]struct{}{}}
 }
 
-// Listen binds svc's frontend and serves it until Shutdown.
+// Listen binds svc's frontend and serves it until Shutdown or until Sync
+// drops it. Listening again on a service already served does nothing.
 func (p *Proxy) Listen(svc Service) error {
+	p.mu.Lock()
+	_, serving := p.listeners[svc]
+	p.mu.Unlock()
+	if serving {
+		return nil
+	}
 	var ln net.Listener
 	err := p.opts.InNamespace(func() (err error) {
 		ln, err = listener.Listen("tcp", svc.Frontend.String())
@@ -81,12 +88,48 @@ func (p *Proxy) Listen(svc Service) error {
 		return fmt.Errorf("service %s: listen on %s: %w", svc.Name, svc.Frontend, err)
 	}
 	p.mu.Lock()
-	p.listeners = append(p.listeners, ln)
+	p.listeners[svc] = ln
 	p.mu.Unlock()
 	p.wg.Add(1)
 	go p.serve(svc, ln.(*net.TCPListener))
 	p.opts.Log.Info("proxy listening", "service", svc.Name, "listen", svc.Frontend.String())
 	return nil
+}
+
+// Sync serves exactly svcs: it stops listening for services not in it
+// (their open connections go on) and listens for new ones. It stops at the
+// first frontend it cannot bind.
+func (p *Proxy) Sync(svcs []Service) error {
+	want := map[Service]bool{}
+	for _, s := range svcs {
+		want[s] = true
+	}
+	p.mu.Lock()
+	for s, ln := range p.listeners {
+		if !want[s] {
+			ln.Close()
+			delete(p.listeners, s)
+			p.opts.Log.Info("proxy stopped listening", "service", s.Name, "listen", s.Frontend.String())
+		}
+	}
+	p.mu.Unlock()
+	for _, s := range svcs {
+		if err := p.Listen(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Serving returns the services the proxy listens for.
+func (p *Proxy) Serving() []Service {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Service, 0, len(p.listeners))
+	for s := range p.listeners {
+		out = append(out, s)
+	}
+	return out
 }
 
 func (p *Proxy) serve(svc Service, ln *net.TCPListener) {
@@ -230,10 +273,10 @@ func (p *Proxy) untrack(c *net.TCPConn) {
 // then closes the rest, and returns when every goroutine has ended.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
-	for _, ln := range p.listeners {
+	for s, ln := range p.listeners {
 		ln.Close()
+		delete(p.listeners, s)
 	}
-	p.listeners = nil
 	p.mu.Unlock()
 
 	idle := make(chan struct{})

@@ -116,7 +116,7 @@ func TestCLIEndToEnd(t *testing.T) {
 		t.Fatalf("status -o yaml: %+v %v", fromYAML, err)
 	}
 	table := c.must("status")
-	for _, want := range []string{"service tcp-echo  listen 127.0.0.100:9000  mode lookup  policy roundrobin", "v1      0", "127.0.0.1:9002  300"} {
+	for _, want := range []string{"service tcp-echo  listen 127.0.0.100:9000  mode lookup  policy roundrobin", "v1      0", "127.0.0.1:9002  unchecked  300"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("status table lacks %q:\n%s", want, table)
 		}

@@ -69,12 +69,18 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 			fmt.Fprintln(w)
 		}
 		fmt.Fprintf(w, "service %s  listen %s  mode %s  policy %s  refused %d", s.Name, s.Listen, s.Mode, s.Policy, s.Refused)
+		if s.NoSocket > 0 {
+			fmt.Fprintf(w, "  no-socket %d", s.NoSocket)
+		}
 		if s.Affinity != "" {
 			fmt.Fprintf(w, "  affinity %s", s.Affinity)
 		}
+		if !s.Failover {
+			fmt.Fprint(w, "  failover off")
+		}
 		fmt.Fprintf(w, "\n  mode %s: %s\n", s.Mode, s.Reason)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tENDPOINT\tCONNECTIONS\tACTIVE\tBYTES IN\tBYTES OUT")
+		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tENDPOINT\tHEALTH\tCONNECTIONS\tACTIVE\tFAILED\tBYTES IN\tBYTES OUT")
 		for _, sub := range s.Subsets {
 			for j, ep := range sub.Endpoints {
 				if j == 0 {
@@ -82,7 +88,7 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 				} else {
 					fmt.Fprint(tw, "  \t\t\t")
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", ep.Address, ep.Connections, ep.Active, humanize.IBytes(ep.BytesIn), humanize.IBytes(ep.BytesOut))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", ep.Address, ep.Health, ep.Connections, ep.Active, ep.Failed, humanize.IBytes(ep.BytesIn), humanize.IBytes(ep.BytesOut))
 			}
 		}
 		if err := tw.Flush(); err != nil {
