@@ -16,7 +16,7 @@ import (
 )
 
 func main() {
-	// SIGINT and SIGTERM end the commands that run until stopped (proxy).
+	// SIGINT and SIGTERM end the commands that run until stopped (proxy, run).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := runContext(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
@@ -61,6 +61,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			statusCommand(),
 			waitDrainedCommand(),
 			proxyCommand(),
+			runCommand(),
 			downCommand(),
 			demoCommand(),
 		},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -49,11 +48,10 @@ func runProxy(c *cli.Context) error {
 	if c.Duration("dial-timeout") <= 0 {
 		return fmt.Errorf("--dial-timeout %s: must be above 0", c.Duration("dial-timeout"))
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	log, err := newLogger(c)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
 	cfg, err := config.Load(c.String("file"))
 	if err != nil {
 		return err

@@ -1,0 +1,361 @@
+// Package daemon is `tcpshift run`: it keeps the kernel in step with a route
+// config file as the file changes, re-registers restarted lookup-mode
+// backends, checks endpoint health, serves proxy-mode services and exports
+// metrics. Its state lives in the pinned maps, so it can be killed and
+// started again without touching a connection.
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/maps"
+	"github.com/tcpshift/tcpshift/userspace"
+)
+
+// DefaultTick is how often the daemon looks for restarted listeners and
+// connect failures seen in the kernel; it bounds re-registration time.
+const DefaultTick = 250 * time.Millisecond
+
+// reconcileEvery ticks the tables in force are compared with weights and
+// health.
+const reconcileEvery = 4
+
+// Options configure Run.
+type Options struct {
+	Path   string // route config file
+	Target *loader.Target
+	// MetricsAddr is where /metrics is served, "" for nowhere.
+	MetricsAddr string
+	// InNamespace runs fn where sockets must be made (probes, the proxy,
+	// the metrics listener); nil runs it in place.
+	InNamespace func(fn func() error) error
+	DialTimeout time.Duration // the proxy's, per endpoint
+	Attempts    int           // the proxy's, per client connection
+	Grace       time.Duration // open proxy connections may finish within it on stop
+	// Reload asks for the file to be applied again, changed or not (SIGHUP).
+	Reload <-chan os.Signal
+	Tick   time.Duration // DefaultTick when 0
+	Log    *slog.Logger
+}
+
+type daemon struct {
+	o       Options
+	log     *slog.Logger
+	set     *maps.Set
+	proxy   *userspace.Proxy
+	metrics *metrics
+
+	cfg  *config.Config // last good config
+	data []byte         // and its content
+
+	checks     map[endpointKey]*checkState
+	failedSeen map[endpointKey]uint64 // kernel connect failures already counted
+	stopProbes context.CancelFunc
+	results    chan result
+}
+
+// Run applies the file and keeps the kernel in step with it until ctx ends.
+// It leaves the kernel state in place when it returns. A file that does not
+// apply at start is an error; later it is refused and the last good one
+// stays in force.
+func Run(ctx context.Context, o Options) error {
+	if o.InNamespace == nil {
+		o.InNamespace = func(fn func() error) error { return fn() }
+	}
+	if o.Tick <= 0 {
+		o.Tick = DefaultTick
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(o.Path)
+	if err != nil {
+		return fmt.Errorf("route config %s: %w", o.Path, err)
+	}
+	o.Path = abs
+	d := &daemon{o: o, log: o.Log, checks: map[endpointKey]*checkState{},
+		failedSeen: map[endpointKey]uint64{}, results: make(chan result, 64)}
+
+	cfg, data, err := d.read()
+	if err != nil {
+		return err
+	}
+	changes, err := o.Target.Apply(cfg)
+	d.logChanges(changes)
+	if err != nil {
+		return err
+	}
+	if d.set, err = o.Target.Maps(); err != nil {
+		return err
+	}
+	defer d.set.Close()
+	d.cfg, d.data = cfg, data
+
+	reg := prometheus.NewRegistry()
+	d.metrics = newMetrics(reg)
+	d.metrics.reloads.Inc()
+	d.metrics.lastReloadOK.Set(1)
+
+	d.proxy = userspace.New(userspace.Options{
+		Source:      userspace.NewKernelSource(d.set),
+		DialTimeout: o.DialTimeout,
+		Attempts:    o.Attempts,
+		InNamespace: o.InNamespace,
+		Log:         o.Log,
+	})
+	defer d.stopProxy()
+	probes, stopProbes := context.WithCancel(ctx)
+	defer stopProbes()
+	if err := d.sync(probes); err != nil {
+		return err
+	}
+
+	if o.MetricsAddr != "" {
+		stop, err := serveMetrics(o.MetricsAddr, reg, kernelCollector{status: func() (*loader.Status, error) {
+			return o.Target.Status("")
+		}}, o.InNamespace, o.Log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	changed := make(chan struct{}, 1)
+	done := make(chan struct{})
+	defer close(done)
+	stopWatch, err := watchFile(o.Path, changed, done)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+
+	d.log.Info("running", "config", o.Path, "services", len(cfg.Services), "metrics", o.MetricsAddr, "pins", o.Target.Dir)
+	tick := time.NewTicker(o.Tick)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping: the kernel state stays in place (tcpshift down removes it)")
+			return nil
+		case <-changed:
+			d.reload(probes, false)
+		case <-o.Reload:
+			d.reload(probes, true)
+		case r := <-d.results:
+			d.observe(r.key, r.err == nil, r.err)
+		case <-tick.C:
+			if err := d.tick(n%reconcileEvery == 0); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// read loads the file; a file with no service is refused, because a
+// half-written file would otherwise remove every service.
+func (d *daemon) read() (*config.Config, []byte, error) {
+	data, err := os.ReadFile(d.o.Path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read route config: %w", err)
+	}
+	cfg, err := config.Parse(d.o.Path, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(cfg.Services) == 0 {
+		return nil, nil, fmt.Errorf("%s: no services (tcpshift down removes them all)", d.o.Path)
+	}
+	return cfg, data, nil
+}
+
+// reload applies the file again; force applies it even when unchanged.
+// Anything wrong leaves the last good state in force: one log line and
+// the failure metric say so.
+func (d *daemon) reload(probes context.Context, force bool) {
+	cfg, data, err := d.read()
+	if err == nil && !force && bytes.Equal(data, d.data) {
+		return
+	}
+	if err == nil {
+		var changes []loader.Change
+		changes, err = d.o.Target.Apply(cfg)
+		d.logChanges(changes)
+	}
+	if err == nil {
+		d.cfg, d.data = cfg, data
+		err = d.sync(probes)
+	}
+	if err != nil {
+		d.metrics.reloadFailures.Inc()
+		d.metrics.lastReloadOK.Set(0)
+		d.log.Error("route config refused, the last good one stays in force", "config", d.o.Path, "err", err)
+		return
+	}
+	d.metrics.reloads.Inc()
+	d.metrics.lastReloadOK.Set(1)
+	d.log.Info("route config applied", "config", d.o.Path, "services", len(cfg.Services))
+}
+
+func (d *daemon) logChanges(changes []loader.Change) {
+	for _, c := range changes {
+		if c.Action == "unchanged" {
+			d.log.Debug("service", "name", c.Service, "action", c.Action)
+			continue
+		}
+		d.log.Info("service", "name", c.Service, "action", c.Action, "mode", loader.ModeName(c.Mode))
+	}
+}
+
+// sync makes the proxy and the health checks follow the services in force.
+func (d *daemon) sync(probes context.Context) error {
+	svcs, err := d.set.ServiceList()
+	if err != nil {
+		return err
+	}
+	var proxied []userspace.Service
+	for _, svc := range svcs {
+		if svc.Mode == maps.ModeProxy {
+			proxied = append(proxied, userspace.Service{ID: svc.ID, Name: svc.Name, Frontend: svc.Frontend})
+		}
+	}
+	if err := d.proxy.Sync(proxied); err != nil {
+		return err
+	}
+	d.restartProbes(probes, svcs)
+	return nil
+}
+
+// restartProbes starts one probe loop per checked endpoint. Endpoints kept
+// across a reload keep their counts; new ones start from the health the
+// kernel holds, so a restarted daemon goes on where the last one stopped.
+func (d *daemon) restartProbes(parent context.Context, svcs []*maps.Service) {
+	if d.stopProbes != nil {
+		d.stopProbes()
+	}
+	ctx, cancel := context.WithCancel(parent)
+	d.stopProbes = cancel
+	checks := map[endpointKey]*checkState{}
+	for _, svc := range svcs {
+		c, ok := d.cfg.Service(svc.Name)
+		if !ok || c.Health == nil {
+			continue
+		}
+		for _, sub := range svc.Subsets {
+			for _, ep := range sub.Endpoints {
+				key := endpointKey{svc.Name, ep.ID, ep.Addr}
+				st := d.checks[key]
+				if st == nil {
+					st = &checkState{subset: sub.Name, health: ep.Health}
+				}
+				checks[key] = st
+				go probeLoop(ctx, key, c.Health, d.o.InNamespace, d.results)
+			}
+		}
+	}
+	d.checks = checks
+	for key := range d.failedSeen {
+		if checks[key] == nil {
+			delete(d.failedSeen, key)
+		}
+	}
+}
+
+// observe counts one check of an endpoint and writes a health change to the
+// kernel, which swaps the service's table.
+func (d *daemon) observe(key endpointKey, success bool, why error) {
+	st := d.checks[key]
+	c, ok := d.cfg.Service(key.service)
+	if st == nil || !ok || c.Health == nil || !st.observe(success, c.Health) {
+		return
+	}
+	if err := loader.SetHealth(d.set, key.service, key.id, st.health); err != nil {
+		d.log.Error("write endpoint health", "service", key.service, "endpoint", key.addr.String(), "err", err)
+		return
+	}
+	state := maps.HealthName(st.health)
+	d.metrics.healthChanges.WithLabelValues(key.service, st.subset, key.addr.String(), state).Inc()
+	if st.health == maps.HealthDown {
+		d.log.Warn("endpoint down", "service", key.service, "subset", st.subset, "endpoint", key.addr.String(),
+			"failed_checks", st.fail, "err", why)
+		return
+	}
+	d.log.Info("endpoint up", "service", key.service, "subset", st.subset, "endpoint", key.addr.String(),
+		"passed_checks", st.ok)
+}
+
+// tick re-registers restarted listeners, counts connect failures the kernel
+// saw as failed checks (passive checks) and, when asked, reconciles tables.
+func (d *daemon) tick(reconcile bool) error {
+	if _, err := os.Stat(filepath.Join(d.o.Target.Dir, bpf.TcpshiftMapServices)); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("the pinned state in %s is gone (tcpshift down?): stopping", d.o.Target.Dir)
+	}
+	svcs, err := d.set.ServiceList()
+	if err != nil {
+		d.log.Error("read services", "err", err)
+		return nil
+	}
+	rereg, err := d.o.Target.Reregister(d.set, svcs)
+	for _, r := range rereg {
+		d.metrics.reregistered.WithLabelValues(r.Service, r.Addr).Inc()
+		d.log.Info("listener re-registered", "service", r.Service, "endpoint", r.Addr, "owner", r.Owner)
+	}
+	if err != nil {
+		d.log.Error("re-register listeners", "err", err)
+	}
+	d.passive(svcs)
+	if reconcile {
+		swapped, err := loader.Reconcile(d.set, svcs)
+		for _, name := range swapped {
+			d.log.Warn("table rebuilt: it did not match weights and health", "service", name)
+		}
+		if err != nil {
+			d.log.Error("reconcile tables", "err", err)
+		}
+	}
+	return nil
+}
+
+func (d *daemon) passive(svcs []*maps.Service) {
+	for _, svc := range svcs {
+		c, ok := d.cfg.Service(svc.Name)
+		if !ok || c.Health == nil || !c.Health.Passive {
+			continue
+		}
+		for _, sub := range svc.Subsets {
+			for _, ep := range sub.Endpoints {
+				key := endpointKey{svc.Name, ep.ID, ep.Addr}
+				st, err := d.set.EndpointStats(ep.ID)
+				if err != nil || d.checks[key] == nil {
+					continue
+				}
+				seen, known := d.failedSeen[key]
+				d.failedSeen[key] = st.Failed
+				if !known {
+					continue
+				}
+				for range st.Failed - seen {
+					d.observe(key, false, errors.New("connect failed (seen in the kernel)"))
+				}
+			}
+		}
+	}
+}
+
+func (d *daemon) stopProxy() {
+	ctx, cancel := context.WithTimeout(context.Background(), d.o.Grace)
+	defer cancel()
+	if err := d.proxy.Shutdown(ctx); err != nil {
+		d.log.Warn("closed proxy connections that outlived the grace period", "err", err)
+	}
+}

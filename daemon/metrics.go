@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tcpshift/tcpshift/loader"
+)
+
+// metrics are the daemon's own counters; the kernel's are read at each
+// scrape by kernelCollector.
+type metrics struct {
+	reloads        prometheus.Counter
+	reloadFailures prometheus.Counter
+	lastReloadOK   prometheus.Gauge
+	reregistered   *prometheus.CounterVec
+	healthChanges  *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tcpshift_config_reloads_total",
+			Help: "Route config files applied by the daemon, the first one included.",
+		}),
+		reloadFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tcpshift_config_reload_failures_total",
+			Help: "Route config files refused (invalid, or not applicable on this host); the last good one stayed in force.",
+		}),
+		lastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tcpshift_config_last_reload_successful",
+			Help: "1 if the last route config file read was applied, 0 if it was refused.",
+		}),
+		reregistered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcpshift_socket_reregistrations_total",
+			Help: "Lookup-mode endpoints given the new listening socket of a restarted backend.",
+		}, []string{"service", "endpoint"}),
+		healthChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcpshift_endpoint_health_changes_total",
+			Help: "Endpoint health changes decided by the checks, by the state reached.",
+		}, []string{"service", "subset", "endpoint", "state"}),
+	}
+	reg.MustRegister(m.reloads, m.reloadFailures, m.lastReloadOK, m.reregistered, m.healthChanges)
+	return m
+}
+
+// kernelCollector reads the pinned maps at every scrape, so the figures are
+// those `tcpshift status` shows, whoever changed them.
+type kernelCollector struct {
+	status func() (*loader.Status, error)
+}
+
+var (
+	labelsService  = []string{"service"}
+	labelsSubset   = []string{"service", "subset"}
+	labelsEndpoint = []string{"service", "subset", "endpoint"}
+
+	descInfo = prometheus.NewDesc("tcpshift_service_info",
+		"A service tcpshift steers, with its frontend and the mode in force.", []string{"service", "listen", "mode"}, nil)
+	descRefused = prometheus.NewDesc("tcpshift_refused_connections_total",
+		"Connections refused: no weight, or no live endpoint.", labelsService, nil)
+	descNoSocket = prometheus.NewDesc("tcpshift_lookups_no_socket_total",
+		"Lookup-mode connections whose chosen endpoints had no listening socket.", labelsService, nil)
+	descSwaps = prometheus.NewDesc("tcpshift_table_swaps_total",
+		"Weight tables replaced: applies, weight changes and health changes.", labelsService, nil)
+	descWeight = prometheus.NewDesc("tcpshift_subset_weight",
+		"A subset's configured weight.", labelsSubset, nil)
+	descShare = prometheus.NewDesc("tcpshift_subset_share_ratio",
+		"The share of new connections a subset gets from the table in force (health included), 0 to 1.", labelsSubset, nil)
+	descConns = prometheus.NewDesc("tcpshift_connections_total",
+		"Connections given to an endpoint.", labelsEndpoint, nil)
+	descActive = prometheus.NewDesc("tcpshift_connections_active",
+		"Established connections to an endpoint not closed yet.", labelsEndpoint, nil)
+	descBytes = prometheus.NewDesc("tcpshift_bytes_total",
+		"Payload bytes to (direction=in) and from (direction=out) an endpoint, open connections included.",
+		append(labelsEndpoint, "direction"), nil)
+	descFailed = prometheus.NewDesc("tcpshift_connect_failures_total",
+		"Connects to an endpoint that never got established (connect and proxy mode).", labelsEndpoint, nil)
+	descHealthy = prometheus.NewDesc("tcpshift_endpoint_healthy",
+		"1 if an endpoint may be chosen (up, or not checked), 0 if its checks took it out.", labelsEndpoint, nil)
+)
+
+func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descInfo, descRefused, descNoSocket, descSwaps, descWeight,
+		descShare, descConns, descActive, descBytes, descFailed, descHealthy} {
+		ch <- d
+	}
+}
+
+func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
+	st, err := k.status()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descInfo, err)
+		return
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, s := range st.Services {
+		gauge(descInfo, 1, s.Name, s.Listen, s.Mode)
+		counter(descRefused, s.Refused, s.Name)
+		counter(descNoSocket, s.NoSocket, s.Name)
+		counter(descSwaps, s.Swaps, s.Name)
+		for _, sub := range s.Subsets {
+			gauge(descWeight, float64(sub.Weight), s.Name, sub.Name)
+			gauge(descShare, sub.Percent/100, s.Name, sub.Name)
+			for _, ep := range sub.Endpoints {
+				l := []string{s.Name, sub.Name, ep.Address}
+				counter(descConns, ep.Connections, l...)
+				gauge(descActive, float64(ep.Active), l...)
+				counter(descBytes, ep.BytesIn, append(l, "in")...)
+				counter(descBytes, ep.BytesOut, append(l, "out")...)
+				counter(descFailed, ep.Failed, l...)
+				healthy := 1.0
+				if ep.Health == "down" {
+					healthy = 0
+				}
+				gauge(descHealthy, healthy, l...)
+			}
+		}
+	}
+}
