@@ -48,7 +48,17 @@ func FromCollection(c *ebpf.Collection) (*Set, error) {
 }
 
 // Open opens the maps pinned in dir.
-func Open(dir string) (_ *Set, err error) {
+func Open(dir string) (*Set, error) {
+	return open(dir, false)
+}
+
+// OpenPresent opens the maps pinned in dir that exist, leaving the others
+// nil: for removing state that another tcpshift build pinned.
+func OpenPresent(dir string) (*Set, error) {
+	return open(dir, true)
+}
+
+func open(dir string, onlyPresent bool) (_ *Set, err error) {
 	if _, err := os.Stat(filepath.Join(dir, bpf.TcpshiftMapServices)); errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotLoaded
 	}
@@ -60,6 +70,9 @@ func Open(dir string) (_ *Set, err error) {
 	}()
 	for name, dst := range s.fields() {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
+		if onlyPresent && errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open pinned map %s: %w", name, err)
 		}
@@ -154,6 +167,9 @@ func (s *Set) SetHealth(id uint32, h Health) error {
 // Health reads an endpoint's health.
 func (s *Set) Health(id uint32) (Health, error) {
 	var h Health
+	if s.EndpointHealth == nil { // state pinned by a build without health
+		return HealthUnchecked, nil
+	}
 	if err := s.EndpointHealth.Lookup(id, &h); err != nil {
 		return 0, fmt.Errorf("read health of endpoint %d: %w", id, err)
 	}

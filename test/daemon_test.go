@@ -1,0 +1,217 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+
+	"github.com/tcpshift/tcpshift/daemon"
+	"github.com/tcpshift/tcpshift/internal/testenv"
+	"github.com/tcpshift/tcpshift/loader"
+)
+
+// logBuffer collects a daemon's log lines for the test to search.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the log lines that contain s.
+func (l *logBuffer) lines(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// runningDaemon is `tcpshift run` in the test process.
+type runningDaemon struct {
+	tg   *loader.Target
+	log  *logBuffer
+	hup  chan os.Signal
+	errc chan error
+}
+
+// startDaemon runs the daemon on the env's namespace with the config at
+// path until the test ends, then removes the kernel state.
+func startDaemon(t *testing.T, env *testenv.Env, path, metricsAddr string) *runningDaemon {
+	t.Helper()
+	tg := env.Target()
+	t.Cleanup(func() { tg.Down() }) // after the daemon stopped (cleanups run last first)
+	d := &runningDaemon{tg: tg, log: &logBuffer{}, hup: make(chan os.Signal, 1), errc: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		d.errc <- daemon.Run(ctx, daemon.Options{
+			Path:        path,
+			Target:      tg,
+			MetricsAddr: metricsAddr,
+			InNamespace: env.NS.Do,
+			Grace:       time.Second,
+			Reload:      d.hup,
+			Log:         slog.New(slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-d.errc; err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+		if len(d.log.lines(`msg="stopping`)) != 1 {
+			t.Errorf("daemon did not log its stop:\n%s", d.log.b.String())
+		}
+	})
+	d.waitLog(t, "msg=running", 1)
+	return d
+}
+
+// waitLog waits until n log lines contain s and returns them.
+func (d *runningDaemon) waitLog(t *testing.T, s string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got := d.log.lines(s); len(got) >= n {
+			return got
+		}
+		select {
+		case err := <-d.errc:
+			d.errc <- err
+			t.Fatalf("daemon stopped while waiting for %q: %v\n%s", s, err, d.log.b.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %d log lines with %q:\n%s", n, s, d.log.b.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writeConfig replaces the file as editors do: a new file renamed over it.
+func writeConfig(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path+".new", []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newConfigFile(t *testing.T, text string) string {
+	path := filepath.Join(t.TempDir(), "routes.yaml")
+	writeConfig(t, path, text)
+	return path
+}
+
+func weighted(v1, v2 int) string {
+	return strings.NewReplacer("weight: 80", fmt.Sprintf("weight: %d", v1), "weight: 20", fmt.Sprintf("weight: %d", v2)).Replace(echoConfig)
+}
+
+func wantSplit(t *testing.T, env *testenv.Env, n int, want map[string]int) {
+	t.Helper()
+	if got := env.Count(frontend, n); !maps.Equal(got, want) {
+		t.Fatalf("%d connections: %v, want %v", n, got, want)
+	}
+}
+
+func TestDaemonReloadsOnFileChange(t *testing.T) {
+	env := testenv.New(t)
+	echoPair(env)
+	path := newConfigFile(t, echoConfig)
+	d := startDaemon(t, env, path, "")
+	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
+
+	writeConfig(t, path, weighted(0, 100))
+	d.waitLog(t, "msg=\"route config applied\"", 1)
+	wantSplit(t, env, 10, map[string]int{"two": 10})
+
+	// SIGHUP applies the file again even when it did not change: a weight
+	// set by hand goes back to the file's.
+	setWeights(t, d.tg, 50, 50)
+	d.hup <- syscall.SIGHUP
+	d.waitLog(t, "msg=\"route config applied\"", 2)
+	if s := status(t, d.tg); s.Subsets[0].Weight != 0 || s.Subsets[1].Weight != 100 {
+		t.Fatalf("after SIGHUP weights %d/%d, want the file's 0/100", s.Subsets[0].Weight, s.Subsets[1].Weight)
+	}
+	wantSplit(t, env, 10, map[string]int{"two": 10})
+}
+
+func TestDaemonRefusesBadFile(t *testing.T) {
+	env := testenv.New(t)
+	echoPair(env)
+	path := newConfigFile(t, echoConfig)
+	d := startDaemon(t, env, path, "")
+
+	// Does not validate.
+	writeConfig(t, path, strings.Replace(echoConfig, "weight: 20", "weight: -20", 1))
+	refused := d.waitLog(t, "route config refused", 1)
+	if !strings.Contains(refused[0], "services[0].route[1].weight") {
+		t.Errorf("refusal does not name the bad field: %s", refused[0])
+	}
+	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
+
+	// Validates, but cannot apply here: nothing listens on 127.0.0.1:9009.
+	writeConfig(t, path, strings.Replace(weighted(50, 50), "127.0.0.1:9002", "127.0.0.1:9009", 1))
+	refused = d.waitLog(t, "route config refused", 2)
+	if !strings.Contains(refused[1], "127.0.0.1:9009") {
+		t.Errorf("refusal does not name the endpoint: %s", refused[1])
+	}
+	if s := status(t, d.tg); s.Subsets[0].Weight != 80 || s.Subsets[1].Endpoints[0].Address != "127.0.0.1:9002" {
+		t.Fatalf("state changed by a refused file: %+v", s)
+	}
+	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
+
+	// No services at all: most likely a file caught half-written.
+	writeConfig(t, path, "")
+	d.waitLog(t, "route config refused", 3)
+	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
+
+	writeConfig(t, path, weighted(90, 10))
+	d.waitLog(t, "msg=\"route config applied\"", 1)
+	wantSplit(t, env, 10, map[string]int{"one": 9, "two": 1})
+	if n := len(d.log.lines("level=ERROR")); n != 3 {
+		t.Errorf("%d error lines for 3 refused files, want one each", n)
+	}
+}
+
+// TestDaemonReregistersRestartedBackend restarts v2: its new listener gets
+// v2's connections within a second, without another apply.
+func TestDaemonReregistersRestartedBackend(t *testing.T) {
+	env := testenv.New(t)
+	env.Echo("127.0.0.1:9001", "one")
+	v2 := env.Echo("127.0.0.1:9002", "two")
+	d := startDaemon(t, env, newConfigFile(t, echoConfig), "")
+	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
+
+	v2.Close()
+	restarted := time.Now()
+	env.Echo("127.0.0.1:9002", "two")
+	d.waitLog(t, "msg=\"listener re-registered\"", 1)
+	if took := time.Since(restarted); took > time.Second {
+		t.Fatalf("re-registration took %s, want under 1s", took)
+	}
+	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
+	if refused := status(t, d.tg).Refused; refused != 0 {
+		t.Errorf("%d connections refused", refused)
+	}
+}
