@@ -257,6 +257,10 @@ func (d *daemon) restartProbes(parent context.Context, svcs []*maps.Service) {
 				st := d.checks[key]
 				if st == nil {
 					st = &checkState{subset: sub.Name, health: ep.Health}
+					// Connect failures from before count for nothing.
+					if n, err := d.set.EndpointStats(ep.ID); err == nil {
+						d.failedSeen[key] = n.Failed
+					}
 				}
 				checks[key] = st
 				go probeLoop(ctx, key, c.Health, d.o.InNamespace, d.results)
