@@ -5,7 +5,14 @@ SHELL := /bin/bash
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 
-.PHONY: help build generate test demo bench bench-smoke deps clean
+.PHONY: help build generate test demo bench bench-smoke deps install uninstall clean
+
+# Where `make install` puts things; DESTDIR stages them elsewhere (packaging, tests).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DOCDIR ?= $(PREFIX)/share/doc/tcpshift
+CONFDIR ?= /etc/tcpshift
+UNITDIR ?= /etc/systemd/system
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +48,21 @@ bench-smoke: build ## the benchmark for a few seconds, to keep it working; write
 
 deps: ## install what tests and the demo need on Debian
 	bash scripts/install-deps.sh test
+
+install: build ## install tcpshift, its systemd unit and an example config (needs root)
+	install -D -m 0755 $(BIN)/tcpshift $(DESTDIR)$(BINDIR)/tcpshift
+	install -D -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(CONFDIR)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@CONFDIR@|$(CONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+	  packaging/tcpshift.service.in > $(DESTDIR)$(UNITDIR)/tcpshift.service
+	install -m 0644 packaging/routes.yaml.example $(DESTDIR)$(CONFDIR)/routes.yaml.example
+	@if [ -z "$(DESTDIR)" ] && [ "$(UNITDIR)" = /etc/systemd/system ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed: copy $(CONFDIR)/routes.yaml.example to $(CONFDIR)/routes.yaml, edit it, then: systemctl enable --now tcpshift"
+
+uninstall: ## remove what install put in place (keeps $(CONFDIR)/routes.yaml and the kernel state)
+	rm -f $(DESTDIR)$(BINDIR)/tcpshift $(DESTDIR)$(UNITDIR)/tcpshift.service $(DESTDIR)$(CONFDIR)/routes.yaml.example
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@if [ -z "$(DESTDIR)" ] && [ "$(UNITDIR)" = /etc/systemd/system ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 clean: ## remove build output
 	rm -rf $(BIN)

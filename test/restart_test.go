@@ -13,7 +13,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/tcpshift/tcpshift/internal/testenv")
+	"github.com/tcpshift/tcpshift/internal/testenv"
+)
 
 // restartConfig has a lookup-mode service (local backends) and a
 // connect-mode one (backends on the remote host).
@@ -46,10 +47,13 @@ type daemonProcess struct {
 	done chan error
 }
 
-func startDaemonProcess(t *testing.T, env *testenv.Env, bin, path string) *daemonProcess {
+// startDaemonProcess runs bin with the env's namespace, bpffs and cgroup
+// and then args (run -f FILE …), and waits until it runs.
+func startDaemonProcess(t *testing.T, env *testenv.Env, bin string, args ...string) *daemonProcess {
 	t.Helper()
 	p := &daemonProcess{log: &logBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "--netns", env.NS.Path(), "--bpffs", env.BPFFS, "--cgroup", env.Cgroup, "run", "-f", path)
+	global := []string{"--netns", env.NS.Path(), "--bpffs", env.BPFFS, "--cgroup", env.Cgroup}
+	p.cmd = exec.Command(bin, append(global, args...)...)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -60,12 +64,25 @@ func startDaemonProcess(t *testing.T, env *testenv.Env, bin, path string) *daemo
 		<-p.done
 		p.done <- nil
 	})
-	for deadline := time.Now().Add(10 * time.Second); len(p.log.lines("msg=running")) == 0; time.Sleep(10 * time.Millisecond) {
+	p.waitLog(t, "msg=running", 1)
+	return p
+}
+
+// waitLog waits until n log lines contain s.
+func (p *daemonProcess) waitLog(t *testing.T, s string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(p.log.lines(s)) < n; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("daemon did not start:\n%s", p.log.b.String())
+			t.Fatalf("no %d log lines with %q:\n%s", n, s, p.log.b.String())
 		}
 	}
-	return p
+}
+
+// wait waits for the process to exit and returns how it did.
+func (p *daemonProcess) wait() error {
+	err := <-p.done
+	p.done <- nil // for the cleanup
+	return err
 }
 
 // load opens connections to each frontend, one after another per frontend,
@@ -128,7 +145,7 @@ func TestDaemonKill9AndRestartUnderLoad(t *testing.T) {
 	t.Cleanup(func() { tg.Down() })
 
 	bin := buildTcpshift(t)
-	first := startDaemonProcess(t, env, bin, path)
+	first := startDaemonProcess(t, env, bin, "run", "-f", path)
 	before, err := tg.Links()
 	if err != nil {
 		t.Fatal(err)
@@ -140,11 +157,10 @@ func TestDaemonKill9AndRestartUnderLoad(t *testing.T) {
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-first.done
-	first.done <- nil
+	first.wait()
 	orphaned := l.during(300 * time.Millisecond)
 
-	second := startDaemonProcess(t, env, bin, path)
+	second := startDaemonProcess(t, env, bin, "run", "-f", path)
 	restarted := l.during(300 * time.Millisecond)
 	l.end()
 
@@ -188,10 +204,9 @@ func TestDaemonKill9AndRestartUnderLoad(t *testing.T) {
 	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-second.done; err != nil {
+	if err := second.wait(); err != nil {
 		t.Fatalf("daemon after SIGTERM: %v\n%s", err, second.log.b.String())
 	}
-	second.done <- nil
 	if len(second.log.lines(`msg="stopping`)) != 1 {
 		t.Errorf("no stop line:\n%s", second.log.b.String())
 	}
