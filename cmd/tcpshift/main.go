@@ -45,7 +45,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"where those cannot serve, in a userspace proxy using the same tables. Declare\n" +
 			"services in a route config, apply it, shift traffic live with set-weight, and\n" +
 			"wait-drained tells when the old version holds no connection. State is pinned in\n" +
-			"bpffs per network namespace; every command works from that state alone.",
+			"bpffs per network namespace; every command works from that state alone. As a\n" +
+			"service, `run` follows the file, checks health and exports metrics.",
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
