@@ -15,7 +15,7 @@ CONFDIR ?= /etc/tcpshift
 UNITDIR ?= /etc/systemd/system
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/tcpshift and bin/tcp-echo
 	$(GO) build -o $(BIN)/tcpshift ./cmd/tcpshift
@@ -59,7 +59,7 @@ install: build ## install tcpshift, its systemd unit and an example config (need
 	@if [ -z "$(DESTDIR)" ] && [ "$(UNITDIR)" = /etc/systemd/system ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "installed: copy $(CONFDIR)/routes.yaml.example to $(CONFDIR)/routes.yaml, edit it, then: systemctl enable --now tcpshift"
 
-uninstall: ## remove what install put in place (keeps $(CONFDIR)/routes.yaml and the kernel state)
+uninstall: ## remove what install put in place (keeps routes.yaml and the kernel state)
 	rm -f $(DESTDIR)$(BINDIR)/tcpshift $(DESTDIR)$(UNITDIR)/tcpshift.service $(DESTDIR)$(CONFDIR)/routes.yaml.example
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@if [ -z "$(DESTDIR)" ] && [ "$(UNITDIR)" = /etc/systemd/system ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
