@@ -49,7 +49,7 @@ func printChanges(w io.Writer, changes []loader.Change) {
 	for _, ch := range changes {
 		fmt.Fprintf(w, "service %s %s", ch.Service, ch.Action)
 		if ch.Mode == maps.ModeProxy {
-			fmt.Fprint(w, " (mode proxy: tcpshift proxy -f FILE serves it)")
+			fmt.Fprint(w, " (mode proxy: tcpshift run -f FILE or tcpshift proxy -f FILE serves it)")
 		}
 		fmt.Fprintln(w)
 	}

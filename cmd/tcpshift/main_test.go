@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,7 +343,7 @@ func TestCLIProxy(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("proxy did not stop when its context ended")
 	}
-	if got := out.String(); got != "service tcp-echo added (mode proxy: tcpshift proxy -f FILE serves it)\n" {
+	if got := out.String(); got != "service tcp-echo added (mode proxy: tcpshift run -f FILE or tcpshift proxy -f FILE serves it)\n" {
 		t.Fatalf("proxy printed %q", got)
 	}
 	for _, want := range []string{"msg=service name=tcp-echo listen=127.0.0.100:9000 mode=proxy reason=configured", "msg=\"proxy listening\"", "msg=\"shutting down\""} {
@@ -361,4 +362,93 @@ func TestCLIProxy(t *testing.T) {
 	if _, err := c.run("proxy", "-f", writeFile(t, routes)); err == nil || !strings.Contains(err.Error(), "has no service in proxy mode") {
 		t.Fatalf("nothing to proxy: %v", err)
 	}
+}
+
+// tcpshift run: serves a proxy-mode service, follows the file when the
+// service moves to lookup mode, logs JSON, and leaves the state when stopped.
+func TestCLIRun(t *testing.T) {
+	c := newCLI(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run"}, `"file" not set`},
+		{[]string{"run", "-f", "x.yaml", "extra"}, "run takes no arguments"},
+		{[]string{"run", "-f", "x.yaml", "--log-format", "xml"}, `--log-format "xml": want text or json`},
+		{[]string{"run", "-f", writeFile(t, strings.Replace(routes, "weight: 20", "weight: x", 1))}, "services[0].route[1].weight"},
+		{[]string{"run", "-f", writeFile(t, "services: []\n")}, "no services"},
+	} {
+		_, err := c.run(tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("tcpshift %v: error %v, want one line containing %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(c.env.BPFFS, "tcpshift")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("failed run left state: %v", err)
+	}
+
+	file := writeFile(t, strings.Replace(routes, "mode: lookup", "mode: proxy", 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runContext(ctx, []string{"tcpshift", "--netns", c.env.NS.Path(), "--bpffs", c.env.BPFFS, "--cgroup", c.env.Cgroup,
+			"run", "-f", file, "--log-format", "json"}, &out, &logs)
+	}()
+	c.env.WaitListening("127.0.0.100:9000") // one connection, to v1
+	if got := c.env.Count("127.0.0.100:9000", 10); !maps.Equal(got, map[string]int{"one": 8, "two": 2}) {
+		t.Fatalf("proxy mode, 10 connections: %v, want 8/2", got)
+	}
+
+	// The same service in lookup mode: the proxy lets the frontend go and
+	// sk_lookup takes over.
+	if err := os.WriteFile(file+".new", []byte(routes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(file+".new", file); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), `"msg":"proxy stopped listening"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy kept the frontend:\n%s", logs.String())
+		}
+	}
+	if got := c.env.Count("127.0.0.100:9000", 10); !maps.Equal(got, map[string]int{"one": 8, "two": 2}) {
+		t.Fatalf("lookup mode, 10 connections: %v, want 8/2", got)
+	}
+	if s := c.must("status"); !strings.Contains(s, "mode lookup") {
+		t.Fatalf("status after the reload:\n%s", s)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	for _, want := range []string{`"msg":"running"`, `"msg":"route config applied"`, `"msg":"stopping: the kernel state stays in place (tcpshift down removes it)"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+	if got := c.env.Count("127.0.0.100:9000", 10); !maps.Equal(got, map[string]int{"one": 8, "two": 2}) {
+		t.Fatalf("after run stopped: %v, want 8/2 (the state stays)", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a running command may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
