@@ -202,7 +202,18 @@ func TestDaemonReregistersRestartedBackend(t *testing.T) {
 	d := startDaemon(t, env, newConfigFile(t, echoConfig), "")
 	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
 
+	// While v2 is away its turns find no socket and are refused.
 	v2.Close()
+	refused := 0
+	for range 10 {
+		if _, err := env.Ask(frontend); err != nil {
+			refused++
+		}
+	}
+	if s := status(t, d.tg); refused != 2 || s.Refused != 2 || s.NoSocket != 2 {
+		t.Fatalf("v2 away: %d of 10 refused, counted refused %d no_socket %d, want 2 each", refused, s.Refused, s.NoSocket)
+	}
+
 	restarted := time.Now()
 	env.Echo("127.0.0.1:9002", "two")
 	d.waitLog(t, "msg=\"listener re-registered\"", 1)
@@ -210,7 +221,7 @@ func TestDaemonReregistersRestartedBackend(t *testing.T) {
 		t.Fatalf("re-registration took %s, want under 1s", took)
 	}
 	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
-	if refused := status(t, d.tg).Refused; refused != 0 {
-		t.Errorf("%d connections refused", refused)
+	if refused := status(t, d.tg).Refused; refused != 2 {
+		t.Errorf("%d connections refused, want only the 2 while v2 was away", refused)
 	}
 }
