@@ -52,6 +52,7 @@ func endpointHealth(t *testing.T, tg *loader.Target, addr string) string {
 // the probes needed could run, not much after.
 func within(t *testing.T, what string, took time.Duration, probes int) {
 	t.Helper()
+	t.Logf("%s after %s", what, took.Round(time.Millisecond))
 	earliest := time.Duration(probes-1) * probeInterval
 	latest := time.Duration(probes)*probeInterval + probeTimeout + slack
 	if took < earliest || took > latest {
