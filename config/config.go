@@ -433,20 +433,9 @@ func (p *parser) affinity(n *yaml.Node, f string) *Affinity {
 			}
 			a.Key = val
 		case "ttl":
-			val, ok := p.scalar(v, ff, "a duration")
-			if !ok {
-				return
+			if d, ok := p.duration(v, ff, "ttl"); ok {
+				a.TTL = d
 			}
-			d, err := time.ParseDuration(val)
-			if err != nil {
-				p.fail(v, ff, "invalid duration %s (use a go duration such as 30s or 5m)", quote(val))
-				return
-			}
-			if d <= 0 {
-				p.fail(v, ff, "ttl must be greater than 0, got %s", val)
-				return
-			}
-			a.TTL = d
 		}
 	})
 	if ok && !haveKey {

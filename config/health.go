@@ -44,12 +44,12 @@ func (p *parser) health(n *yaml.Node, f string) *Health {
 		ff := f + "." + key
 		switch key {
 		case "interval":
-			if d, ok := p.duration(v, ff); ok {
+			if d, ok := p.duration(v, ff, "interval"); ok {
 				h.Interval = d
 			}
 		case "timeout":
 			timeoutNode = v
-			if d, ok := p.duration(v, ff); ok {
+			if d, ok := p.duration(v, ff, "timeout"); ok {
 				h.Timeout = d
 			}
 		case "rise":
@@ -76,19 +76,20 @@ func (p *parser) health(n *yaml.Node, f string) *Health {
 	return h
 }
 
-// duration parses a positive Go duration such as 500ms or 2s.
-func (p *parser) duration(n *yaml.Node, f string) (time.Duration, bool) {
+// duration parses a positive Go duration such as 500ms or 2s; name is the
+// field as errors call it.
+func (p *parser) duration(n *yaml.Node, f, name string) (time.Duration, bool) {
 	val, ok := p.scalar(n, f, "a duration")
 	if !ok {
 		return 0, false
 	}
 	d, err := time.ParseDuration(val)
 	if err != nil {
-		p.fail(n, f, "invalid duration %s (use a go duration such as 500ms or 2s)", quote(val))
+		p.fail(n, f, "invalid duration %s (use a go duration such as 500ms, 30s or 5m)", quote(val))
 		return 0, false
 	}
 	if d <= 0 {
-		p.fail(n, f, "must be greater than 0, got %s", val)
+		p.fail(n, f, "%s must be greater than 0, got %s", name, val)
 		return 0, false
 	}
 	return d, true

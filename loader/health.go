@@ -10,28 +10,15 @@ import (
 // SetHealth records an endpoint's health and, when that changes who may be
 // chosen, swaps the service's table so the next connection follows it.
 func SetHealth(set *maps.Set, service string, id uint32, h maps.Health) error {
+	if err := set.SetHealth(id, h); err != nil {
+		return err
+	}
 	svc, err := lookupService(set, service)
 	if err != nil {
 		return err
 	}
-	before, err := svc.Table()
-	if err != nil {
-		return err
-	}
-	if err := set.SetHealth(id, h); err != nil {
-		return err
-	}
-	if svc, err = lookupService(set, service); err != nil {
-		return err
-	}
-	after, err := svc.Table()
-	if err != nil {
-		return err
-	}
-	if sameSelection(&before, &after) {
-		return nil
-	}
-	return set.SwapTable(svc)
+	_, err = Reconcile(set, []*maps.Service{svc})
+	return err
 }
 
 // Reconcile swaps the table of every service whose table in force does not

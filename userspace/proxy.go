@@ -121,17 +121,6 @@ func (p *Proxy) Sync(svcs []Service) error {
 	return nil
 }
 
-// Serving returns the services the proxy listens for.
-func (p *Proxy) Serving() []Service {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]Service, 0, len(p.listeners))
-	for s := range p.listeners {
-		out = append(out, s)
-	}
-	return out
-}
-
 func (p *Proxy) serve(svc Service, ln *net.TCPListener) {
 	defer p.wg.Done()
 	for {

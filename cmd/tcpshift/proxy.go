@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,14 +24,10 @@ func proxyCommand() *cli.Command {
 			"Where BPF cannot load (not root, an old kernel) or with --no-bpf, the proxy\n" +
 			"serves every service of the file from the file alone; weights then change\n" +
 			"with the file, not with set-weight.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "route config `FILE` (YAML)"},
 			&cli.BoolFlag{Name: "no-bpf", Usage: "do not use BPF at all: split in the proxy, from the file"},
-			&cli.DurationFlag{Name: "dial-timeout", Value: userspace.DefaultDialTimeout, Usage: "give up on an endpoint's connect after this long"},
-			&cli.IntFlag{Name: "attempts", Value: userspace.DefaultAttempts, Usage: "endpoints tried per client connection before it is refused"},
-			&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "on shutdown, how long open connections may finish"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-		},
+		}, append(proxyFlags(""), logFlags()...)...),
 		OnUsageError: usageError,
 		Action:       runProxy,
 	}
@@ -42,11 +37,8 @@ func runProxy(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return errors.New("proxy takes no arguments (the config goes in -f FILE)")
 	}
-	if c.Int("attempts") < 1 {
-		return fmt.Errorf("--attempts %d: must be at least 1", c.Int("attempts"))
-	}
-	if c.Duration("dial-timeout") <= 0 {
-		return fmt.Errorf("--dial-timeout %s: must be above 0", c.Duration("dial-timeout"))
+	if err := checkProxyFlags(c); err != nil {
+		return err
 	}
 	log, err := newLogger(c)
 	if err != nil {

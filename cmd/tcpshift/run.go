@@ -2,17 +2,13 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpshift/tcpshift/daemon"
-	"github.com/tcpshift/tcpshift/userspace"
 )
 
 func runCommand() *cli.Command {
@@ -28,15 +24,10 @@ func runCommand() *cli.Command {
 			"and exports Prometheus metrics. SIGINT or SIGTERM stop it and leave the kernel\n" +
 			"state in place: connections keep flowing, a new `run` adopts the state, and\n" +
 			"`tcpshift down` removes it. Logs are structured (log/slog) on stderr.",
-		Flags: []cli.Flag{
+		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "route config `FILE` (YAML), watched for changes"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9090); off when empty"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
-			&cli.DurationFlag{Name: "dial-timeout", Value: userspace.DefaultDialTimeout, Usage: "proxy mode: give up on an endpoint's connect after this long"},
-			&cli.IntFlag{Name: "attempts", Value: userspace.DefaultAttempts, Usage: "proxy mode: endpoints tried per client connection before it is refused"},
-			&cli.DurationFlag{Name: "grace", Value: 10 * time.Second, Usage: "proxy mode: on stop, how long open connections may finish"},
-		},
+		}, logFlags()...), proxyFlags("proxy mode: ")...),
 		OnUsageError: usageError,
 		Action:       runDaemon,
 	}
@@ -46,11 +37,8 @@ func runDaemon(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return errors.New("run takes no arguments (the config goes in -f FILE)")
 	}
-	if c.Int("attempts") < 1 {
-		return fmt.Errorf("--attempts %d: must be at least 1", c.Int("attempts"))
-	}
-	if c.Duration("dial-timeout") <= 0 {
-		return fmt.Errorf("--dial-timeout %s: must be above 0", c.Duration("dial-timeout"))
+	if err := checkProxyFlags(c); err != nil {
+		return err
 	}
 	log, err := newLogger(c)
 	if err != nil {
@@ -78,20 +66,4 @@ func runDaemon(c *cli.Context) error {
 		o.InNamespace = tg.NS.Do
 	}
 	return daemon.Run(c.Context, o)
-}
-
-// newLogger makes the slog logger --log-level and --log-format ask for.
-func newLogger(c *cli.Context) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch c.String("log-format") {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
 }
