@@ -44,12 +44,51 @@ func (l *logBuffer) lines(s string) []string {
 	return out
 }
 
+// daemonLog is a running daemon's log and how it ended, for daemons in the
+// test process and in their own.
+type daemonLog struct {
+	log  *logBuffer
+	done chan error // gets the daemon's end once; wait puts it back
+}
+
+func newDaemonLog() daemonLog {
+	return daemonLog{log: &logBuffer{}, done: make(chan error, 1)}
+}
+
+// wait waits for the daemon to end and returns how it did; ask again at will.
+func (d daemonLog) wait() error {
+	err := <-d.done
+	d.done <- err
+	return err
+}
+
+// waitLog waits until n log lines contain s and returns them; a daemon that
+// ends meanwhile fails the test.
+func (d daemonLog) waitLog(t *testing.T, s string, n int) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if got := d.log.lines(s); len(got) >= n {
+			return got
+		}
+		select {
+		case err := <-d.done:
+			d.done <- err
+			t.Fatalf("daemon ended while waiting for %q: %v\n%s", s, err, d.log.b.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %d log lines with %q:\n%s", n, s, d.log.b.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // runningDaemon is `tcpshift run` in the test process.
 type runningDaemon struct {
-	tg   *loader.Target
-	log  *logBuffer
-	hup  chan os.Signal
-	errc chan error
+	daemonLog
+	tg  *loader.Target
+	hup chan os.Signal
 }
 
 // startDaemon runs the daemon on the env's namespace with the config at
@@ -58,10 +97,10 @@ func startDaemon(t *testing.T, env *testenv.Env, path, metricsAddr string) *runn
 	t.Helper()
 	tg := env.Target()
 	t.Cleanup(func() { tg.Down() }) // after the daemon stopped (cleanups run last first)
-	d := &runningDaemon{tg: tg, log: &logBuffer{}, hup: make(chan os.Signal, 1), errc: make(chan error, 1)}
+	d := &runningDaemon{daemonLog: newDaemonLog(), tg: tg, hup: make(chan os.Signal, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		d.errc <- daemon.Run(ctx, daemon.Options{
+		d.done <- daemon.Run(ctx, daemon.Options{
 			Path:        path,
 			Target:      tg,
 			MetricsAddr: metricsAddr,
@@ -73,7 +112,7 @@ func startDaemon(t *testing.T, env *testenv.Env, path, metricsAddr string) *runn
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-d.errc; err != nil {
+		if err := d.wait(); err != nil {
 			t.Errorf("daemon: %v", err)
 		}
 		if len(d.log.lines(`msg="stopping`)) != 1 {
@@ -82,27 +121,6 @@ func startDaemon(t *testing.T, env *testenv.Env, path, metricsAddr string) *runn
 	})
 	d.waitLog(t, "msg=running", 1)
 	return d
-}
-
-// waitLog waits until n log lines contain s and returns them.
-func (d *runningDaemon) waitLog(t *testing.T, s string, n int) []string {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if got := d.log.lines(s); len(got) >= n {
-			return got
-		}
-		select {
-		case err := <-d.errc:
-			d.errc <- err
-			t.Fatalf("daemon stopped while waiting for %q: %v\n%s", s, err, d.log.b.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %d log lines with %q:\n%s", n, s, d.log.b.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // writeConfig replaces the file as editors do: a new file renamed over it.

@@ -42,16 +42,15 @@ func buildTcpshift(t *testing.T) string {
 
 // daemonProcess is `tcpshift run` as its own process.
 type daemonProcess struct {
-	cmd  *exec.Cmd
-	log  *logBuffer
-	done chan error
+	daemonLog
+	cmd *exec.Cmd
 }
 
 // startDaemonProcess runs bin with the env's namespace, bpffs and cgroup
 // and then args (run -f FILE …), and waits until it runs.
 func startDaemonProcess(t *testing.T, env *testenv.Env, bin string, args ...string) *daemonProcess {
 	t.Helper()
-	p := &daemonProcess{log: &logBuffer{}, done: make(chan error, 1)}
+	p := &daemonProcess{daemonLog: newDaemonLog()}
 	global := []string{"--netns", env.NS.Path(), "--bpffs", env.BPFFS, "--cgroup", env.Cgroup}
 	p.cmd = exec.Command(bin, append(global, args...)...)
 	p.cmd.Stderr = p.log
@@ -61,28 +60,10 @@ func startDaemonProcess(t *testing.T, env *testenv.Env, bin string, args ...stri
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
-		<-p.done
-		p.done <- nil
+		p.wait()
 	})
 	p.waitLog(t, "msg=running", 1)
 	return p
-}
-
-// waitLog waits until n log lines contain s.
-func (p *daemonProcess) waitLog(t *testing.T, s string, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); len(p.log.lines(s)) < n; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %d log lines with %q:\n%s", n, s, p.log.b.String())
-		}
-	}
-}
-
-// wait waits for the process to exit and returns how it did.
-func (p *daemonProcess) wait() error {
-	err := <-p.done
-	p.done <- nil // for the cleanup
-	return err
 }
 
 // load opens connections to each frontend, one after another per frontend,
