@@ -63,6 +63,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } table_swaps SEC(".maps");
 
+/* Who owns the state (a single entry): see struct owner. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} owners SEC(".maps");
+
+/* What each service's route config said, by service id, for the CLI. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct service_file);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} service_files SEC(".maps");
+
 /* Connect-mode connections: socket cookie → the frontend the client dialled. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

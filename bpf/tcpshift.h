@@ -170,3 +170,37 @@ struct service_meta {
 	char reason[REASON_LEN]; /* why mode auto chose this mode */
 	struct subset_meta subsets[MAX_SUBSETS];
 };
+
+/* Who the pinned state belongs to, for the CLI; the data path never reads
+ * it. The network namespace is named by its cookie, which the kernel never
+ * reuses (its inode, which names the pin directory, is reused). */
+struct owner {
+	__u64 netns_cookie;
+	__u64 netns_ino;
+	/* Bumped by every writer before and after it writes (a seqlock): odd
+	 * while a write is in progress, so readers can retry a mixed read. */
+	__u64 write_seq;
+	__u32 daemon_pid;   /* tcpshift run managing the namespace, 0: none */
+	__u32 pad;
+	__u64 daemon_start; /* its start time (/proc/PID/stat), against pid reuse */
+	char daemon_file[REASON_LEN]; /* the route config it follows */
+};
+
+enum service_file_flags {
+	FILE_HEALTH = 1,         /* the file asks for health checks */
+	FILE_HEALTH_PASSIVE = 2, /* ... passive ones too */
+	FILE_CLAIM = 4,          /* claim: the frontend address may shadow a route */
+};
+
+/* What the route config file said about a service beyond what selection
+ * needs: set-weight overrides the weights in force (service_meta), never
+ * these, so status can show both and the daemon knows what to keep. */
+struct service_file {
+	__u64 weights[MAX_SUBSETS];
+	__u64 health_interval; /* ns */
+	__u64 health_timeout;  /* ns */
+	__u32 health_rise;
+	__u32 health_fall;
+	enum service_file_flags flags; /* a bit set */
+	__u32 pad;
+};

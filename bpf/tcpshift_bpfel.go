@@ -120,11 +120,41 @@ type TcpshiftOriginalDest struct {
 	Pad  uint16
 }
 
+type TcpshiftOwner struct {
+	_           structs.HostLayout
+	NetnsCookie uint64
+	NetnsIno    uint64
+	WriteSeq    uint64
+	DaemonPid   uint32
+	Pad         uint32
+	DaemonStart uint64
+	DaemonFile  [256]int8
+}
+
 type TcpshiftPolicy uint32
 
 const (
 	TcpshiftPolicyPOLICY_ROUNDROBIN TcpshiftPolicy = 0
 	TcpshiftPolicyPOLICY_RANDOM     TcpshiftPolicy = 1
+)
+
+type TcpshiftServiceFile struct {
+	_              structs.HostLayout
+	Weights        [16]uint64
+	HealthInterval uint64
+	HealthTimeout  uint64
+	HealthRise     uint32
+	HealthFall     uint32
+	Flags          TcpshiftServiceFileFlags
+	Pad            uint32
+}
+
+type TcpshiftServiceFileFlags uint32
+
+const (
+	TcpshiftServiceFileFlagsFILE_HEALTH         TcpshiftServiceFileFlags = 1
+	TcpshiftServiceFileFlagsFILE_HEALTH_PASSIVE TcpshiftServiceFileFlags = 2
+	TcpshiftServiceFileFlagsFILE_CLAIM          TcpshiftServiceFileFlags = 4
 )
 
 type TcpshiftServiceFlags uint32
@@ -196,7 +226,9 @@ const (
 	TcpshiftMapFrontends             = "frontends"
 	TcpshiftMapLayouts               = "layouts"
 	TcpshiftMapOriginalDests         = "original_dests"
+	TcpshiftMapOwners                = "owners"
 	TcpshiftMapServiceCounts         = "service_counts"
+	TcpshiftMapServiceFiles          = "service_files"
 	TcpshiftMapServices              = "services"
 	TcpshiftMapSockets               = "sockets"
 	TcpshiftMapTableSwaps            = "table_swaps"
@@ -275,7 +307,9 @@ type TcpshiftMapSpecs struct {
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Layouts        *ebpf.MapSpec `ebpf:"layouts"`
 	OriginalDests  *ebpf.MapSpec `ebpf:"original_dests"`
+	Owners         *ebpf.MapSpec `ebpf:"owners"`
 	ServiceCounts  *ebpf.MapSpec `ebpf:"service_counts"`
+	ServiceFiles   *ebpf.MapSpec `ebpf:"service_files"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
 	Sockets        *ebpf.MapSpec `ebpf:"sockets"`
 	TableSwaps     *ebpf.MapSpec `ebpf:"table_swaps"`
@@ -318,7 +352,9 @@ type TcpshiftMaps struct {
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Layouts        *ebpf.Map `ebpf:"layouts"`
 	OriginalDests  *ebpf.Map `ebpf:"original_dests"`
+	Owners         *ebpf.Map `ebpf:"owners"`
 	ServiceCounts  *ebpf.Map `ebpf:"service_counts"`
+	ServiceFiles   *ebpf.Map `ebpf:"service_files"`
 	Services       *ebpf.Map `ebpf:"services"`
 	Sockets        *ebpf.Map `ebpf:"sockets"`
 	TableSwaps     *ebpf.Map `ebpf:"table_swaps"`
@@ -336,7 +372,9 @@ func (m *TcpshiftMaps) Close() error {
 		m.Frontends,
 		m.Layouts,
 		m.OriginalDests,
+		m.Owners,
 		m.ServiceCounts,
+		m.ServiceFiles,
 		m.Services,
 		m.Sockets,
 		m.TableSwaps,

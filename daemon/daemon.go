@@ -57,8 +57,12 @@ type daemon struct {
 	proxy   *userspace.Proxy
 	metrics *metrics
 
-	cfg  *config.Config // last good config
-	data []byte         // and its content
+	cfg    *config.Config // last good config
+	data   []byte         // and its content
+	lastOK bool           // the last reload applied (a file restored after a refusal applies again)
+	// written is the state as the daemon last wrote or saw it: anything
+	// else that changes it is someone else's change, logged within a tick.
+	written []*maps.Service
 
 	checks     map[endpointKey]*checkState
 	failedSeen map[endpointKey]uint64 // kernel connect failures already counted
@@ -92,16 +96,27 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	changes, err := o.Target.Apply(cfg)
+	// Backends not listening yet do not stop the start: their endpoints
+	// are applied without a socket and registered once they listen.
+	changes, err := o.Target.ApplyWith(cfg, loader.ApplyOptions{Daemon: true, KeepOverrides: true})
 	d.logChanges(changes)
 	if err != nil {
 		return err
 	}
+	if err := o.Target.ClaimDaemon(o.Path); err != nil {
+		return err
+	}
+	defer func() {
+		if err := o.Target.ReleaseDaemon(); err != nil {
+			d.log.Warn("clear the daemon record", "err", err)
+		}
+	}()
 	if d.set, err = o.Target.Maps(); err != nil {
 		return err
 	}
 	defer d.set.Close()
-	d.cfg, d.data = cfg, data
+	d.cfg, d.data, d.lastOK = cfg, data, true
+	d.remember()
 
 	reg := prometheus.NewRegistry()
 	d.metrics = newMetrics(reg)
@@ -141,6 +156,8 @@ func Run(ctx context.Context, o Options) error {
 	defer stopWatch()
 
 	d.log.Info("running", "config", o.Path, "services", len(cfg.Services), "metrics", o.MetricsAddr, "pins", o.Target.Dir)
+	notify(d.log, sdReady)
+	defer notify(d.log, sdStopping)
 	tick := time.NewTicker(o.Tick)
 	defer tick.Stop()
 	for n := 1; ; n++ {
@@ -184,24 +201,29 @@ func (d *daemon) read() (*config.Config, []byte, error) {
 // the failure metric say so.
 func (d *daemon) reload(probes context.Context, force bool) {
 	cfg, data, err := d.read()
-	if err == nil && !force && bytes.Equal(data, d.data) {
+	if err == nil && !force && d.lastOK && bytes.Equal(data, d.data) {
 		return
 	}
 	if err == nil {
+		// SIGHUP makes the file win over set-weight overrides; an edit
+		// keeps those of services whose route it did not change.
 		var changes []loader.Change
-		changes, err = d.o.Target.Apply(cfg)
+		changes, err = d.o.Target.ApplyWith(cfg, loader.ApplyOptions{Daemon: true, KeepOverrides: !force})
 		d.logChanges(changes)
 	}
 	if err == nil {
 		d.cfg, d.data = cfg, data
 		err = d.sync(probes)
+		d.remember()
 	}
 	if err != nil {
+		d.lastOK = false
 		d.metrics.reloadFailures.Inc()
 		d.metrics.lastReloadOK.Set(0)
 		d.log.Error("route config refused, the last good one stays in force", "config", d.o.Path, "err", err)
 		return
 	}
+	d.lastOK = true
 	d.metrics.reloads.Inc()
 	d.metrics.lastReloadOK.Set(1)
 	d.log.Info("route config applied", "config", d.o.Path, "services", len(cfg.Services))
@@ -209,6 +231,12 @@ func (d *daemon) reload(probes context.Context, force bool) {
 
 func (d *daemon) logChanges(changes []loader.Change) {
 	for _, c := range changes {
+		for _, ep := range c.Waiting {
+			d.log.Warn("endpoint not listening yet: it gets connections once it listens", "service", c.Service, "endpoint", ep)
+		}
+		if c.KeptOverride {
+			d.log.Info("set-weight override kept: the file's route for the service did not change (SIGHUP applies the file's weights)", "service", c.Service)
+		}
 		if c.Action == "unchanged" {
 			d.log.Debug("service", "name", c.Service, "action", c.Action)
 			continue
@@ -283,7 +311,9 @@ func (d *daemon) observe(key endpointKey, success bool, why error) {
 	if st == nil || !ok || c.Health == nil || !st.observe(success, c.Health) {
 		return
 	}
-	if err := loader.SetHealth(d.set, key.service, key.id, st.health); err != nil {
+	err := d.o.Target.SetHealth(key.service, key.id, st.health)
+	d.remember()
+	if err != nil {
 		d.log.Error("write endpoint health", "service", key.service, "endpoint", key.addr.String(), "err", err)
 		return
 	}
@@ -309,6 +339,7 @@ func (d *daemon) tick(reconcile bool) error {
 		d.log.Error("read services", "err", err)
 		return nil
 	}
+	d.noticeOutsideChanges(svcs)
 	rereg, err := d.o.Target.Reregister(d.set, svcs)
 	for _, r := range rereg {
 		d.metrics.reregistered.WithLabelValues(r.Service, r.Addr).Inc()
@@ -319,7 +350,10 @@ func (d *daemon) tick(reconcile bool) error {
 	}
 	d.passive(svcs)
 	if reconcile {
-		swapped, err := loader.Reconcile(d.set, svcs)
+		swapped, err := d.o.Target.Reconcile(d.set)
+		if len(swapped) > 0 {
+			d.remember()
+		}
 		for _, name := range swapped {
 			d.log.Warn("table rebuilt: it did not match weights and health", "service", name)
 		}

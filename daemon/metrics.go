@@ -63,7 +63,11 @@ var (
 	descSwaps = prometheus.NewDesc("tcpshift_table_swaps_total",
 		"Weight tables replaced: applies, weight changes and health changes.", labelsService, nil)
 	descWeight = prometheus.NewDesc("tcpshift_subset_weight",
-		"A subset's configured weight.", labelsSubset, nil)
+		"A subset's weight in force (a set-weight override included).", labelsSubset, nil)
+	descFileWeight = prometheus.NewDesc("tcpshift_subset_file_weight",
+		"A subset's weight in the route config file.", labelsSubset, nil)
+	descOverride = prometheus.NewDesc("tcpshift_subset_weight_overridden",
+		"1 while set-weight overrides the file's weight of the subset.", labelsSubset, nil)
 	descShare = prometheus.NewDesc("tcpshift_subset_share_ratio",
 		"The share of new connections a subset gets from the table in force (health included), 0 to 1.", labelsSubset, nil)
 	descConns = prometheus.NewDesc("tcpshift_connections_total",
@@ -80,7 +84,7 @@ var (
 )
 
 func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRefused, descNoSocket, descSwaps, descWeight,
+	for _, d := range []*prometheus.Desc{descInfo, descRefused, descNoSocket, descSwaps, descWeight, descFileWeight, descOverride,
 		descShare, descConns, descActive, descBytes, descFailed, descHealthy} {
 		ch <- d
 	}
@@ -105,6 +109,8 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descSwaps, s.Swaps, s.Name)
 		for _, sub := range s.Subsets {
 			gauge(descWeight, float64(sub.Weight), s.Name, sub.Name)
+			gauge(descFileWeight, float64(sub.FileWeight), s.Name, sub.Name)
+			gauge(descOverride, b2f(sub.Override), s.Name, sub.Name)
 			gauge(descShare, sub.Percent/100, s.Name, sub.Name)
 			for _, ep := range sub.Endpoints {
 				l := []string{s.Name, sub.Name, ep.Address}
@@ -121,4 +127,11 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,4 +83,18 @@ func JoinCgroup(dir string) (restore func() error, err error) {
 		}
 		return nil
 	}, nil
+}
+
+// checkCgroup refuses a --cgroup that is not a cgroup v2 directory before
+// anything is attached there.
+func checkCgroup(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("--cgroup %s: %w", dir, err)
+	}
+	if st.Type != unix.CGROUP2_SUPER_MAGIC {
+		root, _ := CgroupRoot()
+		return fmt.Errorf("--cgroup %s: not a cgroup v2 directory (the connect and sockops hooks attach to one; the cgroup v2 root here is %s)", dir, root)
+	}
+	return nil
 }

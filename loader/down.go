@@ -7,18 +7,39 @@ import (
 	"path/filepath"
 
 	"github.com/cilium/ebpf/link"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpshift/tcpshift/maps"
 )
 
+// DownOptions adjust Down.
+type DownOptions struct {
+	// Force removes the state even while a daemon manages it.
+	Force bool
+}
+
 // Down removes everything tcpshift made in the namespace: the local routes it
-// added, the sk_lookup link (which detaches the program), the pinned maps and
-// their directories. It reports whether there was anything to remove; running
-// it again is harmless.
-func (t *Target) Down() (bool, error) {
-	if _, err := os.Stat(t.Dir); errors.Is(err, os.ErrNotExist) {
+// added, the links (which detach the programs), the pinned maps and their
+// directories. State left by a namespace that no longer exists is removed
+// too (its routes died with it). It reports whether there was anything to
+// remove; running it again is harmless.
+func (t *Target) Down() (bool, error) { return t.DownWith(DownOptions{}) }
+
+// DownWith is Down with options.
+func (t *Target) DownWith(opts DownOptions) (bool, error) {
+	unlock, err := t.lock(false)
+	if errors.Is(err, errNoPinDir) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	entries, err := os.ReadDir(t.Dir)
+	if err != nil {
+		return false, fmt.Errorf("read pin directory: %w", err)
+	}
+	if len(entries) == 0 {
 		return false, nil
 	}
 	// Another build's state may lack maps of this one: open what is there.
@@ -27,56 +48,88 @@ func (t *Target) Down() (bool, error) {
 	switch {
 	case err == nil:
 		defer set.Close()
-		svcs, err := set.ServiceList()
-		if err != nil {
-			routesErr = fmt.Errorf("local routes tcpshift added may remain (ip route show table local): %w", err)
-		}
-		done := map[string]bool{}
-		for _, svc := range svcs {
-			addr := svc.Frontend.Addr()
-			if svc.LocalRoute && !done[addr.String()] {
-				if err := delLocalRoute(t.nl, addr); err != nil {
-					return true, err
-				}
-				done[addr.String()] = true
+		if !opts.Force {
+			if err := refuseIfManaged(set, "remove it"); err != nil {
+				return false, err
 			}
+		}
+		cookie, err := t.cookie()
+		if err != nil {
+			return false, err
+		}
+		if staleReason(t.Dir, cookie, set) == "" {
+			routesErr = t.deleteRoutes(set)
 		}
 	case !errors.Is(err, maps.ErrNotLoaded):
 		return true, err
 	}
+	if err := removeState(t.Dir); err != nil {
+		return true, err
+	}
+	return true, routesErr
+}
 
+// deleteRoutes removes the local routes tcpshift added for frontends.
+func (t *Target) deleteRoutes(set *maps.Set) error {
+	svcs, err := set.ServiceList()
+	if err != nil {
+		return fmt.Errorf("local routes tcpshift added may remain (ip route show table local): %w", err)
+	}
+	done := map[string]bool{}
+	for _, svc := range svcs {
+		addr := svc.Frontend.Addr()
+		if svc.LocalRoute && !done[addr.String()] {
+			if err := delLocalRoute(t.nl, addr); err != nil {
+				return err
+			}
+			done[addr.String()] = true
+		}
+	}
+	return nil
+}
+
+// removeState detaches the pinned links in dir and removes every pin and
+// the directory (the shared parent too once it is empty).
+func removeState(dir string) error {
 	// Detach explicitly: dropping a link's last reference by unpinning
 	// detaches only later, from a kernel work queue.
 	for _, h := range hooks {
-		l, err := link.LoadPinnedLink(filepath.Join(t.Dir, linkPin(h.prog)), nil)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return true, fmt.Errorf("open pinned %s link: %w", h.prog, err)
-		}
-		err = l.Detach()
-		l.Close()
-		if err != nil {
-			return true, fmt.Errorf("detach %s: %w", h.prog, err)
+		if err := detachPinned(filepath.Join(dir, linkPin(h.prog))); err != nil {
+			return fmt.Errorf("detach %s: %w", h.prog, err)
 		}
 	}
 	// The pins hold the maps alive; removing them frees everything.
-	entries, err := os.ReadDir(t.Dir)
+	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return true, fmt.Errorf("read pin directory: %w", err)
+		return fmt.Errorf("read pin directory: %w", err)
 	}
 	for _, e := range entries {
-		if err := os.Remove(filepath.Join(t.Dir, e.Name())); err != nil {
-			return true, fmt.Errorf("unpin %s: %w", e.Name(), err)
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("unpin %s: %w", e.Name(), err)
 		}
 	}
-	if err := os.Remove(t.Dir); err != nil {
-		return true, fmt.Errorf("remove pin directory: %w", err)
+	if err := os.Remove(dir); err != nil {
+		return fmt.Errorf("remove pin directory: %w", err)
 	}
-	// The parent is shared by all namespaces: remove it once it is empty.
-	if err := os.Remove(filepath.Dir(t.Dir)); err != nil && !errors.Is(err, os.ErrExist) && !errors.Is(err, unix.ENOTEMPTY) {
-		return true, fmt.Errorf("remove %s: %w", filepath.Dir(t.Dir), err)
+	if err := os.Remove(filepath.Dir(dir)); err != nil && !errors.Is(err, os.ErrExist) && !errors.Is(err, unix.ENOTEMPTY) {
+		return fmt.Errorf("remove %s: %w", filepath.Dir(dir), err)
 	}
-	return true, routesErr
+	return nil
+}
+
+// detachPinned detaches the link pinned at pin, if there is one. A netns
+// link whose namespace died is detached already.
+func detachPinned(pin string) error {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := l.Detach(); err != nil && !errors.Is(err, unix.ENOLINK) {
+		return err
+	}
+	return nil
 }

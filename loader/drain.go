@@ -15,12 +15,15 @@ type SubsetLoad struct {
 }
 
 // Load reads a subset's weight and active connections.
-func (t *Target) Load(service, subset string) (SubsetLoad, error) {
-	set, err := t.Maps()
-	if err != nil {
-		return SubsetLoad{}, err
-	}
-	defer set.Close()
+func (t *Target) Load(service, subset string) (load SubsetLoad, err error) {
+	err = t.Read(func(set *maps.Set) error {
+		load, err = readLoad(set, service, subset)
+		return err
+	})
+	return load, err
+}
+
+func readLoad(set *maps.Set, service, subset string) (SubsetLoad, error) {
 	svc, err := lookupService(set, service)
 	if err != nil {
 		return SubsetLoad{}, err

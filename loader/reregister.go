@@ -21,9 +21,20 @@ type Reregistered struct {
 // Reregister gives lookup-mode endpoints whose listener closed (the kernel
 // drops closed sockets from the socket map) the new listener on the same
 // address, if one is there: a backend that restarts gets its connections
-// back without another apply.
+// back without another apply. It looks for empty slots without the lock and
+// fills them under it.
 func (t *Target) Reregister(set *maps.Set, svcs []*maps.Service) ([]Reregistered, error) {
-	var done []Reregistered
+	type found struct {
+		svc  string
+		ep   maps.Endpoint
+		sock *listener.Socket
+	}
+	var todo []found
+	defer func() {
+		for _, f := range todo {
+			f.sock.Close()
+		}
+	}()
 	for _, svc := range svcs {
 		if svc.Mode != maps.ModeLookup {
 			continue
@@ -36,21 +47,33 @@ func (t *Target) Reregister(set *maps.Set, svcs []*maps.Service) ([]Reregistered
 					continue
 				}
 				if !errors.Is(err, ebpf.ErrKeyNotExist) {
-					return done, fmt.Errorf("service %s: read socket of %s: %w", svc.Name, ep.Addr, err)
+					return nil, fmt.Errorf("service %s: read socket of %s: %w", svc.Name, ep.Addr, err)
 				}
 				sock, err := listener.Find(t.NS.Handle, ep.Addr)
 				if err != nil {
 					continue // not back yet
 				}
-				err = set.RegisterSocket(ep.ID, int(sock.File.Fd()))
-				owner := sock.Owner()
-				sock.Close()
-				if err != nil {
-					return done, fmt.Errorf("service %s: register %s (%s): %w", svc.Name, ep.Addr, owner, err)
-				}
-				done = append(done, Reregistered{svc.Name, ep.Addr.String(), owner})
+				todo = append(todo, found{svc.Name, ep, sock})
 			}
 		}
 	}
-	return done, nil
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	var done []Reregistered
+	err := t.Update(func(set *maps.Set) error {
+		done = nil
+		for _, f := range todo {
+			// The endpoint must still be the same one under the lock.
+			if addr, _, err := set.Endpoint(f.ep.ID); err != nil || addr != f.ep.Addr {
+				continue
+			}
+			if err := set.RegisterSocket(f.ep.ID, int(f.sock.File.Fd()), false); err != nil {
+				return fmt.Errorf("service %s: register %s (%s): %w", f.svc, f.ep.Addr, f.sock.Owner(), err)
+			}
+			done = append(done, Reregistered{f.svc, f.ep.Addr.String(), f.sock.Owner()})
+		}
+		return nil
+	})
+	return done, err
 }

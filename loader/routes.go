@@ -10,20 +10,39 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// needsLocalRoute reports whether sk_lookup would never see connections to
-// addr because the namespace does not consider it local.
-func needsLocalRoute(h *netlink.Handle, addr netip.Addr) (bool, error) {
-	if addr.IsUnspecified() || addr.IsLoopback() {
-		return false, nil
-	}
+// route is how the namespace routes an address today.
+type route struct {
+	Type int    // unix.RTN_*
+	desc string // "via 10.0.2.2 dev eth0" for messages
+}
+
+// routeTo looks up the route the namespace uses for addr: nil when the
+// address is unreachable (no route, or a reject route) and a local route
+// would shadow nothing.
+func routeTo(h *netlink.Handle, addr netip.Addr) (*route, error) {
 	routes, err := h.RouteGet(net.IP(addr.AsSlice()))
-	if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) {
-		return true, nil
+	if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EINVAL) {
+		return nil, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("route to %s: %w", addr, err)
+		return nil, fmt.Errorf("route to %s: %w", addr, err)
 	}
-	return len(routes) == 0 || routes[0].Type != unix.RTN_LOCAL, nil
+	if len(routes) == 0 {
+		return nil, nil
+	}
+	r := routes[0]
+	desc := ""
+	if r.Gw != nil {
+		desc = "via " + r.Gw.String() + " "
+	}
+	if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
+		desc += "dev " + l.Attrs().Name
+	}
+	switch r.Type {
+	case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT:
+		return nil, nil
+	}
+	return &route{Type: r.Type, desc: desc}, nil
 }
 
 // localRoute is `ip route add local ADDR dev lo`: the kernel then delivers

@@ -6,7 +6,11 @@ import (
 
 // Status is what `tcpshift status` reports.
 type Status struct {
+	// Daemon is the tcpshift run managing the namespace, if one runs.
+	Daemon   *Daemon         `json:"daemon,omitempty" yaml:"daemon,omitempty"`
 	Services []ServiceStatus `json:"services" yaml:"services"`
+	// Live is the services as the kernel holds them, for export.
+	Live []*maps.Service `json:"-" yaml:"-"`
 }
 
 // ServiceStatus describes one service.
@@ -32,11 +36,15 @@ type ServiceStatus struct {
 // connections actually in force (after any scaling of the weights).
 // The counters are the sums of its endpoints'.
 type SubsetStatus struct {
-	Name      string  `json:"name" yaml:"name"`
-	Weight    uint64  `json:"weight" yaml:"weight"`
-	Percent   float64 `json:"percent" yaml:"percent"`
-	Counters  `yaml:",inline"`
-	Endpoints []EndpointStatus `json:"endpoints" yaml:"endpoints"`
+	Name   string `json:"name" yaml:"name"`
+	Weight uint64 `json:"weight" yaml:"weight"` // in force
+	// FileWeight is the route config's weight; it differs from Weight
+	// while a set-weight overrides it (Override).
+	FileWeight uint64  `json:"file_weight" yaml:"file_weight"`
+	Override   bool    `json:"override" yaml:"override"`
+	Percent    float64 `json:"percent" yaml:"percent"`
+	Counters   `yaml:",inline"`
+	Endpoints  []EndpointStatus `json:"endpoints" yaml:"endpoints"`
 }
 
 // EndpointStatus describes one endpoint.
@@ -88,13 +96,19 @@ func PolicyName(p maps.Policy) string {
 	return "roundrobin"
 }
 
-// Status reads the state of every service, or only of the named one.
+// Status reads the state of every service, or only of the named one, as
+// one consistent state (never half of a change).
 func (t *Target) Status(service string) (*Status, error) {
-	set, err := t.Maps()
-	if err != nil {
-		return nil, err
-	}
-	defer set.Close()
+	var st *Status
+	err := t.Read(func(set *maps.Set) error {
+		var err error
+		st, err = readStatus(set, service)
+		return err
+	})
+	return st, err
+}
+
+func readStatus(set *maps.Set, service string) (*Status, error) {
 	var svcs []*maps.Service
 	if service != "" {
 		svc, err := lookupService(set, service)
@@ -102,15 +116,21 @@ func (t *Target) Status(service string) (*Status, error) {
 			return nil, err
 		}
 		svcs = []*maps.Service{svc}
-	} else if svcs, err = set.ServiceList(); err != nil {
+	} else {
+		var err error
+		if svcs, err = set.ServiceList(); err != nil {
+			return nil, err
+		}
+	}
+	o, err := set.Owner()
+	if err != nil {
 		return nil, err
 	}
-
 	live, err := liveBytes(set)
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Services: []ServiceStatus{}}
+	st := &Status{Daemon: runningDaemon(&o), Services: []ServiceStatus{}, Live: svcs}
 	for _, svc := range svcs {
 		ss, err := serviceStatus(set, svc, live)
 		if err != nil {
@@ -148,7 +168,8 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 	}
 	percents := maps.Percents(table, len(svc.Subsets))
 	for i, sub := range svc.Subsets {
-		sst := SubsetStatus{Name: sub.Name, Weight: sub.Weight, Percent: percents[i], Endpoints: []EndpointStatus{}}
+		sst := SubsetStatus{Name: sub.Name, Weight: sub.Weight, FileWeight: sub.FileWeight, Override: sub.Weight != sub.FileWeight,
+			Percent: percents[i], Endpoints: []EndpointStatus{}}
 		for _, ep := range sub.Endpoints {
 			n, err := set.EndpointStats(ep.ID)
 			if err != nil {

@@ -48,7 +48,11 @@ type Target struct {
 	// Cgroup is where the connect-time hooks attach: the cgroup v2 root
 	// unless --cgroup names another.
 	Cgroup string
-	nl     *netlink.Handle
+	// Waiting is told, after LockWaitNotice, that another writer holds
+	// the namespace's lock and who it is; nil says nothing.
+	Waiting func(msg string)
+	nl      *netlink.Handle
+	netns   uint64 // the namespace's cookie, once read
 }
 
 // Open prepares to work on the network namespace at netnsPath ("" for the
@@ -92,38 +96,84 @@ func (t *Target) Maps() (*maps.Set, error) {
 	return maps.Open(t.Dir)
 }
 
+// cookie returns the namespace's cookie, read once.
+func (t *Target) cookie() (uint64, error) {
+	if t.netns == 0 {
+		c, err := t.NS.Cookie()
+		if err != nil {
+			return 0, err
+		}
+		t.netns = c
+	}
+	return t.netns, nil
+}
+
 // load loads the programs with the maps pinned by name in the target's
 // directory (creating and pinning them the first time) and attaches them:
 // sk_lookup to the namespace, the connect-time hooks to the cgroup. Where a
-// pinned link exists it is pointed at the new program instead.
-func (t *Target) load() (_ *ebpf.Collection, err error) {
-	if err := ensureBPFFS(t.BPFFS); err != nil {
-		return nil, err
+// pinned link exists it is pointed at the new program instead. undo puts
+// everything back as it was before: state made from nothing is removed
+// whole; otherwise links get their old programs back and maps pinned now
+// are unpinned. The caller holds the lock.
+func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
+	if err := checkCgroup(t.Cgroup); err != nil {
+		return nil, nil, err
 	}
-	if err := os.MkdirAll(t.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create pin directory: %w", err)
+	before, err := os.ReadDir(t.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read pin directory: %w", err)
 	}
+	pinned := map[string]bool{}
+	for _, e := range before {
+		pinned[e.Name()] = true
+	}
+	var undoLinks []func() error
+	revert := func() error {
+		if len(before) == 0 {
+			return removeState(t.Dir)
+		}
+		var errs []error
+		for i := len(undoLinks) - 1; i >= 0; i-- {
+			errs = append(errs, undoLinks[i]())
+		}
+		after, err := os.ReadDir(t.Dir)
+		errs = append(errs, err)
+		for _, e := range after {
+			if !pinned[e.Name()] {
+				errs = append(errs, os.Remove(filepath.Join(t.Dir, e.Name())))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			if uerr := revert(); uerr != nil {
+				err = fmt.Errorf("%w (and undoing it: %v)", err, uerr)
+			}
+		}
+	}()
+
 	spec, err := bpf.LoadTcpshift()
 	if err != nil {
-		return nil, fmt.Errorf("load bpf spec: %w", err)
+		return nil, nil, fmt.Errorf("load bpf spec: %w", err)
 	}
 	delete(spec.Maps, bpf.TcpshiftMapLayouts)            // only there for its BTF
 	delete(spec.Programs, bpf.TcpshiftProgTcpshiftBytes) // loaded by status when it runs
-	cookie, err := t.NS.Cookie()
+	cookie, err := t.cookie()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := spec.Variables["netns_cookie"].Set(cookie); err != nil {
-		return nil, fmt.Errorf("set netns cookie: %w", err)
+		return nil, nil, fmt.Errorf("set netns cookie: %w", err)
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: t.Dir},
 	})
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		return nil, fmt.Errorf("pinned state in %s comes from another tcpshift build (run tcpshift down first): %w", t.Dir, err)
+		return nil, nil, fmt.Errorf("pinned state in %s comes from another tcpshift build (run tcpshift down first): %w", t.Dir, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load bpf programs: %w", err)
+		return nil, nil, fmt.Errorf("load bpf programs: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -131,39 +181,63 @@ func (t *Target) load() (_ *ebpf.Collection, err error) {
 		}
 	}()
 	for _, h := range hooks {
-		if err := t.attach(h.prog, h.attach, coll.Programs[h.prog]); err != nil {
-			return nil, err
+		u, err := t.attach(h.prog, h.attach, coll.Programs[h.prog])
+		if err != nil {
+			return nil, nil, err
 		}
+		undoLinks = append(undoLinks, u)
 	}
-	return coll, nil
+	return coll, revert, nil
 }
 
-func (t *Target) attach(name string, at ebpf.AttachType, prog *ebpf.Program) error {
+// attach points the pinned link of a hook at prog, or attaches prog and
+// pins its link; undo reverts that.
+func (t *Target) attach(name string, at ebpf.AttachType, prog *ebpf.Program) (undo func() error, err error) {
 	pin := filepath.Join(t.Dir, linkPin(name))
 	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
 		defer l.Close()
-		if err := l.Update(prog); err != nil {
-			return fmt.Errorf("update %s link: %w", name, err)
+		info, err := l.Info()
+		if err != nil {
+			return nil, fmt.Errorf("read %s link: %w", name, err)
 		}
-		return nil
+		old, err := ebpf.NewProgramFromID(info.Program)
+		if err != nil {
+			return nil, fmt.Errorf("hold %s's program: %w", name, err)
+		}
+		if err := l.Update(prog); err != nil {
+			old.Close()
+			return nil, fmt.Errorf("update %s link: %w", name, err)
+		}
+		return func() error {
+			defer old.Close()
+			l, err := link.LoadPinnedLink(pin, nil)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			return l.Update(old)
+		}, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("open pinned %s link: %w", name, err)
+		return nil, fmt.Errorf("open pinned %s link: %w", name, err)
 	}
-	var (
-		l   link.Link
-		err error
-	)
+	var l link.Link
 	if at == 0 {
 		l, err = link.AttachNetNs(int(t.NS.Handle), prog)
 	} else {
 		l, err = link.AttachCgroup(link.CgroupOptions{Path: t.Cgroup, Attach: at, Program: prog})
 	}
 	if err != nil {
-		return fmt.Errorf("attach %s: %w", name, err)
+		return nil, fmt.Errorf("attach %s: %w", name, err)
 	}
 	defer l.Close()
 	if err := l.Pin(pin); err != nil {
-		return fmt.Errorf("pin %s link: %w", name, err)
+		l.Detach()
+		return nil, fmt.Errorf("pin %s link: %w", name, err)
 	}
-	return nil
+	return func() error {
+		if err := detachPinned(pin); err != nil {
+			return err
+		}
+		return os.Remove(pin)
+	}, nil
 }

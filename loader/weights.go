@@ -16,28 +16,29 @@ type Weight struct {
 
 // SetWeights changes subsets' weights live. Subsets not named keep theirs.
 // The new table replaces the old one in one map update; connections already
-// established are not touched.
+// established are not touched. It holds the writer lock, so two changes to
+// one service never lose one another. While a daemon manages the namespace
+// the weights are a runtime override of its file's (see Service.Overridden).
 func (t *Target) SetWeights(service string, weights []Weight) (*maps.Service, error) {
-	set, err := t.Maps()
-	if err != nil {
-		return nil, err
-	}
-	defer set.Close()
-	svc, err := lookupService(set, service)
-	if err != nil {
-		return nil, err
-	}
-	for _, w := range weights {
-		i := svc.Subset(w.Subset)
-		if i < 0 {
-			return nil, noSubset(svc, w.Subset)
+	var svc *maps.Service
+	err := t.Update(func(set *maps.Set) error {
+		var err error
+		if svc, err = lookupService(set, service); err != nil {
+			return err
 		}
-		svc.Subsets[i].Weight = w.Weight
-	}
-	if err := set.SwapTable(svc); err != nil {
-		return nil, err
-	}
-	if err := set.PutMeta(svc); err != nil {
+		for _, w := range weights {
+			i := svc.Subset(w.Subset)
+			if i < 0 {
+				return noSubset(svc, w.Subset)
+			}
+			svc.Subsets[i].Weight = w.Weight
+		}
+		if err := set.SwapTable(svc); err != nil {
+			return err
+		}
+		return set.PutMeta(svc)
+	})
+	if err != nil {
 		return nil, err
 	}
 	return svc, nil

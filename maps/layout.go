@@ -4,7 +4,9 @@ package maps
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/tcpshift/tcpshift/bpf"
 )
@@ -104,3 +106,19 @@ func getString(src []int8) string {
 	}
 	return string(b)
 }
+
+// Capacity is how many services and endpoint ids the maps hold, read from
+// the BPF object (MAX_SERVICES and MAX_ENDPOINTS in bpf/tcpshift.h).
+type Capacity struct{ Services, Endpoints int }
+
+// Capacities reads the map sizes from the BPF object.
+var Capacities = sync.OnceValues(func() (Capacity, error) {
+	spec, err := bpf.LoadTcpshift()
+	if err != nil {
+		return Capacity{}, fmt.Errorf("load bpf spec: %w", err)
+	}
+	return Capacity{
+		Services:  int(spec.Maps[bpf.TcpshiftMapServices].MaxEntries),
+		Endpoints: int(spec.Maps[bpf.TcpshiftMapEndpoints].MaxEntries),
+	}, nil
+})

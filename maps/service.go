@@ -25,14 +25,28 @@ type Service struct {
 	// with that subset (its connections are refused) instead of giving it
 	// to the other subsets.
 	NoFailover bool
-	Subsets    []Subset
+	// Claim: the frontend address may shadow a route to another host.
+	Claim bool
+	// Checks are the health checks the file asks for, nil for none.
+	Checks  *Checks
+	Subsets []Subset
+}
+
+// Checks are a service's health check settings, as its file gave them.
+type Checks struct {
+	Interval, Timeout time.Duration
+	Rise, Fall        uint32
+	Passive           bool
 }
 
 // Subset is a version of a service: its relative weight and its endpoints.
 type Subset struct {
-	Name      string
-	Weight    uint64
-	Endpoints []Endpoint
+	Name   string
+	Weight uint64 // in force
+	// FileWeight is the weight the route config gave; Weight differs from
+	// it while a set-weight overrides it.
+	FileWeight uint64
+	Endpoints  []Endpoint
 }
 
 // Endpoint is one backend address; ID indexes the endpoint maps.
@@ -49,6 +63,17 @@ func (s *Service) Weights() []uint64 {
 		ws[i] = sub.Weight
 	}
 	return ws
+}
+
+// Overridden reports whether a subset's weight in force differs from the
+// file's (set-weight changed it).
+func (s *Service) Overridden() bool {
+	for _, sub := range s.Subsets {
+		if sub.Weight != sub.FileWeight {
+			return true
+		}
+	}
+	return false
 }
 
 // Subset returns the index of the named subset, or -1.

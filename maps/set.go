@@ -33,6 +33,10 @@ type Set struct {
 	Conns          *ebpf.Map // sk_storage: a connection's endpoint tag
 	EndpointHealth *ebpf.Map
 	TableSwaps     *ebpf.Map
+	Owners         *ebpf.Map // who the state belongs to (one entry)
+	ServiceFiles   *ebpf.Map // what each service's file said
+
+	j *journal // the transaction in progress, if any
 }
 
 // FromCollection wraps the maps of a loaded collection. The Set shares them:
@@ -70,7 +74,9 @@ func open(dir string, onlyPresent bool) (_ *Set, err error) {
 	}()
 	for name, dst := range s.fields() {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), nil)
-		if onlyPresent && errors.Is(err, os.ErrNotExist) {
+		// State pinned by an older build lacks the newest maps: it can
+		// still be read, and the next apply adds them.
+		if (onlyPresent || optionalMaps[name]) && errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
@@ -89,11 +95,16 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapServiceCounts:  &s.ServiceCounts, bpf.TcpshiftMapServices: &s.Services,
 		bpf.TcpshiftMapConns: &s.Conns, bpf.TcpshiftMapEndpointHealth: &s.EndpointHealth,
 		bpf.TcpshiftMapTableSwaps: &s.TableSwaps,
+		bpf.TcpshiftMapOwners:     &s.Owners, bpf.TcpshiftMapServiceFiles: &s.ServiceFiles,
 	}
 }
 
+// optionalMaps came after the first release of the pinned layout.
+var optionalMaps = map[string]bool{bpf.TcpshiftMapOwners: true, bpf.TcpshiftMapServiceFiles: true}
+
 // Close closes every map the Set opened.
 func (s *Set) Close() error {
+	s.release()
 	var errs []error
 	for _, m := range s.fields() {
 		if *m != nil {
@@ -131,18 +142,48 @@ func (s *Set) SwapTable(svc *Service) error {
 	if err := inner.Put(uint32(0), &t); err != nil {
 		return fmt.Errorf("service %s: fill table: %w", svc.Name, err)
 	}
-	if err := s.Tables.Put(svc.ID, inner); err != nil {
+	if err := s.putTable(svc.ID, inner); err != nil {
 		return fmt.Errorf("service %s: swap table: %w", svc.Name, err)
 	}
-	// Only userspace writes this counter; two writers at the same instant
-	// may lose one count, which metrics can bear.
 	swaps, err := s.Swaps(svc.ID)
 	if err != nil {
 		return err
 	}
-	if err := s.TableSwaps.Put(svc.ID, swaps+1); err != nil {
+	if err := s.put(s.TableSwaps, svc.ID, swaps+1); err != nil {
 		return fmt.Errorf("service %s: count table swap: %w", svc.Name, err)
 	}
+	return nil
+}
+
+// putTable puts an inner map in the tables array. In a transaction the
+// table it replaces stays open, so a rollback puts that very map back.
+func (s *Set) putTable(id uint32, inner *ebpf.Map) error {
+	var prev *ebpf.Map
+	if s.j != nil {
+		var innerID ebpf.MapID
+		err := s.Tables.Lookup(id, &innerID)
+		switch {
+		case err == nil:
+			if prev, err = ebpf.NewMapFromID(innerID); err != nil {
+				return fmt.Errorf("hold table %d: %w", innerID, err)
+			}
+			s.j.held = append(s.j.held, prev)
+		case !errors.Is(err, ebpf.ErrKeyNotExist):
+			return err
+		}
+	}
+	if err := s.writing(); err != nil {
+		return err
+	}
+	if err := s.Tables.Put(id, inner); err != nil {
+		return err
+	}
+	s.record(func() error {
+		if prev == nil {
+			return s.Tables.Delete(id)
+		}
+		return s.Tables.Put(id, prev)
+	})
 	return nil
 }
 
@@ -158,7 +199,7 @@ func (s *Set) Swaps(id uint32) (uint64, error) {
 // SetHealth records an endpoint's health. It changes no table: the caller
 // swaps the tables of the services concerned.
 func (s *Set) SetHealth(id uint32, h Health) error {
-	if err := s.EndpointHealth.Put(id, h); err != nil {
+	if err := s.put(s.EndpointHealth, id, h); err != nil {
 		return fmt.Errorf("write health of endpoint %d: %w", id, err)
 	}
 	return nil
@@ -255,7 +296,7 @@ func (s *Set) AddRefused(id uint32, n uint64) error {
 func (s *Set) WriteService(svc *Service) error {
 	for _, sub := range svc.Subsets {
 		for _, ep := range sub.Endpoints {
-			if err := s.Endpoints.Put(ep.ID, endpointValue(ep.Addr)); err != nil {
+			if err := s.put(s.Endpoints, ep.ID, endpointValue(ep.Addr)); err != nil {
 				return fmt.Errorf("service %s: write endpoint %s: %w", svc.Name, ep.Addr, err)
 			}
 			if err := s.SetHealth(ep.ID, ep.Health); err != nil {
@@ -270,7 +311,7 @@ func (s *Set) WriteService(svc *Service) error {
 		return err
 	}
 	fe := bpf.TcpshiftFrontend{Service: svc.ID, Mode: svc.Mode}
-	if err := s.Frontends.Put(FrontendKey(svc.Frontend), fe); err != nil {
+	if err := s.put(s.Frontends, FrontendKey(svc.Frontend), fe); err != nil {
 		return fmt.Errorf("service %s: write frontend %s: %w", svc.Name, svc.Frontend, err)
 	}
 	return nil
@@ -279,35 +320,37 @@ func (s *Set) WriteService(svc *Service) error {
 // PutMeta records what the user asked for, for the CLI.
 func (s *Set) PutMeta(svc *Service) error {
 	m := svc.meta()
-	if err := s.Services.Put(svc.ID, &m); err != nil {
+	if err := s.put(s.Services, svc.ID, &m); err != nil {
 		return fmt.Errorf("service %s: write description: %w", svc.Name, err)
 	}
-	return nil
+	return s.putFile(svc)
 }
 
 // DeleteFrontend stops steering connections for a frontend address.
 func (s *Set) DeleteFrontend(svc *Service) error {
-	err := s.Frontends.Delete(FrontendKey(svc.Frontend))
-	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := s.del(s.Frontends, FrontendKey(svc.Frontend)); err != nil {
 		return fmt.Errorf("service %s: delete frontend: %w", svc.Name, err)
 	}
 	return nil
 }
 
-// DeleteService removes a service and its endpoints' sockets and counters.
+// DeleteService removes a service and its endpoints' addresses, counters
+// and health. Its frontend is the caller's (DeleteFrontend), who knows
+// whether another service takes that address over in the same change, and
+// so are its endpoints' sockets (DropSocket, last).
 func (s *Set) DeleteService(svc *Service) error {
-	if err := s.DeleteFrontend(svc); err != nil {
-		return err
+	if err := s.deleteTable(svc.ID); err != nil {
+		return fmt.Errorf("service %s: delete: %w", svc.Name, err)
 	}
-	for _, del := range []func() error{
-		func() error { return s.Tables.Delete(svc.ID) },
-		func() error { return s.Services.Delete(svc.ID) },
-	} {
-		if err := del(); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	for _, m := range []*ebpf.Map{s.Services, s.ServiceFiles} {
+		if m == nil { // state pinned by an older build
+			continue
+		}
+		if err := s.del(m, svc.ID); err != nil {
 			return fmt.Errorf("service %s: delete: %w", svc.Name, err)
 		}
 	}
-	if err := s.ServiceCounts.Put(svc.ID, bpf.TcpshiftServiceStats{}); err != nil {
+	if err := s.put(s.ServiceCounts, svc.ID, bpf.TcpshiftServiceStats{}); err != nil {
 		return fmt.Errorf("service %s: reset counters: %w", svc.Name, err)
 	}
 	for _, sub := range svc.Subsets {
@@ -320,31 +363,100 @@ func (s *Set) DeleteService(svc *Service) error {
 	return nil
 }
 
-// RegisterSocket puts a listening socket (lookup mode) at an endpoint id.
-func (s *Set) RegisterSocket(id uint32, fd int) error {
-	return s.Sockets.Put(id, uint64(fd))
+// deleteTable empties a service's slot in the tables array.
+func (s *Set) deleteTable(id uint32) error {
+	var prev *ebpf.Map
+	if s.j != nil {
+		var innerID ebpf.MapID
+		err := s.Tables.Lookup(id, &innerID)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if prev, err = ebpf.NewMapFromID(innerID); err != nil {
+			return fmt.Errorf("hold table %d: %w", innerID, err)
+		}
+		s.j.held = append(s.j.held, prev)
+	}
+	if err := s.writing(); err != nil {
+		return err
+	}
+	if err := s.Tables.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	if prev != nil {
+		s.record(func() error { return s.Tables.Put(id, prev) })
+	}
+	return nil
 }
 
-// ReleaseEndpoint forgets an endpoint id's socket and counters so it can be
-// given to another endpoint. The id starts a new generation: connections of
-// the old endpoint still open stop counting against it.
-func (s *Set) ReleaseEndpoint(id uint32) error {
+// RegisterSocket puts a listening socket (lookup mode) at an endpoint id.
+// A slot that already holds a live socket keeps it unless replace is set
+// (an id given to a new endpoint): the kernel drops closed listeners by
+// itself, so a socket still there is the endpoint's own listener. In a
+// transaction a filled slot is emptied again on rollback.
+func (s *Set) RegisterSocket(id uint32, fd int, replace bool) error {
+	var cookie uint64
+	err := s.Sockets.Lookup(id, &cookie)
+	switch {
+	case err == nil && !replace:
+		return nil
+	case err == nil:
+		// A socket map cannot give a socket back, so a rollback
+		// cannot restore what this replaces: drop it first, which a
+		// rollback leaves dropped (the id belonged to no table).
+		if err := s.DropSocket(id); err != nil {
+			return err
+		}
+	case !errors.Is(err, ebpf.ErrKeyNotExist):
+		return fmt.Errorf("read socket of endpoint %d: %w", id, err)
+	}
+	if err := s.writing(); err != nil {
+		return err
+	}
+	if err := s.Sockets.Put(id, uint64(fd)); err != nil {
+		return err
+	}
+	s.record(func() error { return s.DropSocket(id) })
+	return nil
+}
+
+// DropSocket empties an endpoint id's socket slot. It cannot be undone (a
+// socket map gives no socket back), so transactions drop sockets of
+// released endpoints only after every other write succeeded.
+func (s *Set) DropSocket(id uint32) error {
+	if err := s.writing(); err != nil {
+		return err
+	}
 	// A socket map answers EINVAL for an empty slot: connect-mode endpoints
 	// never had a socket, and closed listeners leave by themselves.
 	if err := s.Sockets.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("release endpoint %d: %w", id, err)
+		return fmt.Errorf("drop socket of endpoint %d: %w", id, err)
 	}
+	return nil
+}
+
+// ReleaseEndpoint forgets an endpoint id's address, counters and health so
+// it can be given to another endpoint; its socket goes with DropSocket. The
+// id starts a new generation: connections of the old endpoint still open
+// stop counting against it.
+func (s *Set) ReleaseEndpoint(id uint32) error {
 	old, err := s.EndpointStats(id)
 	if err != nil {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
-	if err := s.EndpointCounts.Put(id, bpf.TcpshiftEndpointStats{Generation: old.Generation + 1}); err != nil {
+	if err := s.put(s.EndpointCounts, id, bpf.TcpshiftEndpointStats{Generation: old.Generation + 1}); err != nil {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
 	if err := s.SetHealth(id, HealthUnchecked); err != nil {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
-	return s.Endpoints.Put(id, bpf.TcpshiftEndpoint{})
+	if err := s.put(s.Endpoints, id, bpf.TcpshiftEndpoint{}); err != nil {
+		return fmt.Errorf("release endpoint %d: %w", id, err)
+	}
+	return nil
 }
 
 // ServiceList reads every service's description, sorted by name.
@@ -398,7 +510,7 @@ func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) 
 		AffinityTTL: time.Duration(m.AffinityTtl),
 	}
 	for _, sm := range m.Subsets[:min(int(m.SubsetCount), len(m.Subsets))] {
-		sub := Subset{Name: getName(sm.Name), Weight: sm.Weight}
+		sub := Subset{Name: getName(sm.Name), Weight: sm.Weight, FileWeight: sm.Weight}
 		for _, epID := range sm.Endpoints[:min(int(sm.Count), len(sm.Endpoints))] {
 			var e bpf.TcpshiftEndpoint
 			if err := s.Endpoints.Lookup(epID, &e); err != nil {
@@ -411,6 +523,9 @@ func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) 
 			sub.Endpoints = append(sub.Endpoints, Endpoint{ID: epID, Addr: endpointAddr(e), Health: h})
 		}
 		svc.Subsets = append(svc.Subsets, sub)
+	}
+	if err := s.readFile(svc); err != nil {
+		return nil, err
 	}
 	return svc, nil
 }

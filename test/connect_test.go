@@ -249,8 +249,10 @@ func TestConnectEndpointsChangeAndRemove(t *testing.T) {
 	if got := env.Count("10.96.0.10:9000", 5); !maps.Equal(got, map[string]int{"one": 5}) {
 		t.Fatalf("after changing v2's endpoint: %v", got)
 	}
-	changes, err := tg.Apply(parse(t, "services: []\n"))
-	if err != nil || len(changes) != 1 || changes[0].Action != "removed" {
+	// A file without the service removes it (an empty file is refused).
+	changes, err := tg.Apply(parse(t, strings.Replace(connectConfig, "name: tcp-echo", "name: other", 1)))
+	if err != nil || len(changes) != 2 || changes[0].Service != "other" || changes[0].Action != "added" ||
+		changes[1].Service != "tcp-echo" || changes[1].Action != "removed" {
 		t.Fatalf("remove the service: %+v %v", changes, err)
 	}
 }

@@ -1,0 +1,61 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tcpshift/tcpshift/maps"
+)
+
+// Update runs fn on the pinned maps as one change: under the namespace's
+// writer lock, on state that is this namespace's, in a transaction that is
+// rolled back when fn fails. Every writer but Apply and Down goes through it
+// (set-weight, the daemon's health, reconcile and re-registration writes).
+func (t *Target) Update(fn func(set *maps.Set) error) (err error) {
+	unlock, err := t.lock(false)
+	if errors.Is(err, errNoPinDir) {
+		return maps.ErrNotLoaded
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	set, err := t.Maps()
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	if err := t.checkOwner(set); err != nil {
+		return err
+	}
+	if err := set.Begin(); err != nil {
+		return err
+	}
+	if err := fn(set); err != nil {
+		if rerr := set.Rollback(); rerr != nil {
+			return fmt.Errorf("%w (and %v)", err, rerr)
+		}
+		return err
+	}
+	return set.Commit()
+}
+
+// Read runs fn on the pinned maps so that what it reads is one state, never
+// half of a change (see maps.Set.ReadConsistent). Readers take no lock. A
+// writer killed mid-write leaves the sequence odd: when no writer holds the
+// lock, the state is read as it is.
+func (t *Target) Read(fn func(set *maps.Set) error) error {
+	set, err := t.Maps()
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	if err := t.checkOwner(set); err != nil {
+		return err
+	}
+	err = set.ReadConsistent(func() error { return fn(set) })
+	if errors.Is(err, maps.ErrWriteInProgress) && !t.lockHeld() {
+		return fn(set)
+	}
+	return err
+}
