@@ -78,7 +78,7 @@ func runProxy(c *cli.Context) error {
 		}
 		defer tg.Close()
 		changes, err := tg.Apply(cfg)
-		printChanges(c.App.Writer, changes)
+		printChanges(c.App.Writer, changes, false)
 		if err != nil {
 			return err
 		}

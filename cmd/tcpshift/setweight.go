@@ -18,7 +18,10 @@ func setWeightCommand() *cli.Command {
 		ArgsUsage: "SERVICE SUBSET=WEIGHT...",
 		Description: "Weights are relative non-negative integers (80/20 = 4/1). Subsets not named keep\n" +
 			"their weight. The new table replaces the old one atomically; established\n" +
-			"connections are not touched. Example: tcpshift set-weight tcp-echo v1=80 v2=20",
+			"connections are not touched. Example: tcpshift set-weight tcp-echo v1=80 v2=20\n" +
+			"While tcpshift run manages the namespace this is a runtime override: status\n" +
+			"and the metrics show it next to the file's weights, and it lasts until the\n" +
+			"service's route in the file changes or the daemon gets SIGHUP.",
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 2 {
@@ -42,6 +45,9 @@ func setWeightCommand() *cli.Command {
 				parts[i] = fmt.Sprintf("%s=%d", s.Name, s.Weight)
 			}
 			fmt.Fprintf(c.App.Writer, "service %s weights %s\n", svc.Name, strings.Join(parts, " "))
+			if d, err := tg.RunningDaemon(); err == nil && d != nil {
+				fmt.Fprintf(c.App.Writer, "runtime override: %s keeps these weights until the service's route in %s changes, or SIGHUP\n", d, d.File)
+			}
 			return nil
 		},
 	}

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
-	"gopkg.in/yaml.v3"
 
+	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/loader"
 )
 
@@ -20,15 +19,16 @@ func statusCommand() *cli.Command {
 		Name:      "status",
 		Usage:     "show services, weights in force, and connections and bytes per subset and endpoint",
 		ArgsUsage: "[-o table|json|yaml] [SERVICE]",
+		Description: "-o yaml prints the live state as a route config that tcpshift apply -f takes\n" +
+			"back (weights in force, overrides included), with each service's figures under\n" +
+			"status: (apply ignores them); -o json prints the figures for programs.\n" +
+			"Status reads one consistent state without taking the writers' lock.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "table", Usage: "output format: table, json or yaml"},
 		},
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 1 {
-				if strings.HasPrefix(c.Args().Get(1), "-") {
-					return errors.New("flags go before SERVICE: status -o json SERVICE")
-				}
 				return errors.New("status takes at most one SERVICE")
 			}
 			format := c.String("output")
@@ -40,6 +40,9 @@ func statusCommand() *cli.Command {
 				return err
 			}
 			defer tg.Close()
+			if note := loader.StaleNote(tg.BPFFS); note != "" {
+				fmt.Fprintln(c.App.ErrWriter, "tcpshift: "+note)
+			}
 			st, err := tg.Status(c.Args().First())
 			if err != nil {
 				return err
@@ -56,9 +59,10 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	case "yaml":
-		enc := yaml.NewEncoder(w)
-		enc.SetIndent(2)
-		return enc.Encode(st)
+		return exportStatus(w, st)
+	}
+	if st.Daemon != nil {
+		fmt.Fprintf(w, "managed by %s: set-weight is a runtime override\n\n", st.Daemon)
 	}
 	if len(st.Services) == 0 {
 		_, err := fmt.Fprintln(w, "no services")
@@ -84,7 +88,11 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		for _, sub := range s.Subsets {
 			for j, ep := range sub.Endpoints {
 				if j == 0 {
-					fmt.Fprintf(tw, "  %s\t%d\t%.2f%%\t", sub.Name, sub.Weight, sub.Percent)
+					weight := fmt.Sprint(sub.Weight)
+					if sub.Override {
+						weight += fmt.Sprintf(" (file %d)", sub.FileWeight)
+					}
+					fmt.Fprintf(tw, "  %s\t%s\t%.2f%%\t", sub.Name, weight, sub.Percent)
 				} else {
 					fmt.Fprint(tw, "  \t\t\t")
 				}
@@ -96,4 +104,22 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		}
 	}
 	return nil
+}
+
+// exportStatus writes the live state as a route config, each service's
+// figures under its status key.
+func exportStatus(w io.Writer, st *loader.Status) error {
+	figures := map[string]any{}
+	for i := range st.Services {
+		figures[st.Services[i].Name] = st.Services[i]
+	}
+	out, err := config.Marshal(loader.Export(st.Live), func(name string) any { return figures[name] })
+	if err != nil {
+		return err
+	}
+	if st.Daemon != nil {
+		fmt.Fprintf(w, "# managed by %s\n", st.Daemon)
+	}
+	_, err = w.Write(out)
+	return err
 }
