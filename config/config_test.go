@@ -101,26 +101,6 @@ func TestParseValid(t *testing.T) {
 		yaml  string
 		check func(t *testing.T, c *Config)
 	}{
-		{"empty file", "", func(t *testing.T, c *Config) {
-			if len(c.Services) != 0 {
-				t.Errorf("services = %v", c.Services)
-			}
-		}},
-		{"comments only", "# nothing here\n", func(t *testing.T, c *Config) {
-			if len(c.Services) != 0 {
-				t.Errorf("services = %v", c.Services)
-			}
-		}},
-		{"empty services", "services: []\n", func(t *testing.T, c *Config) {
-			if len(c.Services) != 0 {
-				t.Errorf("services = %v", c.Services)
-			}
-		}},
-		{"null services", "services:\n", func(t *testing.T, c *Config) {
-			if len(c.Services) != 0 {
-				t.Errorf("services = %v", c.Services)
-			}
-		}},
 		{"defaults", lines(
 			"services:",
 			"- name: a",
@@ -322,14 +302,21 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("subsets %+v", s.Subsets)
 			}
 		}},
-		{"limits", limitsYAML(MaxServices, MaxSubsets, MaxEndpoints), func(t *testing.T, c *Config) {
+		// MaxServices services of MaxEndpoints endpoints each are also
+		// MaxTotalEndpoints endpoints in all.
+		{"limits", limitsYAML(MaxServices, 1, MaxEndpoints), func(t *testing.T, c *Config) {
 			if len(c.Services) != MaxServices {
 				t.Fatalf("%d services", len(c.Services))
 			}
 			for _, s := range c.Services {
-				if len(s.Subsets) != MaxSubsets || len(s.Subsets[MaxSubsets-1].Endpoints) != MaxEndpoints {
+				if len(s.Subsets) != 1 || len(s.Subsets[0].Endpoints) != MaxEndpoints {
 					t.Fatalf("service %s: %d subsets", s.Name, len(s.Subsets))
 				}
+			}
+		}},
+		{"subset limits", limitsYAML(1, MaxSubsets, MaxEndpoints), func(t *testing.T, c *Config) {
+			if s := c.Services[0]; len(s.Subsets) != MaxSubsets || len(s.Subsets[MaxSubsets-1].Endpoints) != MaxEndpoints {
+				t.Fatalf("service %s: %d subsets", s.Name, len(s.Subsets))
 			}
 		}},
 		{"name lengths", lines(
@@ -478,7 +465,7 @@ func TestParseErrors(t *testing.T) {
 
 		// Unknown and duplicate fields.
 		{"unknown top-level field", lines(
-			"services: []",
+			"services: [{name: a, listen: 127.0.0.1:9000, subsets: {v1: {endpoints: [10.0.0.1:1]}}}]",
 			"colour: red",
 		), 2, "colour", `unknown field "colour"`},
 		{"unknown service field", lines(
@@ -522,7 +509,7 @@ func TestParseErrors(t *testing.T) {
 			svcRest,
 		), 4, "services[0].name", `duplicate field "name" (first at line 2)`},
 		{"duplicate top-level field", lines(
-			"services: []",
+			"services: [{name: a, listen: 127.0.0.1:9000, subsets: {v1: {endpoints: [10.0.0.1:1]}}}]",
 			"services: []",
 		), 2, "services", `duplicate field "services" (first at line 1)`},
 
@@ -1067,9 +1054,10 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if len(cfg.Services) > MaxServices {
+		if len(cfg.Services) == 0 || len(cfg.Services) > MaxServices {
 			t.Fatalf("%d services", len(cfg.Services))
 		}
+		total := 0
 		for _, s := range cfg.Services {
 			if s.Name == "" || !s.Listen.IsValid() || len(s.Subsets) == 0 || len(s.Subsets) > MaxSubsets {
 				t.Fatalf("bad service %+v", s)
@@ -1078,7 +1066,11 @@ func FuzzParse(f *testing.F) {
 				if len(sub.Endpoints) == 0 || len(sub.Endpoints) > MaxEndpoints {
 					t.Fatalf("bad subset %+v", sub)
 				}
+				total += len(sub.Endpoints)
 			}
+		}
+		if total > MaxTotalEndpoints {
+			t.Fatalf("%d endpoints", total)
 		}
 	})
 }

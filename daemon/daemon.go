@@ -179,8 +179,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
-// read loads the file; a file with no service is refused, because a
-// half-written file would otherwise remove every service.
+// read loads the file; config refuses a file with no service, which a
+// half-written file would otherwise do: remove every service.
 func (d *daemon) read() (*config.Config, []byte, error) {
 	data, err := os.ReadFile(d.o.Path)
 	if err != nil {
@@ -189,9 +189,6 @@ func (d *daemon) read() (*config.Config, []byte, error) {
 	cfg, err := config.Parse(d.o.Path, data)
 	if err != nil {
 		return nil, nil, err
-	}
-	if len(cfg.Services) == 0 {
-		return nil, nil, fmt.Errorf("%s: no services (tcpshift down removes them all)", d.o.Path)
 	}
 	return cfg, data, nil
 }
