@@ -17,21 +17,24 @@ UNITDIR ?= /etc/systemd/system
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+# What `tcpshift version` reports; empty (no git) falls back to Go's build info.
+# safe.directory: under sudo, git refuses a checkout its user owns.
+VERSION ?= $(shell git -c safe.directory='$(CURDIR)' describe --always --dirty 2>/dev/null)
+
 build: ## build bin/tcpshift and bin/tcp-echo
-	$(GO) build -o $(BIN)/tcpshift ./cmd/tcpshift
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/tcpshift ./cmd/tcpshift
 	$(GO) build -o $(BIN)/tcp-echo ./cmd/tcp-echo
 
 generate: ## rebuild the BPF objects and their Go bindings (needs clang, libbpf-dev)
 	bash scripts/install-deps.sh generate
 	cd bpf && $(GO) generate ./...
 
+# summary prints failed and skipped tests in full and the counts; bin/test.log has everything.
 test: ## run every test, kernel tests included (needs root); a skipped test fails the run
-	@mkdir -p $(BIN)
+	bash scripts/install-deps.sh test
 	$(GO) vet ./...
-	$(GO) test -count=1 -v ./... 2>&1 | tee $(BIN)/test.log | grep -E '^(---|ok|FAIL|panic)' ; \
-	  status=$${PIPESTATUS[0]}; \
-	  if grep -q -- '--- SKIP' $(BIN)/test.log; then echo 'make test: skipped tests (see bin/test.log):'; grep -A1 -- '--- SKIP' $(BIN)/test.log; exit 1; fi; \
-	  exit $$status
+	$(GO) build -o $(BIN)/summary ./test/summary
+	set -o pipefail; $(GO) test -count=1 -json ./... 2>&1 | $(BIN)/summary -log $(BIN)/test.log
 
 demo: build ## run Istio's tcp-echo traffic-shifting task in a private network namespace (needs root)
 	$(BIN)/tcpshift demo

@@ -25,12 +25,15 @@ func applyCommand() *cli.Command {
 			"another writer's lock (and says so after a second). While tcpshift run manages\n" +
 			"the namespace, apply is refused: edit the daemon's file, or pass --force.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "route config `FILE` (YAML), - for stdin"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config `FILE` (YAML), - for stdin"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "check the file against this host and print what would change, change nothing"},
 			&cli.BoolFlag{Name: "force", Usage: "apply even while tcpshift run manages the namespace (it logs the change)"},
 		},
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
+			if err := needFile(c); err != nil {
+				return err
+			}
 			if c.NArg() > 0 {
 				return errors.New("apply takes no arguments (the config goes in -f FILE)")
 			}

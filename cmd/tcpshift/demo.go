@@ -241,14 +241,14 @@ func (d *demo) apply(route string) error {
 		return err
 	}
 	changes, err := d.tg.Apply(cfg)
-	printChanges(d.w, changes)
+	printChanges(d.w, changes, false)
 	return err
 }
 
 // send opens 10 connections to the frontend, each sending the date, and
 // prints the replies and how many each version gave.
 func (d *demo) send() error {
-	fmt.Fprintf(d.w, "\n$ for i in $(seq 10); do date | nc %s; done\n", strings.Replace(demoFrontend, ":", " ", 1))
+	fmt.Fprintf(d.w, "\n$ for i in $(seq 10); do date | nc -N %s; done\n", strings.Replace(demoFrontend, ":", " ", 1))
 	counts := map[string]int{}
 	for range 10 {
 		c, err := d.dial()

@@ -25,7 +25,7 @@ func waitDrainedCommand() *cli.Command {
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
-				return errors.New("want SERVICE and SUBSET (e.g. wait-drained tcp-echo v1); flags go first")
+				return errors.New("want SERVICE and SUBSET (e.g. wait-drained tcp-echo v1)")
 			}
 			service, subset := c.Args().Get(0), c.Args().Get(1)
 			timeout := c.Duration("timeout")

@@ -55,3 +55,12 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
 }
+
+// needFile is the one-line error for a command run without -f FILE
+// (urfave's Required would print the whole help first).
+func needFile(c *cli.Context) error {
+	if c.String("file") == "" {
+		return fmt.Errorf("%s needs -f FILE (the route config; - reads stdin)", c.Command.Name)
+	}
+	return nil
+}

@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -22,7 +24,11 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tcpshift: %v\n", err)
-		os.Exit(1)
+		code := 1
+		if ec, ok := errors.AsType[cli.ExitCoder](err); ok && ec.ExitCode() != 0 {
+			code = ec.ExitCode() // a command that chose its exit status keeps it
+		}
+		os.Exit(code)
 	}
 }
 
@@ -33,11 +39,39 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 // runContext is run for commands that stop when ctx is done.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return newApp(stdout, stderr).RunContext(ctx, args)
+	app := newApp(stdout, stderr)
+	if n := len(args); n > 0 && args[n-1] == completionFlag {
+		if slices.Contains(args, "--") {
+			return nil // urfave would run the command, completion flag and all
+		}
+		typed := args[:n-1]
+		if len(typed) == 3 && (typed[1] == "help" || typed[1] == "h") {
+			// `help <TAB>` wants the command names the root offers.
+			typed = []string{typed[0], typed[2]}
+			args = append(slices.Clone(typed), completionFlag)
+		}
+		setCompleters(app, typed)
+	}
+	// urfave's CommandNotFound (for `tcpshift stauts` and `tcpshift help
+	// stauts`) cannot fail the run: it leaves the error here.
+	var notFound error
+	app.CommandNotFound = func(c *cli.Context, name string) { notFound = unknownCommand(c.App, name) }
+	if err := app.RunContext(ctx, reorderArgs(app, args)); err != nil {
+		return err
+	}
+	return notFound
+}
+
+// setCompleters makes every command complete from the typed words.
+func setCompleters(app *cli.App, typed []string) {
+	app.BashComplete = completer(typed, true)
+	for _, cmd := range app.Commands {
+		cmd.BashComplete = completer(typed, false)
+	}
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "tcpshift",
 		Usage: "eBPF-accelerated TCP traffic shifting",
 		Description: "tcpshift steers each new TCP connection to a service's frontend to one of its\n" +
@@ -47,9 +81,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"wait-drained tells when the old version holds no connection. State is pinned in\n" +
 			"bpffs per network namespace; every command works from that state alone. As a\n" +
 			"service, `run` follows the file, checks health and exports metrics.",
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
+		Version:   releaseVersion(version, buildInfo()),
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Every error returns to main, which prints it on one line; urfave
+		// would otherwise exit the process itself for a cli.Exit error.
+		ExitErrHandler:       func(*cli.Context, error) {},
+		EnableBashCompletion: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "netns", Usage: "network namespace to work in, as a path (e.g. /run/netns/NAME)", DefaultText: "the current one"},
 			&cli.StringFlag{Name: "bpffs", Value: loader.DefaultBPFFS, Usage: "bpffs mount point for pinned state (mounted if absent)"},
@@ -65,16 +103,25 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			runCommand(),
 			downCommand(),
 			demoCommand(),
+			versionCommand(),
+			completionCommand(),
 		},
 	}
-}
-
-// usageError keeps bad flags to one line instead of a page of help.
-func usageError(_ *cli.Context, err error, _ bool) error {
-	return fmt.Errorf("%w (see --help)", err)
+	for _, cmd := range app.Commands {
+		if cmd.OnUsageError == nil {
+			cmd.OnUsageError = usageError // one line for every command's bad flags
+		}
+	}
+	return app
 }
 
 // target opens the namespace and bpffs the global flags name.
+// A writer that waits for another's lock says so on stderr.
 func target(c *cli.Context) (*loader.Target, error) {
-	return loader.Open(c.String("netns"), c.String("bpffs"), c.String("cgroup"))
+	tg, err := loader.Open(c.String("netns"), c.String("bpffs"), c.String("cgroup"))
+	if err != nil {
+		return nil, err
+	}
+	tg.Waiting = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "tcpshift: %s\n", msg) }
+	return tg, nil
 }

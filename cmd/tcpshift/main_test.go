@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/internal/testenv"
 	"github.com/tcpshift/tcpshift/loader"
@@ -112,9 +113,23 @@ func TestCLIEndToEnd(t *testing.T) {
 			t.Errorf("status -o json: subset has no key %q: %v", k, sub)
 		}
 	}
-	var fromYAML loader.Status
-	if err := yaml.Unmarshal([]byte(c.must("status", "-o", "yaml")), &fromYAML); err != nil || fromYAML.Services[0].Subsets[1].Connections != 300 {
-		t.Fatalf("status -o yaml: %+v %v", fromYAML, err)
+	// status -o yaml is a route config with the live weights, figures under
+	// status:, and applies back.
+	exported := c.must("status", "-o", "yaml")
+	var fromYAML struct {
+		Services []struct {
+			Status loader.ServiceStatus `yaml:"status"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal([]byte(exported), &fromYAML); err != nil || fromYAML.Services[0].Status.Subsets[1].Connections != 300 {
+		t.Fatalf("status -o yaml figures: %+v %v\n%s", fromYAML, err, exported)
+	}
+	cfg, err := config.Parse("export.yaml", []byte(exported))
+	if err != nil || cfg.Services[0].Subsets[0].Weight != 0 || cfg.Services[0].Subsets[1].Weight != 100 {
+		t.Fatalf("status -o yaml as a route config: %+v %v\n%s", cfg, err, exported)
+	}
+	if out := c.must("apply", "-f", writeFile(t, exported), "--dry-run"); out != "service tcp-echo updated (dry run)\n" {
+		t.Fatalf("dry run of the export printed %q (its file weights become the weights in force)", out)
 	}
 	table := c.must("status")
 	for _, want := range []string{"service tcp-echo  listen 127.0.0.100:9000  mode lookup  policy roundrobin", "v1      0", "127.0.0.1:9002  unchecked  300"} {
@@ -143,15 +158,15 @@ func TestCLIErrors(t *testing.T) {
 	}{
 		{[]string{"status"}, "not loaded in this network namespace"},
 		{[]string{"apply", "-f", bad}, "routes.yaml:11: services[0].route[1].weight"},
-		{[]string{"apply"}, `"file" not set`},
+		{[]string{"apply"}, "apply needs -f FILE"},
 		{[]string{"apply", "-f", "/nonexistent.yaml"}, "no such file"},
 		{[]string{"set-weight", "tcp-echo"}, "want SERVICE and at least one SUBSET=WEIGHT"},
 		{[]string{"set-weight", "tcp-echo", "v1"}, `argument "v1": want SUBSET=WEIGHT`},
 		{[]string{"set-weight", "tcp-echo", "v1=-1"}, `argument "v1=-1": weight must be an integer`},
 		{[]string{"set-weight", "tcp-echo", "v1=1", "v1=2"}, "subset v1 given twice"},
 		{[]string{"status", "-o", "xml"}, `--output "xml": want table, json or yaml`},
-		{[]string{"status", "tcp-echo", "-o", "json"}, "flags go before SERVICE"},
-		{[]string{"--bogus", "status"}, "flag provided but not defined: -bogus"},
+		{[]string{"status", "tcp-echo", "-o", "json"}, "not loaded in this network namespace"},
+		{[]string{"--bogus", "status"}, "unknown flag --bogus; see tcpshift --help"},
 	} {
 		_, err := c.run(tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
@@ -372,7 +387,7 @@ func TestCLIRun(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"run"}, `"file" not set`},
+		{[]string{"run"}, "run needs -f FILE"},
 		{[]string{"run", "-f", "x.yaml", "extra"}, "run takes no arguments"},
 		{[]string{"run", "-f", "x.yaml", "--log-format", "xml"}, `--log-format "xml": want text or json`},
 		{[]string{"run", "-f", writeFile(t, strings.Replace(routes, "weight: 20", "weight: x", 1))}, "services[0].route[1].weight"},

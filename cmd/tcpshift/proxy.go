@@ -25,7 +25,7 @@ func proxyCommand() *cli.Command {
 			"serves every service of the file from the file alone; weights then change\n" +
 			"with the file, not with set-weight.",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "route config `FILE` (YAML)"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config `FILE` (YAML)"},
 			&cli.BoolFlag{Name: "no-bpf", Usage: "do not use BPF at all: split in the proxy, from the file"},
 		}, append(proxyFlags(""), logFlags()...)...),
 		OnUsageError: usageError,
@@ -34,6 +34,9 @@ func proxyCommand() *cli.Command {
 }
 
 func runProxy(c *cli.Context) error {
+	if err := needFile(c); err != nil {
+		return err
+	}
 	if c.NArg() > 0 {
 		return errors.New("proxy takes no arguments (the config goes in -f FILE)")
 	}

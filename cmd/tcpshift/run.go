@@ -25,7 +25,7 @@ func runCommand() *cli.Command {
 			"state in place: connections keep flowing, a new `run` adopts the state, and\n" +
 			"`tcpshift down` removes it. Logs are structured (log/slog) on stderr.",
 		Flags: append(append([]cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Required: true, Usage: "route config `FILE` (YAML), watched for changes"},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config `FILE` (YAML), watched for changes"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9090); off when empty"},
 		}, logFlags()...), proxyFlags("proxy mode: ")...),
 		OnUsageError: usageError,
@@ -34,6 +34,9 @@ func runCommand() *cli.Command {
 }
 
 func runDaemon(c *cli.Context) error {
+	if err := needFile(c); err != nil {
+		return err
+	}
 	if c.NArg() > 0 {
 		return errors.New("run takes no arguments (the config goes in -f FILE)")
 	}
