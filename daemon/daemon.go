@@ -91,6 +91,7 @@ func Run(ctx context.Context, o Options) error {
 	o.Path = abs
 	d := &daemon{o: o, log: o.Log, checks: map[endpointKey]*checkState{},
 		failedSeen: map[endpointKey]uint64{}, results: make(chan result, 64)}
+	o.Target.Waiting = func(msg string) { o.Log.Warn(msg) }
 
 	cfg, data, err := d.read()
 	if err != nil {
