@@ -229,8 +229,12 @@ func (d *daemon) reload(probes context.Context, force bool) {
 
 func (d *daemon) logChanges(changes []loader.Change) {
 	for _, c := range changes {
-		for _, ep := range c.Waiting {
-			d.log.Warn("endpoint not listening yet: it gets connections once it listens", "service", c.Service, "endpoint", ep)
+		for _, w := range c.Waiting {
+			attrs := []any{"service", c.Service, "endpoint", w.Endpoint}
+			if w.Note != "" {
+				attrs = append(attrs, "note", w.Note)
+			}
+			d.log.Warn("endpoint not listening yet: it gets connections once it listens", attrs...)
 		}
 		if c.KeptOverride {
 			d.log.Info("set-weight override kept: the file's route for the service did not change (SIGHUP applies the file's weights)", "service", c.Service)

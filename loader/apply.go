@@ -18,10 +18,16 @@ type Change struct {
 	Mode    maps.Mode // the mode in force (not set for "removed")
 	// Waiting lists lookup-mode endpoints nothing listens on yet (the
 	// daemon applies them; they get connections once they listen).
-	Waiting []string
+	Waiting []Waiting
 	// KeptOverride: weights set with set-weight stay, since the file's
 	// route for the service did not change.
 	KeptOverride bool
+}
+
+// Waiting is a lookup-mode endpoint with no listener in the namespace yet.
+type Waiting struct {
+	Endpoint string
+	Note     string // what listens elsewhere, if anything
 }
 
 // ApplyOptions adjust Apply.

@@ -19,7 +19,7 @@ type planned struct {
 	sockets [][]*listener.Socket // per subset, per endpoint; nil: not listening yet
 	route   bool                 // the frontend needs a local route
 	checked bool                 // the config asks for health checks
-	waiting []string             // endpoints not listening yet (the daemon's lookup mode)
+	waiting []Waiting            // endpoints not listening yet (the daemon's lookup mode)
 }
 
 // plan checks the config against this host: modes, listening sockets,
@@ -163,8 +163,14 @@ func (t *Target) findSockets(c *config.Service, p *planned, field func(string, i
 		for j, addr := range sub.Endpoints {
 			where := field(fmt.Sprintf(".subsets.%s.endpoints[%d]", sub.Name, j), sub.Line)
 			sock, err := listener.Find(t.NS.Handle, addr)
+			// Another namespace's listener on the address is no use here,
+			// but this one's backend may still come: wait, and say so.
+			if waitOK && errors.Is(err, listener.ErrOtherNetns) {
+				p.waiting = append(p.waiting, Waiting{addr.String(), err.Error()})
+				continue
+			}
 			if waitOK && errors.Is(err, listener.ErrNotListening) {
-				p.waiting = append(p.waiting, addr.String())
+				p.waiting = append(p.waiting, Waiting{Endpoint: addr.String()})
 				continue
 			}
 			if err != nil {

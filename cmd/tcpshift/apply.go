@@ -82,8 +82,8 @@ func printChanges(w io.Writer, changes []loader.Change, dry bool) {
 			fmt.Fprint(w, " (set-weight override kept)")
 		}
 		fmt.Fprintln(w)
-		for _, ep := range ch.Waiting {
-			fmt.Fprintf(w, "  endpoint %s not listening yet: it gets connections once it listens\n", ep)
+		for _, wt := range ch.Waiting {
+			fmt.Fprintf(w, "  endpoint %s not listening yet: it gets connections once it listens\n", wt.Endpoint)
 		}
 	}
 }
