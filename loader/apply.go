@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strings"
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/maps"
@@ -99,23 +100,12 @@ func (t *Target) ApplyWith(cfg *config.Config, opts ApplyOptions) ([]Change, err
 // dryRun reports what Apply would change, reading the state without a lock.
 func (t *Target) dryRun(plans []*planned, opts ApplyOptions) ([]Change, error) {
 	var old []*maps.Service
-	set, err := t.Maps()
-	switch {
-	case errors.Is(err, maps.ErrNotLoaded):
-	case err != nil:
+	err := t.Read(func(set *maps.Set) (err error) {
+		old, err = set.ServiceList()
+		return err
+	})
+	if err != nil && !errors.Is(err, maps.ErrNotLoaded) {
 		return nil, err
-	default:
-		defer set.Close()
-		if err := t.checkOwner(set); err != nil {
-			return nil, err
-		}
-		err = set.ReadConsistent(func() (err error) {
-			old, err = set.ServiceList()
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
 	}
 	d, err := diff(plans, old, opts)
 	if err != nil {
@@ -233,6 +223,17 @@ func diff(plans []*planned, old []*maps.Service, opts ApplyOptions) (*delta, err
 	return d, nil
 }
 
+// routeOwner names the services whose frontend is addr, for errors.
+func (d *delta) routeOwner(addr netip.Addr) string {
+	var names []string
+	for _, p := range d.plans {
+		if p.svc.Frontend.Addr() == addr {
+			names = append(names, "service "+p.svc.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
 // sameFileRoute reports whether the file gives a service the same subsets
 // and weights as the file applied before.
 func sameFileRoute(o, n *maps.Service) bool {
@@ -271,7 +272,7 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	}
 	for _, addr := range d.addRoutes {
 		if err := addLocalRoute(t.nl, addr); err != nil {
-			return err
+			return fmt.Errorf("frontend address of %s: %w", d.routeOwner(addr), err)
 		}
 		undoRoutes = append(undoRoutes, func() error { return delLocalRoute(t.nl, addr) })
 	}
@@ -286,7 +287,7 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 				}
 				ep := p.svc.Subsets[i].Endpoints[j]
 				if err := set.RegisterSocket(ep.ID, int(sock.File.Fd()), !known(o, ep.ID)); err != nil {
-					return fmt.Errorf("service %s: register %s (%s): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
+					return fmt.Errorf("service %s: register %s (%s; did it stop listening?): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
 				}
 			}
 		}

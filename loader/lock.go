@@ -32,19 +32,20 @@ func (t *Target) lock(create bool) (unlock func(), err error) {
 	}
 	for {
 		if create {
-			// Another namespace's writer may remove the shared parent
-			// just as this one creates it: try again.
-			err := os.MkdirAll(t.Dir, 0o700)
-			if errors.Is(err, os.ErrNotExist) {
+			// Another writer may remove the empty directory, or the
+			// shared parent, just as this one creates it: try again.
+			if err := mkdirs(t.Dir); errors.Is(err, os.ErrNotExist) {
 				continue
-			}
-			if err != nil {
+			} else if err != nil {
 				return nil, fmt.Errorf("create pin directory: %w", err)
 			}
 		}
 		fd, err := unix.Open(t.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) && !create {
-			return nil, errNoPinDir
+		if errors.Is(err, unix.ENOENT) {
+			if !create {
+				return nil, errNoPinDir
+			}
+			continue // removed before we opened it
 		}
 		if err != nil {
 			return nil, fmt.Errorf("open pin directory %s: %w", t.Dir, err)
@@ -90,6 +91,16 @@ func (t *Target) flock(fd int) error {
 			return fmt.Errorf("lock %s: %w", t.Dir, err)
 		}
 	}
+}
+
+// mkdirs makes the pin directory and its parent, either of which may exist.
+func mkdirs(dir string) error {
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // removeIfEmpty removes a pin directory nothing was pinned in, and the

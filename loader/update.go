@@ -53,9 +53,5 @@ func (t *Target) Read(fn func(set *maps.Set) error) error {
 	if err := t.checkOwner(set); err != nil {
 		return err
 	}
-	err = set.ReadConsistent(func() error { return fn(set) })
-	if errors.Is(err, maps.ErrWriteInProgress) && !t.lockHeld() {
-		return fn(set)
-	}
-	return err
+	return set.ReadConsistent(func() error { return fn(set) }, func() bool { return !t.lockHeld() })
 }

@@ -176,8 +176,10 @@ var ErrWriteInProgress = errors.New("the state kept changing while it was read (
 
 // ReadConsistent runs read until it ran while no writer wrote, so what it
 // read is one state, never a mix of two. Readers need no lock: a writer
-// makes the write sequence odd while it writes (a seqlock).
-func (s *Set) ReadConsistent(read func() error) error {
+// makes the write sequence odd while it writes (a seqlock). writerGone
+// tells an odd sequence left by a writer killed mid-write (no writer holds
+// the lock) from a write in progress; then the state is read as it is.
+func (s *Set) ReadConsistent(read func() error, writerGone func() bool) error {
 	if s.Owners == nil {
 		return read()
 	}
@@ -186,6 +188,9 @@ func (s *Set) ReadConsistent(read func() error) error {
 		before, err := s.Owner()
 		if err != nil {
 			return err
+		}
+		if before.WriteSeq%2 == 1 && writerGone() {
+			return read()
 		}
 		if before.WriteSeq%2 == 0 {
 			if err := read(); err != nil {
