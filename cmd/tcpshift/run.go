@@ -23,7 +23,12 @@ func runCommand() *cli.Command {
 			"back, runs the health checks the file asks for, serves proxy-mode services,\n" +
 			"and exports Prometheus metrics. SIGINT or SIGTERM stop it and leave the kernel\n" +
 			"state in place: connections keep flowing, a new `run` adopts the state, and\n" +
-			"`tcpshift down` removes it. Logs are structured (log/slog) on stderr.",
+			"`tcpshift down` removes it. Logs are structured (log/slog) on stderr.\n" +
+			"Backends not listening yet do not stop it: they are registered once they listen.\n" +
+			"While it runs it owns the namespace: apply and down from the CLI are refused\n" +
+			"(--force overrides; the daemon logs it), and set-weight is a runtime override\n" +
+			"that lasts until the service's route in FILE changes, or SIGHUP. It tells\n" +
+			"systemd when it is ready (Type=notify).",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config `FILE` (YAML), watched for changes"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9090); off when empty"},
