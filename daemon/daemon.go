@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcpshift/tcpshift/bpf"
@@ -63,6 +64,8 @@ type daemon struct {
 	// written is the state as the daemon last wrote or saw it: anything
 	// else that changes it is someone else's change, logged within a tick.
 	written []*maps.Service
+	resync  bool       // outside changes: restart probes on what is in force
+	stateID ebpf.MapID // the pinned services map it started with
 
 	checks     map[endpointKey]*checkState
 	failedSeen map[endpointKey]uint64 // kernel connect failures already counted
@@ -99,12 +102,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// Backends not listening yet do not stop the start: their endpoints
 	// are applied without a socket and registered once they listen.
-	changes, err := o.Target.ApplyWith(cfg, loader.ApplyOptions{Daemon: true, KeepOverrides: true})
+	changes, err := o.Target.ApplyWith(cfg, loader.ApplyOptions{Daemon: true, DaemonFile: o.Path, KeepOverrides: true})
 	d.logChanges(changes)
 	if err != nil {
-		return err
-	}
-	if err := o.Target.ClaimDaemon(o.Path); err != nil {
 		return err
 	}
 	defer func() {
@@ -116,6 +116,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer d.set.Close()
+	if d.stateID, err = pinnedID(o.Target.Dir); err != nil {
+		return err
+	}
 	d.cfg, d.data, d.lastOK = cfg, data, true
 	d.remember()
 
@@ -176,6 +179,12 @@ func Run(ctx context.Context, o Options) error {
 			if err := d.tick(n%reconcileEvery == 0); err != nil {
 				return err
 			}
+			if d.resync {
+				d.resync = false
+				if err := d.sync(probes); err != nil {
+					d.log.Error("follow outside changes", "err", err)
+				}
+			}
 		}
 	}
 }
@@ -206,7 +215,7 @@ func (d *daemon) reload(probes context.Context, force bool) {
 		// SIGHUP makes the file win over set-weight overrides; an edit
 		// keeps those of services whose route it did not change.
 		var changes []loader.Change
-		changes, err = d.o.Target.ApplyWith(cfg, loader.ApplyOptions{Daemon: true, KeepOverrides: !force})
+		changes, err = d.o.Target.ApplyWith(cfg, loader.ApplyOptions{Daemon: true, DaemonFile: d.o.Path, KeepOverrides: !force})
 		d.logChanges(changes)
 	}
 	if err == nil {
@@ -313,8 +322,12 @@ func (d *daemon) observe(key endpointKey, success bool, why error) {
 	if st == nil || !ok || c.Health == nil || !st.observe(success, c.Health) {
 		return
 	}
-	err := d.o.Target.SetHealth(key.service, key.id, st.health)
+	err := d.o.Target.SetHealth(key.service, key.id, key.addr, st.health)
 	d.remember()
+	if errors.Is(err, loader.ErrEndpointGone) {
+		d.resync = true // someone else changed the services: probe what is in force
+		return
+	}
 	if err != nil {
 		d.log.Error("write endpoint health", "service", key.service, "endpoint", key.addr.String(), "err", err)
 		return
@@ -333,8 +346,8 @@ func (d *daemon) observe(key endpointKey, success bool, why error) {
 // tick re-registers restarted listeners, counts connect failures the kernel
 // saw as failed checks (passive checks) and, when asked, reconciles tables.
 func (d *daemon) tick(reconcile bool) error {
-	if _, err := os.Stat(filepath.Join(d.o.Target.Dir, bpf.TcpshiftMapServices)); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("the pinned state in %s is gone (tcpshift down?): stopping", d.o.Target.Dir)
+	if id, err := pinnedID(d.o.Target.Dir); err != nil || id != d.stateID {
+		return fmt.Errorf("the pinned state in %s is gone or was made anew (tcpshift down?): stopping", d.o.Target.Dir)
 	}
 	svcs, err := d.set.ServiceList()
 	if err != nil {
@@ -398,4 +411,20 @@ func (d *daemon) stopProxy() {
 	if err := d.proxy.Shutdown(ctx); err != nil {
 		d.log.Warn("closed proxy connections that outlived the grace period", "err", err)
 	}
+}
+
+// pinnedID identifies the pinned state: the id of its services map, which
+// a down and a new apply replace.
+func pinnedID(dir string) (ebpf.MapID, error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.TcpshiftMapServices), nil)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, _ := info.ID()
+	return id, nil
 }

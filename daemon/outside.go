@@ -45,11 +45,16 @@ func (d *daemon) noticeOutsideChanges(now []*maps.Service) {
 				"service", s.Name, "weights", weights(s, false), "file_weights", weights(s, true))
 		default:
 			d.log.Warn("service changed outside the daemon (tcpshift apply --force?)", "service", s.Name)
+			d.resync = true
+		}
+		if b == nil {
+			d.resync = true
 		}
 	}
 	for name := range before {
 		if !seen[name] {
 			d.log.Warn("service removed outside the daemon (tcpshift apply --force?)", "service", name)
+			d.resync = true
 		}
 	}
 	d.written = now

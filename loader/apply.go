@@ -36,8 +36,11 @@ type ApplyOptions struct {
 	DryRun bool // plan and report the changes, change nothing
 	Force  bool // apply even while a daemon manages the namespace
 	// Daemon is set by tcpshift run: lookup-mode endpoints not listening
-	// yet are applied without a socket instead of refused.
-	Daemon bool
+	// yet are applied without a socket instead of refused, and the calling
+	// process is recorded, in the same change, as the daemon following
+	// DaemonFile.
+	Daemon     bool
+	DaemonFile string
 	// KeepOverrides keeps set-weight's weights of every service whose
 	// route in the file did not change (the daemon, except on SIGHUP).
 	KeepOverrides bool
@@ -68,6 +71,9 @@ func (t *Target) ApplyWith(cfg *config.Config, opts ApplyOptions) ([]Change, err
 	if opts.DryRun {
 		return t.dryRun(plans, opts)
 	}
+	if afterPlan != nil {
+		afterPlan()
+	}
 	unlock, err := t.lock(true)
 	if err != nil {
 		return nil, err
@@ -76,6 +82,9 @@ func (t *Target) ApplyWith(cfg *config.Config, opts ApplyOptions) ([]Change, err
 
 	old, err := t.current(opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := t.decideRoutes(plans, old); err != nil {
 		return nil, err
 	}
 	d, err := diff(plans, old, opts)
@@ -91,11 +100,18 @@ func (t *Target) ApplyWith(cfg *config.Config, opts ApplyOptions) ([]Change, err
 	if err != nil {
 		return nil, errors.Join(err, undoLoad())
 	}
+	if opts.Daemon {
+		d.daemonFile = opts.DaemonFile
+	}
 	if err := t.write(set, d); err != nil {
 		return nil, errors.Join(err, undoLoad())
 	}
 	return d.changes, nil
 }
+
+// afterPlan runs between planning and taking the lock, for tests of what
+// another writer may change in between; nil outside tests.
+var afterPlan func()
 
 // dryRun reports what Apply would change, reading the state without a lock.
 func (t *Target) dryRun(plans []*planned, opts ApplyOptions) ([]Change, error) {
@@ -105,6 +121,9 @@ func (t *Target) dryRun(plans []*planned, opts ApplyOptions) ([]Change, error) {
 		return err
 	})
 	if err != nil && !errors.Is(err, maps.ErrNotLoaded) {
+		return nil, err
+	}
+	if err := t.decideRoutes(plans, old); err != nil {
 		return nil, err
 	}
 	d, err := diff(plans, old, opts)
@@ -148,14 +167,15 @@ func (t *Target) current(opts ApplyOptions) ([]*maps.Service, error) {
 // delta is one planned change as data: ids assigned, limits checked,
 // routes decided. write carries it out.
 type delta struct {
-	plans     []*planned
-	old       map[string]*maps.Service
-	removed   []*maps.Service
-	released  []uint32 // endpoint ids of kept services that are gone
-	write     map[string]bool
-	addRoutes []netip.Addr
-	delRoutes []netip.Addr
-	changes   []Change
+	plans      []*planned
+	old        map[string]*maps.Service
+	removed    []*maps.Service
+	released   []uint32 // endpoint ids of kept services that are gone
+	write      map[string]bool
+	daemonFile string // record the caller as the daemon following it
+	addRoutes  []netip.Addr
+	delRoutes  []netip.Addr
+	changes    []Change
 }
 
 // diff plans the whole change: ids, limits, routes, and what each service
@@ -270,6 +290,11 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	if err := t.recordOwner(set); err != nil {
 		return err
 	}
+	if d.daemonFile != "" {
+		if err := claimDaemon(set, d.daemonFile); err != nil {
+			return err
+		}
+	}
 	for _, addr := range d.addRoutes {
 		if err := addLocalRoute(t.nl, addr); err != nil {
 			return fmt.Errorf("frontend address of %s: %w", d.routeOwner(addr), err)
@@ -307,6 +332,14 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 			}
 		}
 	}
+	for _, addr := range d.delRoutes {
+		if err := delLocalRoute(t.nl, addr); err != nil {
+			return err
+		}
+		undoRoutes = append(undoRoutes, func() error { return addLocalRoute(t.nl, addr) })
+	}
+	// Counters the kernel keeps updating are reset late: a rollback puts
+	// back snapshots of them, so as little as possible may fail after.
 	for _, o := range d.removed {
 		if err := set.DeleteService(o); err != nil {
 			return err
@@ -322,12 +355,6 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 			return err
 		}
 		drop = append(drop, id)
-	}
-	for _, addr := range d.delRoutes {
-		if err := delLocalRoute(t.nl, addr); err != nil {
-			return err
-		}
-		undoRoutes = append(undoRoutes, func() error { return addLocalRoute(t.nl, addr) })
 	}
 	// Last, as they cannot be undone: released endpoints' sockets.
 	for _, id := range drop {

@@ -1,22 +1,40 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/tcpshift/tcpshift/bpf"
 	"github.com/tcpshift/tcpshift/maps"
 )
 
+// ErrEndpointGone is returned by SetHealth when the endpoint id no longer
+// belongs to the service and address the check was made for.
+var ErrEndpointGone = errors.New("endpoint no longer in force")
+
 // SetHealth records an endpoint's health and, when that changes who may be
-// chosen, swaps the service's table so the next connection follows it.
-func (t *Target) SetHealth(service string, id uint32, h maps.Health) error {
+// chosen, swaps the service's table so the next connection follows it. The
+// id must still be the service's endpoint at addr: a change made meanwhile
+// may have given the id to another endpoint.
+func (t *Target) SetHealth(service string, id uint32, addr netip.AddrPort, h maps.Health) error {
 	return t.Update(func(set *maps.Set) error {
-		if err := set.SetHealth(id, h); err != nil {
-			return err
-		}
 		svc, err := lookupService(set, service)
 		if err != nil {
 			return err
+		}
+		if !hasEndpoint(svc, id, addr) {
+			return fmt.Errorf("%w: service %s endpoint %s (id %d)", ErrEndpointGone, service, addr, id)
+		}
+		if err := set.SetHealth(id, h); err != nil {
+			return err
+		}
+		for i := range svc.Subsets {
+			for j := range svc.Subsets[i].Endpoints {
+				if svc.Subsets[i].Endpoints[j].ID == id {
+					svc.Subsets[i].Endpoints[j].Health = h
+				}
+			}
 		}
 		_, err = reconcile(set, []*maps.Service{svc})
 		return err
@@ -81,6 +99,17 @@ func inStep(set *maps.Set, svc *maps.Service) (bool, error) {
 		return false, err
 	}
 	return sameSelection(have, &want), nil
+}
+
+func hasEndpoint(svc *maps.Service, id uint32, addr netip.AddrPort) bool {
+	for _, sub := range svc.Subsets {
+		for _, ep := range sub.Endpoints {
+			if ep.ID == id && ep.Addr == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sameSelection compares what two tables choose, not where their counters

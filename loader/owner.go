@@ -128,25 +128,29 @@ func refuseIfManaged(set *maps.Set, what string) error {
 	return fmt.Errorf("%w: %s manages this network namespace; edit %s instead (the daemon applies it), or pass --force to %s anyway", ErrDaemon, d, d.File, what)
 }
 
-// ClaimDaemon records the calling process as the namespace's daemon,
-// following file. Another daemon still running is an error.
-func (t *Target) ClaimDaemon(file string) error {
-	return t.Update(func(set *maps.Set) error {
-		o, err := set.Owner()
-		if err != nil {
-			return err
-		}
-		if d := runningDaemon(&o); d != nil && d.Pid != os.Getpid() {
+// claimDaemon records the calling process as the namespace's daemon,
+// following file, unless it is recorded already. Another daemon still
+// running is an error.
+func claimDaemon(set *maps.Set, file string) error {
+	o, err := set.Owner()
+	if err != nil {
+		return err
+	}
+	if d := runningDaemon(&o); d != nil {
+		if d.Pid != os.Getpid() {
 			return fmt.Errorf("%w: %s already manages this network namespace", ErrDaemon, d)
 		}
-		start, err := processStart(os.Getpid())
-		if err != nil {
-			return err
+		if d.File == file {
+			return nil
 		}
-		o.DaemonPid, o.DaemonStart = uint32(os.Getpid()), start
-		maps.SetDaemonFile(&o, file)
-		return set.PutOwner(o)
-	})
+	}
+	start, err := processStart(os.Getpid())
+	if err != nil {
+		return err
+	}
+	o.DaemonPid, o.DaemonStart = uint32(os.Getpid()), start
+	maps.SetDaemonFile(&o, file)
+	return set.PutOwner(o)
 }
 
 // ReleaseDaemon clears the daemon record if it is the calling process's.

@@ -20,6 +20,8 @@ type planned struct {
 	route   bool                 // the frontend needs a local route
 	checked bool                 // the config asks for health checks
 	waiting []Waiting            // endpoints not listening yet (the daemon's lookup mode)
+	// listenField names the service's listen field in errors.
+	listenField string
 }
 
 // plan checks the config against this host: modes, listening sockets,
@@ -53,14 +55,34 @@ func (t *Target) plan(cfg *config.Config, opts ApplyOptions) ([]*planned, error)
 			if err := connectFamilies(c, field); err != nil {
 				return plans, err
 			}
+		}
+		p.listenField = field(".listen", c.Line)
+	}
+	return plans, nil
+}
+
+// decideRoutes decides, with the state in force read under the lock, which
+// frontends need a local route, and refuses addresses a route would wrongly
+// shadow. A route tcpshift added earlier is looked through: the address
+// must still be one nothing else routes, or claimed.
+func (t *Target) decideRoutes(plans []*planned, old []*maps.Service) error {
+	ours := map[netip.Addr]bool{}
+	for _, o := range old {
+		if o.LocalRoute {
+			ours[o.Frontend.Addr()] = true
+		}
+	}
+	for _, p := range plans {
+		p.route = false
+		if p.svc.Mode == maps.ModeConnect {
 			continue
 		}
 		var err error
-		if p.route, err = t.frontendRoute(c); err != nil {
-			return plans, fmt.Errorf("%s: %w", field(".listen", c.Line), err)
+		if p.route, err = t.frontendRoute(p.svc, ours[p.svc.Frontend.Addr()]); err != nil {
+			return fmt.Errorf("%s: %w", p.listenField, err)
 		}
 	}
-	return plans, nil
+	return nil
 }
 
 // connectFamilies refuses endpoints that connect() from the frontend's
@@ -83,12 +105,17 @@ var ErrForeignAddress = errors.New("address routed elsewhere")
 // frontendRoute says whether the frontend needs a local route, and refuses
 // an address whose local route would shadow a route to another host (unless
 // the service claims it) or that is a broadcast or multicast address here.
-func (t *Target) frontendRoute(c *config.Service) (bool, error) {
-	addr := c.Listen.Addr()
+// ours: tcpshift's own local route for the address is in place; then the
+// route it shadows is the one checked.
+func (t *Target) frontendRoute(svc *maps.Service, ours bool) (bool, error) {
+	addr := svc.Frontend.Addr()
 	if addr.IsUnspecified() || addr.IsLoopback() {
 		return false, nil
 	}
 	r, err := routeTo(t.nl, addr)
+	if ours && err == nil && r != nil && r.Type == unix.RTN_LOCAL {
+		r, err = shadowedRoute(t.nl, addr)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -99,7 +126,7 @@ func (t *Target) frontendRoute(c *config.Service) (bool, error) {
 		return false, nil
 	case r.Type == unix.RTN_BROADCAST, r.Type == unix.RTN_MULTICAST:
 		return false, fmt.Errorf("%s is a broadcast or multicast address here (%s): a frontend must be a unicast address", addr, r.desc)
-	case r.Type == unix.RTN_UNICAST && !c.Claim:
+	case r.Type == unix.RTN_UNICAST && !svc.Claim:
 		return false, fmt.Errorf("%w: %s is routed to another host today (%s); a local route for it would keep every connection to %s, on any port and protocol, on this host: use an address nothing routes, or set claim: true on the service", ErrForeignAddress, addr, r.desc, addr)
 	}
 	return true, nil

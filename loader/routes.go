@@ -45,6 +45,51 @@ func routeTo(h *netlink.Handle, addr netip.Addr) (*route, error) {
 	return &route{Type: r.Type, desc: desc}, nil
 }
 
+// shadowedRoute is the route addr would take without tcpshift's local
+// route for it: the longest main-table prefix that holds it, nil for none.
+func shadowedRoute(h *netlink.Handle, addr netip.Addr) (*route, error) {
+	family := netlink.FAMILY_V4
+	if addr.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	routes, err := h.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("routes to %s: %w", addr, err)
+	}
+	var best *netlink.Route
+	bestLen := -1
+	for i := range routes {
+		r := &routes[i]
+		plen := 0
+		if r.Dst != nil {
+			p, ok := netip.AddrFromSlice(r.Dst.IP)
+			ones, _ := r.Dst.Mask.Size()
+			if !ok || !netip.PrefixFrom(p.Unmap(), ones).Contains(addr) {
+				continue
+			}
+			plen = ones
+		}
+		if plen > bestLen {
+			best, bestLen = r, plen
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	switch best.Type {
+	case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT:
+		return nil, nil
+	}
+	desc := ""
+	if best.Gw != nil {
+		desc = "via " + best.Gw.String() + " "
+	}
+	if l, err := h.LinkByIndex(best.LinkIndex); err == nil {
+		desc += "dev " + l.Attrs().Name
+	}
+	return &route{Type: best.Type, desc: desc}, nil
+}
+
 // localRoute is `ip route add local ADDR dev lo`: the kernel then delivers
 // connections to ADDR locally, where sk_lookup runs.
 func localRoute(h *netlink.Handle, addr netip.Addr) (*netlink.Route, error) {

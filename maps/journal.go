@@ -29,6 +29,13 @@ func (s *Set) Begin() error {
 	if s.j != nil {
 		return errors.New("transaction already in progress")
 	}
+	// The caller holds the lock: an odd sequence was left by a writer
+	// killed mid-write. Even it out so readers stop waiting for it.
+	if o, err := s.Owner(); err == nil && o.WriteSeq%2 == 1 {
+		if err := s.bumpSeq(false); err != nil {
+			return err
+		}
+	}
 	s.j = &journal{}
 	return nil
 }
@@ -45,14 +52,16 @@ func (s *Set) writing() error {
 	return nil
 }
 
-// Commit ends the transaction, keeping its writes.
+// Commit ends the transaction, keeping its writes. If even that fails, the
+// writes are rolled back.
 func (s *Set) Commit() error {
-	wrote := s.j != nil && s.j.writing
-	s.release()
-	if !wrote {
-		return nil
+	if s.j != nil && s.j.writing {
+		if err := s.bumpSeq(false); err != nil {
+			return errors.Join(fmt.Errorf("commit: %w", err), s.Rollback())
+		}
 	}
-	return s.bumpSeq(false)
+	s.release()
+	return nil
 }
 
 // Rollback undoes the transaction's writes, newest first.
@@ -189,8 +198,19 @@ func (s *Set) ReadConsistent(read func() error, writerGone func() bool) error {
 		if err != nil {
 			return err
 		}
+		// A killed writer's odd sequence: read, and keep what was read
+		// only if no writer started meanwhile.
 		if before.WriteSeq%2 == 1 && writerGone() {
-			return read()
+			if err := read(); err != nil {
+				return err
+			}
+			after, err := s.Owner()
+			if err != nil {
+				return err
+			}
+			if after.WriteSeq == before.WriteSeq && writerGone() {
+				return nil
+			}
 		}
 		if before.WriteSeq%2 == 0 {
 			if err := read(); err != nil {

@@ -22,19 +22,33 @@ func (s *Set) Owner() (Owner, error) {
 	return o, nil
 }
 
-// PutOwner writes the owner record, keeping the write sequence as it is.
+// PutOwner writes the owner record, keeping the write sequence as the
+// transaction has it: the sequence turns odd first, and a rollback puts the
+// old record back with the sequence it has then, so readers never see it go
+// back to a value they read before.
 func (s *Set) PutOwner(o Owner) error {
 	if s.Owners == nil {
 		return fmt.Errorf("write owner: the pinned state predates the owner map (run tcpshift apply first)")
 	}
-	cur, err := s.Owner()
+	if err := s.writing(); err != nil {
+		return err
+	}
+	old, err := s.Owner()
 	if err != nil {
 		return err
 	}
-	o.WriteSeq = cur.WriteSeq
-	if err := s.put(s.Owners, uint32(0), &o); err != nil {
+	o.WriteSeq = old.WriteSeq
+	if err := s.Owners.Put(uint32(0), &o); err != nil {
 		return fmt.Errorf("write owner: %w", err)
 	}
+	s.record(func() error {
+		cur, err := s.Owner()
+		if err != nil {
+			return err
+		}
+		old.WriteSeq = cur.WriteSeq
+		return s.Owners.Put(uint32(0), &old)
+	})
 	return nil
 }
 

@@ -274,6 +274,20 @@ func (e *Env) Remote() *Env {
 	return &Env{t: e.t, NS: remote, BPFFS: e.BPFFS, Cgroup: e.Cgroup}
 }
 
+// AddDefaultRoute routes everything not local through gw in the test's
+// namespace, as a host's default route to the world does.
+func (e *Env) AddDefaultRoute(gw string) error {
+	h, err := netlink.NewHandleAt(e.NS.Handle)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := h.RouteAdd(&netlink.Route{Gw: net.ParseIP(gw)}); err != nil {
+		return fmt.Errorf("default route via %s: %w", gw, err)
+	}
+	return nil
+}
+
 // CgroupPrograms counts the BPF programs attached to the test's cgroup for
 // the connect-time hooks.
 func (e *Env) CgroupPrograms() int {
