@@ -1,14 +1,16 @@
 /* Accounting: which endpoint every connection belongs to, how many are
  * active, and the bytes they moved. The selection tags a connection with
- * its endpoint; sockops counts it when it is established and when it closes. */
+ * its endpoint; sockops counts it when it is established and when it
+ * closes. A service with accounting off is never tagged for counting. */
 #pragma once
 
 #include "tcpshift.h"
 #include "select.h"
 #include "kernel.h"
 
-/* Tags on sockets: set by the connect hooks, by sockops from flows, or by
- * the userspace proxy (a socket fd as the key) before it connects. */
+/* Connections of ours (struct conn), with their sockets: set by the connect
+ * hooks, by sockops for lookup mode, or by the userspace proxy (a socket fd
+ * as the key) before it connects. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -17,32 +19,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conns SEC(".maps");
 
-/* sk_lookup's choices by 4-tuple: the listener's new socket does not exist
- * yet when sk_lookup runs, so sockops picks the tag up here. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_FLOWS);
-	__type(key, struct flow_key);
-	__type(value, struct conn);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} flows SEC(".maps");
-
-static __always_inline void remember_flow(struct flow_key *k, __u32 endpoint, __u32 generation)
+/* counted reports whether sockops counts a tagged connection. */
+static __always_inline int counted(struct conn *c)
 {
-	struct conn c = {.endpoint = endpoint, .generation = generation};
-	bpf_map_update_elem(&flows, k, &c, BPF_ANY);
-}
-
-static __always_inline void tag_socket(struct bpf_sock *sk, __u32 endpoint, __u32 generation)
-{
-	if (!sk)
-		return;
-	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!c)
-		return;
-	c->endpoint = endpoint;
-	c->generation = generation;
-	c->flags = 0;
+	return c->flags & (CONN_ACCOUNT | CONN_PROXY);
 }
 
 /* current returns the endpoint's counters if the tag is not stale: an id
@@ -57,11 +37,12 @@ static __always_inline struct endpoint_stats *current(struct conn *c)
 }
 
 /* established counts a tagged connection as active and asks for its state
- * changes, to see it close. */
+ * changes, to see it close. The proxy's connections are counted as assigned
+ * here; the selection counted the others when it chose. */
 static __always_inline void established(struct bpf_sock_ops *ctx, struct conn *c, __u32 cb_flags)
 {
 	struct endpoint_stats *s = current(c);
-	if (!s || c->flags & CONN_COUNTED)
+	if (!s || !counted(c) || c->flags & CONN_COUNTED)
 		return;
 	c->flags |= CONN_COUNTED;
 	if (c->flags & CONN_PROXY)
@@ -97,6 +78,6 @@ static __always_inline void closed(struct conn *c, __u64 sent, __u64 received)
 static __always_inline void connect_failed(struct conn *c)
 {
 	struct endpoint_stats *s = current(c);
-	if (s && !(c->flags & CONN_COUNTED))
+	if (s && counted(c) && !(c->flags & CONN_COUNTED))
 		__sync_fetch_and_add(&s->failed, 1);
 }

@@ -10,6 +10,7 @@
 struct layouts {
 	struct table table;
 	struct conn_bytes conn_bytes;
+	struct listen_ids listen_ids;
 };
 
 /* Never used at run time (the loader drops it): it carries struct layouts. */
@@ -64,6 +65,25 @@ struct {
 	__type(value, struct affinity);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } affinities SEC(".maps");
+
+/* Ports that some frontend uses, a bit each: the hooks run for every
+ * connection of the namespace or cgroup, and most are not a service's, so
+ * they first test one bit instead of looking up a hash map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536 / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} frontend_ports SEC(".maps");
+
+/* maybe_frontend reports whether a port (host byte order) has a frontend. */
+static __always_inline int maybe_frontend(__u16 port)
+{
+	__u32 word = port >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&frontend_ports, &word);
+	return bits && (*bits & (1ULL << (port & 63)));
+}
 
 /* A chosen subset: the endpoints to try, starting at turn. */
 struct choice {

@@ -10,10 +10,12 @@
 #include "tcpshift.h"
 #include "select.h"
 #include "account.h"
+#include "flow.h"
 
 #define AF_INET 2
 #define SOCK_STREAM 1
 #define ECONNREFUSED 111
+#define EEXIST 17
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -81,37 +83,36 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } service_files SEC(".maps");
 
-/* Connect-mode connections: socket cookie → the frontend the client dialled. */
+/* Lookup-mode endpoints by listening address, for sockops to register a
+ * backend's listener the moment it listens (see struct listen_ids). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MAX_CONNECTIONS);
-	__type(key, __u64);
-	__type(value, struct original_dest);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENDPOINTS * 3);
+	__type(key, struct endpoint);
+	__type(value, struct listen_ids);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} original_dests SEC(".maps");
+} listeners SEC(".maps");
 
 /* The network namespace whose connections the connect hooks rewrite: they
  * are attached to a cgroup that processes of every namespace share. */
 volatile const __u64 netns_cookie = 0;
 
 /* assign hands the connection to an endpoint's listening socket, if it
- * still has one, and leaves the choice in flows for sockops. */
-static __always_inline long assign(struct bpf_sk_lookup *ctx, struct flow_key *flow, __u32 id)
+ * still has one. */
+static __always_inline long assign(struct bpf_sk_lookup *ctx, __u32 id)
 {
 	struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
 	if (!sk)
 		return -1;
 	long err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
-	if (err == 0)
-		remember_flow(flow, id, count_assigned(id));
 	return err;
 }
 
 SEC("sk_lookup")
 int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 {
-	struct frontend_key key = {.port = ctx->local_port};
+	struct frontend_key key = {};
 	struct affinity_key ak = {};
 	struct frontend *fe;
 	struct choice c;
@@ -120,35 +121,50 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 
 	if (ctx->protocol != IPPROTO_TCP)
 		return SK_PASS;
+	__u16 port = ctx->local_port;
+	if (!maybe_frontend(port))
+		return SK_PASS;
 	/* Read every address field up front: loads chosen inside the branches
 	 * get merged by clang into one load through a computed ctx pointer,
 	 * which the verifier refuses. */
 	__u32 ip4 = ctx->local_ip4, rip4 = ctx->remote_ip4;
 	__u32 ip6[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2], ctx->local_ip6[3]};
 	__u32 rip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
-	struct flow_key flow = {.local_port = ctx->local_port, .remote_port = bpf_ntohs(ctx->remote_port)};
+	struct tuple tu = {.ports = (__u32)port << 16 | bpf_ntohs(ctx->remote_port)};
+	key.port = port;
 	if (ctx->family == AF_INET) {
 		key.addr[2] = bpf_htonl(0xffff);
 		key.addr[3] = ip4;
 		ak.client[3] = rip4;
+		tu.remote[2] = bpf_htonl(0xffff);
+		tu.remote[3] = rip4;
 	} else {
 		__builtin_memcpy(key.addr, ip6, sizeof(ip6));
 		__builtin_memcpy(ak.client, rip6, sizeof(rip6));
+		__builtin_memcpy(tu.remote, rip6, sizeof(rip6));
 	}
-	__builtin_memcpy(flow.local, key.addr, sizeof(flow.local));
-	__builtin_memcpy(flow.remote, ak.client, sizeof(flow.remote));
-	if (ctx->family == AF_INET)
-		flow.remote[2] = bpf_htonl(0xffff);
+	__builtin_memcpy(tu.local, key.addr, sizeof(tu.local));
 	fe = find_frontend(&key);
 	if (!fe || fe->mode != MODE_LOOKUP)
 		return SK_PASS;
 	ak.service = fe->service;
 
+	/* A handshake already handed to an endpoint goes there again. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 tag = flow_tag(&tu);
+	struct flow_bucket *b = flow_bucket(tag);
+	if (b) {
+		struct flow *f = flow_find(b, tag, now);
+		if (f && assign(ctx, f->endpoint) == 0)
+			return SK_PASS;
+	}
+
 	t = service_table(fe->service);
 	if (!t)
 		goto refuse;
-	if (sticky(t, &ak, &id) == 0 && assign(ctx, &flow, id) == 0)
-		return SK_PASS;
+	__u32 flags = t->flags & TABLE_ACCOUNTING ? CONN_ACCOUNT : 0;
+	if (sticky(t, &ak, &id) == 0 && assign(ctx, id) == 0)
+		goto chosen;
 	if (choose(t, &c) < 0)
 		goto refuse;
 	/* Closed listeners leave the sockmap by themselves: try the subset's
@@ -156,9 +172,9 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	for (__u32 i = 0; i < MAX_SUBSET_ENDPOINTS; i++) {
 		if (endpoint_at(&c, i, &id) < 0)
 			break;
-		if (assign(ctx, &flow, id) == 0) {
+		if (assign(ctx, id) == 0) {
 			stick(t, &ak, &c, id);
-			return SK_PASS;
+			goto chosen;
 		}
 	}
 	if (c.subset->count > 0)
@@ -167,6 +183,14 @@ refuse:
 	/* Dropping in sk_lookup makes TCP answer the SYN with a reset. */
 	count_refused(fe->service);
 	return SK_DROP;
+chosen:
+	/* Counted here, once per handshake, so that backends outside the
+	 * cgroup that sockops watches are counted too. */
+	if (flags & CONN_ACCOUNT)
+		count_assigned(id);
+	if (b)
+		flow_remember(b, tag, now, id, flags);
+	return SK_PASS;
 }
 
 static __always_inline int is_mapped(const __u32 *a)
@@ -175,22 +199,24 @@ static __always_inline int is_mapped(const __u32 *a)
 }
 
 /* connect_dest picks the endpoint for a connect() to key from this
- * namespace: 1 and *ep set when rewritten, 0 when not a service of ours,
- * -1 to refuse. */
+ * namespace and tags the socket with it and with what the client dialled:
+ * 1 and *ep set when rewritten, 0 when not a service of ours, -1 to refuse. */
 static __always_inline int connect_dest(struct bpf_sock_addr *ctx, struct frontend_key *key, struct endpoint *ep)
 {
 	struct affinity_key ak = {};
+	struct frontend_key orig = *key;
 	struct frontend *fe;
 	struct endpoint *e;
 	struct choice c;
 	struct table *t;
+	struct conn *conn;
 	__u32 id;
 
-	if (bpf_get_netns_cookie(ctx) != netns_cookie)
-		return 0;
+	if (!maybe_frontend(key->port) || bpf_get_netns_cookie(ctx) != netns_cookie)
+		goto theirs;
 	fe = find_frontend(key);
 	if (!fe || fe->mode != MODE_CONNECT)
-		return 0;
+		goto theirs;
 	ak.service = fe->service;
 	ak.client[0] = bpf_get_current_pid_tgid() >> 32;
 	ak.client[2] = (__u32)netns_cookie;
@@ -208,19 +234,32 @@ static __always_inline int connect_dest(struct bpf_sock_addr *ctx, struct fronte
 	if (!e || e->port == 0)
 		goto refuse;
 	*ep = *e;
-	tag_socket(ctx->sk, id, count_assigned(id));
+	/* One allocation per connection, for getpeername and accounting both;
+	 * it is freed with the socket. */
+	conn = bpf_sk_storage_get(&conns, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (conn) {
+		conn->endpoint = id;
+		conn->flags = CONN_ORIGINAL;
+		conn->generation = 0;
+		if (t->flags & TABLE_ACCOUNTING) {
+			conn->flags |= CONN_ACCOUNT;
+			conn->generation = count_assigned(id);
+		}
+		__builtin_memcpy(conn->original.addr, orig.addr, sizeof(orig.addr));
+		conn->original.port = orig.port;
+	}
 	return 1;
 refuse:
 	count_refused(fe->service);
 	return -1;
-}
-
-static __always_inline void remember(void *ctx, struct frontend_key *orig)
-{
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	struct original_dest od = {.port = orig->port};
-	__builtin_memcpy(od.addr, orig->addr, sizeof(od.addr));
-	bpf_map_update_elem(&original_dests, &cookie, &od, BPF_ANY);
+theirs:
+	/* A connect-mode socket connecting again (after AF_UNSPEC) somewhere
+	 * else is ours no more; the proxy tags its sockets before it connects.
+	 * Sockets never tagged pay one pointer test. */
+	conn = bpf_sk_storage_get(&conns, ctx->sk, 0, 0);
+	if (conn && conn->flags & CONN_ORIGINAL)
+		bpf_sk_storage_delete(&conns, ctx->sk);
+	return 0;
 }
 
 static __always_inline int refuse_connect(void)
@@ -232,7 +271,7 @@ static __always_inline int refuse_connect(void)
 SEC("cgroup/connect4")
 int tcpshift_connect4(struct bpf_sock_addr *ctx)
 {
-	struct frontend_key key = {}, orig;
+	struct frontend_key key = {};
 	struct endpoint ep;
 
 	if (ctx->type != SOCK_STREAM)
@@ -240,7 +279,6 @@ int tcpshift_connect4(struct bpf_sock_addr *ctx)
 	key.addr[2] = bpf_htonl(0xffff);
 	key.addr[3] = ctx->user_ip4;
 	key.port = bpf_ntohs(ctx->user_port);
-	orig = key;
 	int r = connect_dest(ctx, &key, &ep);
 	if (r == 0)
 		return 1;
@@ -249,14 +287,13 @@ int tcpshift_connect4(struct bpf_sock_addr *ctx)
 		return refuse_connect();
 	ctx->user_ip4 = ep.addr[3];
 	ctx->user_port = bpf_htons(ep.port);
-	remember(ctx, &orig);
 	return 1;
 }
 
 SEC("cgroup/connect6")
 int tcpshift_connect6(struct bpf_sock_addr *ctx)
 {
-	struct frontend_key key = {}, orig;
+	struct frontend_key key = {};
 	struct endpoint ep;
 
 	if (ctx->type != SOCK_STREAM)
@@ -268,7 +305,6 @@ int tcpshift_connect6(struct bpf_sock_addr *ctx)
 	key.addr[2] = ctx->user_ip6[2];
 	key.addr[3] = ctx->user_ip6[3];
 	key.port = bpf_ntohs(ctx->user_port);
-	orig = key;
 	int r = connect_dest(ctx, &key, &ep);
 	if (r == 0)
 		return 1;
@@ -279,18 +315,18 @@ int tcpshift_connect6(struct bpf_sock_addr *ctx)
 	ctx->user_ip6[2] = ep.addr[2];
 	ctx->user_ip6[3] = ep.addr[3];
 	ctx->user_port = bpf_htons(ep.port);
-	remember(ctx, &orig);
 	return 1;
 }
 
+/* The getpeername hooks run for every socket of the cgroup: one that is
+ * not ours has no storage, which costs a pointer test. */
 SEC("cgroup/getpeername4")
 int tcpshift_getpeername4(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	struct original_dest *od = bpf_map_lookup_elem(&original_dests, &cookie);
-	if (od && is_mapped(od->addr)) {
-		ctx->user_ip4 = od->addr[3];
-		ctx->user_port = bpf_htons(od->port);
+	struct conn *c = bpf_sk_storage_get(&conns, ctx->sk, 0, 0);
+	if (c && c->flags & CONN_ORIGINAL && is_mapped(c->original.addr)) {
+		ctx->user_ip4 = c->original.addr[3];
+		ctx->user_port = bpf_htons(c->original.port);
 	}
 	return 1;
 }
@@ -298,19 +334,43 @@ int tcpshift_getpeername4(struct bpf_sock_addr *ctx)
 SEC("cgroup/getpeername6")
 int tcpshift_getpeername6(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	struct original_dest *od = bpf_map_lookup_elem(&original_dests, &cookie);
-	if (od) {
-		ctx->user_ip6[0] = od->addr[0];
-		ctx->user_ip6[1] = od->addr[1];
-		ctx->user_ip6[2] = od->addr[2];
-		ctx->user_ip6[3] = od->addr[3];
-		ctx->user_port = bpf_htons(od->port);
+	struct conn *c = bpf_sk_storage_get(&conns, ctx->sk, 0, 0);
+	if (c && c->flags & CONN_ORIGINAL) {
+		ctx->user_ip6[0] = c->original.addr[0];
+		ctx->user_ip6[1] = c->original.addr[1];
+		ctx->user_ip6[2] = c->original.addr[2];
+		ctx->user_ip6[3] = c->original.addr[3];
+		ctx->user_port = bpf_htons(c->original.port);
 	}
 	return 1;
 }
 
-/* sockops sees every TCP socket of the cgroup: it counts the tagged ones. */
+/* register_listener puts a listener that just started listening into the
+ * socket map at the endpoint ids its address serves: a backend that
+ * (re)starts gets the very next connection, with no userspace involved. A
+ * wildcard listener does not take a slot an exact one holds. */
+static __always_inline void register_listener(struct bpf_sock_ops *ctx, struct endpoint *key, int wildcard)
+{
+	struct listen_ids *l = bpf_map_lookup_elem(&listeners, key);
+	if (!l)
+		return;
+	for (__u32 i = 0; i < MAX_LISTEN_IDS; i++) {
+		if (i >= l->count)
+			break;
+		__u32 id = l->ids[i];
+		long err = bpf_sock_map_update(ctx, &sockets, &id, wildcard ? BPF_NOEXIST : BPF_ANY);
+		struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counts, &id);
+		if (!s)
+			continue;
+		if (err == 0)
+			__sync_fetch_and_add(&s->registered, 1);
+		else if (err != -EEXIST)
+			__sync_fetch_and_add(&s->register_failed, 1);
+	}
+}
+
+/* sockops sees every TCP socket of the cgroup: it registers listeners and
+ * counts the connections of services with accounting on. */
 SEC("sockops")
 int tcpshift_sockops(struct bpf_sock_ops *ctx)
 {
@@ -324,36 +384,54 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 	struct conn *c;
 
 	switch (op) {
+	case BPF_SOCK_OPS_TCP_LISTEN_CB: {
+		if (bpf_get_netns_cookie(ctx) != netns_cookie)
+			return 1;
+		struct endpoint key = {.port = lport};
+		int wildcard;
+		if (family == AF_INET) {
+			key.addr[2] = bpf_htonl(0xffff);
+			key.addr[3] = ip4;
+			wildcard = ip4 == 0;
+		} else {
+			__builtin_memcpy(key.addr, ip6, sizeof(ip6));
+			wildcard = (ip6[0] | ip6[1] | ip6[2] | ip6[3]) == 0;
+		}
+		register_listener(ctx, &key, wildcard);
+		return 1;
+	}
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
 		/* A listener's new socket: was it one sk_lookup handed over? */
-		if (!sk || bpf_get_netns_cookie(ctx) != netns_cookie)
+		if (!sk || !maybe_frontend(lport) || bpf_get_netns_cookie(ctx) != netns_cookie)
 			return 1;
-		struct flow_key k = {.local_port = lport, .remote_port = rport};
+		struct tuple tu = {.ports = lport << 16 | rport};
 		if (family == AF_INET) {
-			k.local[2] = k.remote[2] = bpf_htonl(0xffff);
-			k.local[3] = ip4;
-			k.remote[3] = rip4;
+			tu.local[2] = tu.remote[2] = bpf_htonl(0xffff);
+			tu.local[3] = ip4;
+			tu.remote[3] = rip4;
 		} else {
-			__builtin_memcpy(k.local, ip6, sizeof(ip6));
-			__builtin_memcpy(k.remote, rip6, sizeof(rip6));
+			__builtin_memcpy(tu.local, ip6, sizeof(ip6));
+			__builtin_memcpy(tu.remote, rip6, sizeof(rip6));
 		}
-		struct conn *f = bpf_map_lookup_elem(&flows, &k);
-		if (!f)
+		__u32 id, flags;
+		if (flow_take(&tu, &id, &flags) < 0 || !(flags & CONN_ACCOUNT))
 			return 1;
-		struct conn tag = *f;
-		bpf_map_delete_elem(&flows, &k);
+		struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counts, &id);
+		if (!s)
+			return 1;
 		c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!c)
 			return 1;
-		*c = tag;
-		c->flags = CONN_SERVER;
+		c->endpoint = id;
+		c->generation = s->generation;
+		c->flags = CONN_SERVER | CONN_ACCOUNT;
 		established(ctx, c, cb_flags);
 		return 1;
 	}
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		/* A tagged client's or proxy's SYN: watch its state to see a
+		/* A counted client's or proxy's SYN: watch its state to see a
 		 * connect that fails (passive health checks). */
-		if (sk && bpf_sk_storage_get(&conns, sk, 0, 0))
+		if (sk && (c = bpf_sk_storage_get(&conns, sk, 0, 0)) && counted(c))
 			bpf_sock_ops_cb_flags_set(ctx, cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:

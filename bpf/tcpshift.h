@@ -12,9 +12,16 @@
 #define TABLE_SLOTS 4096
 #define NAME_LEN 64
 #define REASON_LEN 256
-#define MAX_CONNECTIONS 65536 /* remembered for getpeername */
 #define MAX_AFFINITIES 65536
-#define MAX_FLOWS 65536 /* sk_lookup handovers waiting for their handshake */
+/* Handshakes sk_lookup remembers, FLOW_WAYS to a bucket, so that a packet
+ * that comes back to it before the connection exists (a SYN cookie's ACK,
+ * a SYN sent again) goes to the same endpoint. */
+#define FLOW_BUCKETS 16384 /* a power of two */
+#define FLOW_WAYS 4
+#define FLOW_TTL_NS 5000000000ULL /* how long a handshake is remembered */
+/* Endpoint ids that one listening address serves (the same address can be an
+ * endpoint of several services, and a wildcard listener serves them all). */
+#define MAX_LISTEN_IDS 16
 
 enum mode {
 	MODE_LOOKUP = 1,  /* sk_lookup steers to a local listening socket */
@@ -31,6 +38,11 @@ enum service_flags {
 	SERVICE_LOCAL_ROUTE = 1, /* tcpshift added a local route for the frontend */
 	SERVICE_AUTO = 2,        /* mode was chosen automatically */
 	SERVICE_NO_FAILOVER = 4, /* a subset with no healthy endpoint keeps its share */
+	SERVICE_NO_ACCOUNTING = 8, /* accounting: false */
+};
+
+enum table_flags {
+	TABLE_ACCOUNTING = 1, /* sockops counts the service's connections */
 };
 
 /* Health of an endpoint as the daemon's checks see it. Only userspace reads
@@ -69,6 +81,8 @@ struct table {
 	__u32 len;    /* positions in use; 0 refuses every connection */
 	enum policy policy;
 	__u64 affinity_ttl; /* ns a client sticks to its endpoint; 0 = off */
+	enum table_flags flags; /* a bit set */
+	__u32 pad;
 	struct subset_slots subsets[MAX_SUBSETS];
 	__u8 seq[TABLE_SLOTS]; /* subset index for each position */
 };
@@ -88,6 +102,8 @@ struct endpoint_stats {
 	__u64 bytes_in;    /* towards the endpoint, of closed connections */
 	__u64 bytes_out;   /* from the endpoint, of closed connections */
 	__u64 failed;      /* connects that never got established (passive health) */
+	__u64 registered;  /* listeners sockops put in the socket map at listen() */
+	__u64 register_failed; /* ... and listeners it could not (MPTCP, ...) */
 	__u32 generation;  /* bumped whenever the id is released */
 	__u32 pad;
 };
@@ -96,24 +112,49 @@ enum conn_flags {
 	CONN_SERVER = 1,  /* the endpoint's own accepted socket (lookup mode) */
 	CONN_COUNTED = 2, /* counted in active */
 	CONN_PROXY = 4,   /* tagged by the userspace proxy: assigned once established */
+	CONN_ACCOUNT = 8, /* sockops counts it (the service's accounting is on) */
+	CONN_ORIGINAL = 16, /* connect mode: getpeername shows original */
 };
 
-/* The endpoint a connection belongs to, kept with its socket (sk_storage)
- * from selection to close. */
+/* Where a connect-mode connection was dialled, for getpeername. */
+struct original_dest {
+	__u32 addr[4]; /* like frontend_key.addr */
+	__u16 port;    /* host byte order */
+	__u16 pad;
+};
+
+/* A connection of ours, kept with its socket (sk_storage) from selection to
+ * close: the endpoint it belongs to and, in connect mode, what the client
+ * dialled. It dies with the socket, so nothing needs cleaning. */
 struct conn {
 	__u32 endpoint;
 	__u32 generation; /* endpoint_stats.generation at selection */
 	enum conn_flags flags; /* a bit set */
 	__u32 pad;
+	struct original_dest original;
 };
 
-/* A connection sk_lookup handed to a listener, until the listener's new
- * socket is established: addresses like frontend_key.addr. */
-struct flow_key {
-	__u32 local[4];
-	__u32 remote[4];
-	__u16 local_port;  /* host byte order */
-	__u16 remote_port; /* host byte order */
+/* A handshake sk_lookup handed to an endpoint. tag is a keyed hash of the
+ * 4-tuple (0: free); sockops takes the entry when the connection is
+ * established. */
+struct flow {
+	__u64 tag;
+	__u64 stamp; /* bpf_ktime_get_coarse_ns at the choice */
+	__u32 endpoint;
+	enum conn_flags flags; /* CONN_ACCOUNT if sockops counts it */
+};
+
+struct flow_bucket {
+	struct flow ways[FLOW_WAYS];
+};
+
+/* The endpoint ids a listening address serves, for sockops to register a
+ * listener the moment it listens. Keys are struct endpoint; a wildcard
+ * address (::ffff:0.0.0.0 or ::) lists the ids a wildcard listener on that
+ * port serves. */
+struct listen_ids {
+	__u32 count;
+	__u32 ids[MAX_LISTEN_IDS];
 };
 
 /* Live byte counts of one connection, written by the bytes iterator. */
@@ -127,13 +168,6 @@ struct conn_bytes {
 struct service_stats {
 	__u64 refused;   /* connections refused: no weight, or no live endpoint */
 	__u64 no_socket; /* lookups whose chosen endpoints had no listening socket */
-};
-
-/* Where a connect-mode connection really goes, for getpeername. */
-struct original_dest {
-	__u32 addr[4]; /* like frontend_key.addr */
-	__u16 port;    /* host byte order */
-	__u16 pad;
 };
 
 /* A client of a service: lookup mode, the source address; connect mode,
@@ -183,6 +217,9 @@ struct owner {
 	__u32 daemon_pid;   /* tcpshift run managing the namespace, 0: none */
 	__u32 pad;
 	__u64 daemon_start; /* its start time (/proc/PID/stat), against pid reuse */
+	/* The key of the flows hash, kept so that every program loaded into
+	 * the namespace finds the handshakes its predecessor remembered. */
+	__u64 flow_seed;
 	char daemon_file[REASON_LEN]; /* the route config it follows */
 };
 

@@ -33,6 +33,7 @@ type TcpshiftConn struct {
 	Generation uint32
 	Flags      TcpshiftConnFlags
 	Pad        uint32
+	Original   TcpshiftOriginalDest
 }
 
 type TcpshiftConnBytes struct {
@@ -46,9 +47,11 @@ type TcpshiftConnBytes struct {
 type TcpshiftConnFlags uint32
 
 const (
-	TcpshiftConnFlagsCONN_SERVER  TcpshiftConnFlags = 1
-	TcpshiftConnFlagsCONN_COUNTED TcpshiftConnFlags = 2
-	TcpshiftConnFlagsCONN_PROXY   TcpshiftConnFlags = 4
+	TcpshiftConnFlagsCONN_SERVER   TcpshiftConnFlags = 1
+	TcpshiftConnFlagsCONN_COUNTED  TcpshiftConnFlags = 2
+	TcpshiftConnFlagsCONN_PROXY    TcpshiftConnFlags = 4
+	TcpshiftConnFlagsCONN_ACCOUNT  TcpshiftConnFlags = 8
+	TcpshiftConnFlagsCONN_ORIGINAL TcpshiftConnFlags = 16
 )
 
 type TcpshiftEndpoint struct {
@@ -59,23 +62,30 @@ type TcpshiftEndpoint struct {
 }
 
 type TcpshiftEndpointStats struct {
-	_           structs.HostLayout
-	Connections uint64
-	Active      uint64
-	Closed      uint64
-	BytesIn     uint64
-	BytesOut    uint64
-	Failed      uint64
-	Generation  uint32
-	Pad         uint32
+	_              structs.HostLayout
+	Connections    uint64
+	Active         uint64
+	Closed         uint64
+	BytesIn        uint64
+	BytesOut       uint64
+	Failed         uint64
+	Registered     uint64
+	RegisterFailed uint64
+	Generation     uint32
+	Pad            uint32
 }
 
-type TcpshiftFlowKey struct {
-	_          structs.HostLayout
-	Local      [4]uint32
-	Remote     [4]uint32
-	LocalPort  uint16
-	RemotePort uint16
+type TcpshiftFlow struct {
+	_        structs.HostLayout
+	Tag      uint64
+	Stamp    uint64
+	Endpoint uint32
+	Flags    TcpshiftConnFlags
+}
+
+type TcpshiftFlowBucket struct {
+	_    structs.HostLayout
+	Ways [4]TcpshiftFlow
 }
 
 type TcpshiftFrontend struct {
@@ -103,6 +113,14 @@ type TcpshiftLayouts struct {
 	_         structs.HostLayout
 	Table     TcpshiftTable
 	ConnBytes TcpshiftConnBytes
+	ListenIds TcpshiftListenIds
+	_         [4]byte
+}
+
+type TcpshiftListenIds struct {
+	_     structs.HostLayout
+	Count uint32
+	Ids   [16]uint32
 }
 
 type TcpshiftMode uint32
@@ -128,6 +146,7 @@ type TcpshiftOwner struct {
 	DaemonPid   uint32
 	Pad         uint32
 	DaemonStart uint64
+	FlowSeed    uint64
 	DaemonFile  [256]int8
 }
 
@@ -160,9 +179,10 @@ const (
 type TcpshiftServiceFlags uint32
 
 const (
-	TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE TcpshiftServiceFlags = 1
-	TcpshiftServiceFlagsSERVICE_AUTO        TcpshiftServiceFlags = 2
-	TcpshiftServiceFlagsSERVICE_NO_FAILOVER TcpshiftServiceFlags = 4
+	TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE   TcpshiftServiceFlags = 1
+	TcpshiftServiceFlagsSERVICE_AUTO          TcpshiftServiceFlags = 2
+	TcpshiftServiceFlagsSERVICE_NO_FAILOVER   TcpshiftServiceFlags = 4
+	TcpshiftServiceFlagsSERVICE_NO_ACCOUNTING TcpshiftServiceFlags = 8
 )
 
 type TcpshiftServiceMeta struct {
@@ -209,9 +229,17 @@ type TcpshiftTable struct {
 	Len         uint32
 	Policy      TcpshiftPolicy
 	AffinityTtl uint64
+	Flags       TcpshiftTableFlags
+	Pad         uint32
 	Subsets     [16]TcpshiftSubsetSlots
 	Seq         [4096]uint8
 }
+
+type TcpshiftTableFlags uint32
+
+const (
+	TcpshiftTableFlagsTABLE_ACCOUNTING TcpshiftTableFlags = 1
+)
 
 // Names of all BPF objects in the ELF.
 //
@@ -223,9 +251,10 @@ const (
 	TcpshiftMapEndpointHealth        = "endpoint_health"
 	TcpshiftMapEndpoints             = "endpoints"
 	TcpshiftMapFlows                 = "flows"
+	TcpshiftMapFrontendPorts         = "frontend_ports"
 	TcpshiftMapFrontends             = "frontends"
 	TcpshiftMapLayouts               = "layouts"
-	TcpshiftMapOriginalDests         = "original_dests"
+	TcpshiftMapListeners             = "listeners"
 	TcpshiftMapOwners                = "owners"
 	TcpshiftMapServiceCounts         = "service_counts"
 	TcpshiftMapServiceFiles          = "service_files"
@@ -240,6 +269,7 @@ const (
 	TcpshiftProgTcpshiftGetpeername6 = "tcpshift_getpeername6"
 	TcpshiftProgTcpshiftLookup       = "tcpshift_lookup"
 	TcpshiftProgTcpshiftSockops      = "tcpshift_sockops"
+	TcpshiftVarFlowSeed              = "flow_seed"
 	TcpshiftVarNetnsCookie           = "netns_cookie"
 )
 
@@ -304,9 +334,10 @@ type TcpshiftMapSpecs struct {
 	EndpointHealth *ebpf.MapSpec `ebpf:"endpoint_health"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
+	FrontendPorts  *ebpf.MapSpec `ebpf:"frontend_ports"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Layouts        *ebpf.MapSpec `ebpf:"layouts"`
-	OriginalDests  *ebpf.MapSpec `ebpf:"original_dests"`
+	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
 	Owners         *ebpf.MapSpec `ebpf:"owners"`
 	ServiceCounts  *ebpf.MapSpec `ebpf:"service_counts"`
 	ServiceFiles   *ebpf.MapSpec `ebpf:"service_files"`
@@ -320,6 +351,7 @@ type TcpshiftMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftVariableSpecs struct {
+	FlowSeed    *ebpf.VariableSpec `ebpf:"flow_seed"`
 	NetnsCookie *ebpf.VariableSpec `ebpf:"netns_cookie"`
 }
 
@@ -349,9 +381,10 @@ type TcpshiftMaps struct {
 	EndpointHealth *ebpf.Map `ebpf:"endpoint_health"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	Flows          *ebpf.Map `ebpf:"flows"`
+	FrontendPorts  *ebpf.Map `ebpf:"frontend_ports"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Layouts        *ebpf.Map `ebpf:"layouts"`
-	OriginalDests  *ebpf.Map `ebpf:"original_dests"`
+	Listeners      *ebpf.Map `ebpf:"listeners"`
 	Owners         *ebpf.Map `ebpf:"owners"`
 	ServiceCounts  *ebpf.Map `ebpf:"service_counts"`
 	ServiceFiles   *ebpf.Map `ebpf:"service_files"`
@@ -369,9 +402,10 @@ func (m *TcpshiftMaps) Close() error {
 		m.EndpointHealth,
 		m.Endpoints,
 		m.Flows,
+		m.FrontendPorts,
 		m.Frontends,
 		m.Layouts,
-		m.OriginalDests,
+		m.Listeners,
 		m.Owners,
 		m.ServiceCounts,
 		m.ServiceFiles,
@@ -386,6 +420,7 @@ func (m *TcpshiftMaps) Close() error {
 //
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftVariables struct {
+	FlowSeed    *ebpf.Variable `ebpf:"flow_seed"`
 	NetnsCookie *ebpf.Variable `ebpf:"netns_cookie"`
 }
 

@@ -16,6 +16,7 @@
 //	  - {subset: v2, weight: 20}
 //	  health: {interval: 2s, timeout: 1s, rise: 2, fall: 3, passive: true}  # optional
 //	  failover: true                  # a subset all down gives its share to the others
+//	  accounting: true                # count connections and bytes per endpoint
 //	  claim: false                    # true: lookup and proxy mode may take a routed address
 //	  status: ...                     # any YAML: written by tcpshift status -o yaml; apply ignores it
 //
@@ -116,6 +117,9 @@ type Service struct {
 	// Failover gives the share of a subset whose endpoints are all down to
 	// the other subsets (default true); false refuses those connections.
 	Failover bool
+	// Accounting lets sockops count the service's connections and bytes per
+	// endpoint (default true); false saves that per-connection cost.
+	Accounting bool
 	// Claim lets a lookup- or proxy-mode service take a frontend address
 	// that this host routes elsewhere (the loader adds a local route for
 	// it); default false.

@@ -43,7 +43,7 @@ func TestParseExample(t *testing.T) {
 			Listen:   ap("127.0.0.100:9000"),
 			Mode:     ModeLookup,
 			Policy:   PolicyRoundRobin,
-			Failover: true,
+			Failover: true, Accounting: true,
 			Subsets: []Subset{
 				{Name: "v1", Endpoints: []netip.AddrPort{ap("127.0.0.1:9001")}, Weight: 80, Line: 7},
 				{Name: "v2", Endpoints: []netip.AddrPort{ap("127.0.0.1:9002")}, Weight: 20, Line: 8},

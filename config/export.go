@@ -92,6 +92,9 @@ func writeService(b *bytes.Buffer, s *Service, status func(name string) any) err
 	if !s.Failover {
 		b.WriteString("  failover: false\n")
 	}
+	if !s.Accounting {
+		b.WriteString("  accounting: false\n")
+	}
 	if s.Claim {
 		b.WriteString("  claim: true\n")
 	}

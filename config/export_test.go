@@ -24,6 +24,7 @@ const exportSource = `services:
   - {subset: v1, weight: 80}
   health: {interval: 1m30s}
   failover: false
+  accounting: false
   claim: true
 - name: v6
   listen: '[::]:9100'
@@ -41,6 +42,7 @@ const exportWant = `services:
   affinity: {key: client, ttl: 30s}
   health: {interval: 1m30s, timeout: 1s, rise: 2, fall: 3, passive: true}
   failover: false
+  accounting: false
   claim: true
   subsets:
     v1: {endpoints: [127.0.0.1:9001]}
@@ -166,7 +168,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 			Listen:   netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(1000+i)),
 			Mode:     ModeLookup,
 			Policy:   PolicyRoundRobin,
-			Failover: true,
+			Failover: true, Accounting: i%2 == 0,
 			Affinity: &Affinity{Key: AffinityKeyClient, TTL: 1500 * time.Nanosecond},
 			Health:   &Health{Interval: time.Hour, Timeout: time.Millisecond, Rise: 3, Fall: 4},
 			Subsets:  []Subset{{Name: name, Endpoints: eps, Weight: math.MaxUint64}, {Name: "x" + name, Endpoints: eps}},

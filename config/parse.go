@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	serviceFields  = []string{"name", "listen", "mode", "policy", "affinity", "health", "failover", "claim", "subsets", "route", "status"}
+	serviceFields  = []string{"name", "listen", "mode", "policy", "affinity", "health", "failover", "accounting", "claim", "subsets", "route", "status"}
 	subsetFields   = []string{"endpoints"}
 	routeFields    = []string{"subset", "weight"}
 	affinityFields = []string{"key", "ttl"}
@@ -157,7 +157,7 @@ type routeRef struct {
 }
 
 func (p *parser) service(n *yaml.Node, f string, names map[string]int, fronts map[netip.AddrPort]frontend) Service {
-	s := Service{Line: n.Line, Mode: ModeAuto, Policy: PolicyRoundRobin, Failover: true}
+	s := Service{Line: n.Line, Mode: ModeAuto, Policy: PolicyRoundRobin, Failover: true, Accounting: true}
 	var haveName, haveListen, haveSubsets, subsetsOK bool
 	var routes []routeRef
 	p.eps = nil
@@ -221,6 +221,10 @@ func (p *parser) service(n *yaml.Node, f string, names map[string]int, fronts ma
 		case "failover":
 			if b, ok := p.boolean(v, ff); ok {
 				s.Failover = b
+			}
+		case "accounting":
+			if b, ok := p.boolean(v, ff); ok {
+				s.Accounting = b
 			}
 		case "claim":
 			if b, ok := p.boolean(v, ff); ok {

@@ -295,6 +295,21 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 			return err
 		}
 	}
+	var svcs []*maps.Service
+	for _, p := range d.plans {
+		svcs = append(svcs, p.svc)
+	}
+	// sockops registers listeners by these tables: ids that go or change
+	// address leave them before any endpoint is rewritten, new ones come in
+	// once their endpoints are written. Frontend ports are let through
+	// before frontends are written and narrowed once old ones are gone.
+	listen := maps.Listeners(svcs)
+	if err := set.PruneListeners(listen); err != nil {
+		return err
+	}
+	if err := set.AddFrontendPorts(svcs); err != nil {
+		return err
+	}
 	for _, addr := range d.addRoutes {
 		if err := addLocalRoute(t.nl, addr); err != nil {
 			return fmt.Errorf("frontend address of %s: %w", d.routeOwner(addr), err)
@@ -331,6 +346,12 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 				return err
 			}
 		}
+	}
+	if err := set.SyncListeners(listen); err != nil {
+		return err
+	}
+	if err := set.SyncFrontendPorts(svcs); err != nil {
+		return err
 	}
 	for _, addr := range d.delRoutes {
 		if err := delLocalRoute(t.nl, addr); err != nil {

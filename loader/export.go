@@ -12,12 +12,13 @@ func Export(svcs []*maps.Service) *config.Config {
 	cfg := &config.Config{Path: "<status>"}
 	for _, svc := range svcs {
 		c := config.Service{
-			Name:     svc.Name,
-			Listen:   svc.Frontend,
-			Mode:     config.Mode(ModeName(svc.Mode)),
-			Policy:   config.Policy(PolicyName(svc.Policy)),
-			Failover: !svc.NoFailover,
-			Claim:    svc.Claim,
+			Name:       svc.Name,
+			Listen:     svc.Frontend,
+			Mode:       config.Mode(ModeName(svc.Mode)),
+			Policy:     config.Policy(PolicyName(svc.Policy)),
+			Failover:   !svc.NoFailover,
+			Accounting: !svc.NoAccounting,
+			Claim:      svc.Claim,
 		}
 		if svc.Auto {
 			c.Mode = config.ModeAuto

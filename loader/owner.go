@@ -64,14 +64,14 @@ func (t *Target) checkOwner(set *maps.Set) error {
 // there yet (new state, or state pinned by an older build).
 func (t *Target) recordOwner(set *maps.Set) error {
 	o, err := set.Owner()
-	if err != nil || o.NetnsCookie != 0 {
+	if err != nil || (o.NetnsCookie != 0 && (t.flowSeed == 0 || o.FlowSeed == t.flowSeed)) {
 		return err
 	}
 	cookie, err := t.cookie()
 	if err != nil {
 		return err
 	}
-	o.NetnsCookie, o.NetnsIno = cookie, t.NS.Ino
+	o.NetnsCookie, o.NetnsIno, o.FlowSeed = cookie, t.NS.Ino, t.flowSeed
 	return set.PutOwner(o)
 }
 

@@ -170,6 +170,7 @@ func service(c *config.Service) *maps.Service {
 		svc.Checks = &maps.Checks{Interval: h.Interval, Timeout: h.Timeout, Rise: uint32(h.Rise), Fall: uint32(h.Fall), Passive: h.Passive}
 	}
 	svc.NoFailover = !c.Failover
+	svc.NoAccounting = !c.Accounting
 	for _, sub := range c.Subsets {
 		ms := maps.Subset{Name: sub.Name, Weight: sub.Weight, FileWeight: sub.Weight}
 		for _, addr := range sub.Endpoints {

@@ -27,9 +27,11 @@ type ServiceStatus struct {
 	// socket (lookup mode: a backend that stopped listening).
 	NoSocket uint64 `json:"no_socket" yaml:"no_socket"`
 	// Swaps counts table replacements: applies, weight changes, health changes.
-	Swaps    uint64         `json:"table_swaps" yaml:"table_swaps"`
-	Failover bool           `json:"failover" yaml:"failover"`
-	Subsets  []SubsetStatus `json:"subsets" yaml:"subsets"`
+	Swaps    uint64 `json:"table_swaps" yaml:"table_swaps"`
+	Failover bool   `json:"failover" yaml:"failover"`
+	// Accounting: sockops counts connections and bytes per endpoint.
+	Accounting bool           `json:"accounting" yaml:"accounting"`
+	Subsets    []SubsetStatus `json:"subsets" yaml:"subsets"`
 }
 
 // SubsetStatus describes one subset; Percent is the share of new
@@ -143,13 +145,14 @@ func readStatus(set *maps.Set, service string) (*Status, error) {
 
 func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (ServiceStatus, error) {
 	ss := ServiceStatus{
-		Name:     svc.Name,
-		Listen:   svc.Frontend.String(),
-		Mode:     ModeName(svc.Mode),
-		Reason:   svc.Reason,
-		Policy:   PolicyName(svc.Policy),
-		Failover: !svc.NoFailover,
-		Subsets:  []SubsetStatus{},
+		Name:       svc.Name,
+		Listen:     svc.Frontend.String(),
+		Mode:       ModeName(svc.Mode),
+		Reason:     svc.Reason,
+		Policy:     PolicyName(svc.Policy),
+		Failover:   !svc.NoFailover,
+		Accounting: !svc.NoAccounting,
+		Subsets:    []SubsetStatus{},
 	}
 	if svc.AffinityTTL > 0 {
 		ss.Affinity = svc.AffinityTTL.String()

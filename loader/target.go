@@ -4,6 +4,8 @@
 package loader
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -53,6 +55,9 @@ type Target struct {
 	Waiting func(msg string)
 	nl      *netlink.Handle
 	netns   uint64 // the namespace's cookie, once read
+	// flowSeed keys the programs' flows hash: the pinned one, or a new one
+	// for state made now (see load).
+	flowSeed uint64
 }
 
 // Open prepares to work on the network namespace at netnsPath ("" for the
@@ -166,6 +171,12 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 	if err := spec.Variables["netns_cookie"].Set(cookie); err != nil {
 		return nil, nil, fmt.Errorf("set netns cookie: %w", err)
 	}
+	if t.flowSeed, err = flowSeed(t.Dir); err != nil {
+		return nil, nil, err
+	}
+	if err := spec.Variables["flow_seed"].Set(t.flowSeed); err != nil {
+		return nil, nil, fmt.Errorf("set flow seed: %w", err)
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: t.Dir},
 	})
@@ -240,4 +251,23 @@ func (t *Target) attach(name string, at ebpf.AttachType, prog *ebpf.Program) (un
 		}
 		return os.Remove(pin)
 	}, nil
+}
+
+// flowSeed returns the flows hash key the pinned owner record holds, or a
+// random one when there is none yet. A program loaded with another key than
+// its predecessor's would lose the handshakes in flight at the swap.
+func flowSeed(dir string) (uint64, error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.TcpshiftMapOwners), nil)
+	if err == nil {
+		defer m.Close()
+		var o bpf.TcpshiftOwner
+		if err := m.Lookup(uint32(0), &o); err == nil && o.FlowSeed != 0 {
+			return o.FlowSeed, nil
+		}
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("flow seed: %w", err)
+	}
+	return binary.NativeEndian.Uint64(b[:]) | 1, nil
 }

@@ -25,6 +25,8 @@ type Service struct {
 	// with that subset (its connections are refused) instead of giving it
 	// to the other subsets.
 	NoFailover bool
+	// NoAccounting: sockops does not count the service's connections.
+	NoAccounting bool
 	// Claim: the frontend address may shadow a route to another host.
 	Claim bool
 	// Checks are the health checks the file asks for, nil for none.
@@ -125,6 +127,9 @@ func (s *Service) Table() (bpf.TcpshiftTable, error) {
 	t.Len = uint32(len(seq))
 	t.Policy = s.Policy
 	t.AffinityTtl = uint64(s.AffinityTTL)
+	if !s.NoAccounting {
+		t.Flags = bpf.TcpshiftTableFlagsTABLE_ACCOUNTING
+	}
 	copy(t.Seq[:], seq)
 	for _, idx := range seq {
 		t.Subsets[idx].Positions++
@@ -156,6 +161,9 @@ func (s *Service) meta() bpf.TcpshiftServiceMeta {
 	}
 	if s.NoFailover {
 		m.Flags |= bpf.TcpshiftServiceFlagsSERVICE_NO_FAILOVER
+	}
+	if s.NoAccounting {
+		m.Flags |= bpf.TcpshiftServiceFlagsSERVICE_NO_ACCOUNTING
 	}
 	m.AffinityTtl = uint64(s.AffinityTTL)
 	putString(m.Reason[:], s.Reason)

@@ -35,6 +35,8 @@ type Set struct {
 	TableSwaps     *ebpf.Map
 	Owners         *ebpf.Map // who the state belongs to (one entry)
 	ServiceFiles   *ebpf.Map // what each service's file said
+	Listeners      *ebpf.Map // endpoint ids by listening address, for sockops
+	FrontendPorts  *ebpf.Map // a bit per port some frontend uses
 
 	j *journal // the transaction in progress, if any
 }
@@ -96,11 +98,15 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapConns: &s.Conns, bpf.TcpshiftMapEndpointHealth: &s.EndpointHealth,
 		bpf.TcpshiftMapTableSwaps: &s.TableSwaps,
 		bpf.TcpshiftMapOwners:     &s.Owners, bpf.TcpshiftMapServiceFiles: &s.ServiceFiles,
+		bpf.TcpshiftMapListeners: &s.Listeners, bpf.TcpshiftMapFrontendPorts: &s.FrontendPorts,
 	}
 }
 
 // optionalMaps came after the first release of the pinned layout.
-var optionalMaps = map[string]bool{bpf.TcpshiftMapOwners: true, bpf.TcpshiftMapServiceFiles: true}
+var optionalMaps = map[string]bool{
+	bpf.TcpshiftMapOwners: true, bpf.TcpshiftMapServiceFiles: true,
+	bpf.TcpshiftMapListeners: true, bpf.TcpshiftMapFrontendPorts: true,
+}
 
 // Close closes every map the Set opened.
 func (s *Set) Close() error {
@@ -497,15 +503,16 @@ func (s *Set) Service(name string) (svc *Service, ok bool, err error) {
 
 func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) {
 	svc := &Service{
-		ID:         id,
-		Name:       getName(m.Name),
-		Frontend:   frontendAddr(m.Frontend),
-		Mode:       m.Mode,
-		Policy:     m.Policy,
-		LocalRoute: m.Flags&bpf.TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE != 0,
-		Auto:       m.Flags&bpf.TcpshiftServiceFlagsSERVICE_AUTO != 0,
-		NoFailover: m.Flags&bpf.TcpshiftServiceFlagsSERVICE_NO_FAILOVER != 0,
-		Reason:     getString(m.Reason[:]),
+		ID:           id,
+		Name:         getName(m.Name),
+		Frontend:     frontendAddr(m.Frontend),
+		Mode:         m.Mode,
+		Policy:       m.Policy,
+		LocalRoute:   m.Flags&bpf.TcpshiftServiceFlagsSERVICE_LOCAL_ROUTE != 0,
+		Auto:         m.Flags&bpf.TcpshiftServiceFlagsSERVICE_AUTO != 0,
+		NoFailover:   m.Flags&bpf.TcpshiftServiceFlagsSERVICE_NO_FAILOVER != 0,
+		NoAccounting: m.Flags&bpf.TcpshiftServiceFlagsSERVICE_NO_ACCOUNTING != 0,
+		Reason:       getString(m.Reason[:]),
 
 		AffinityTTL: time.Duration(m.AffinityTtl),
 	}

@@ -82,6 +82,9 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		if !s.Failover {
 			fmt.Fprint(w, "  failover off")
 		}
+		if !s.Accounting {
+			fmt.Fprint(w, "  accounting off")
+		}
 		fmt.Fprintf(w, "\n  mode %s: %s\n", s.Mode, s.Reason)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tENDPOINT\tHEALTH\tCONNECTIONS\tACTIVE\tFAILED\tBYTES IN\tBYTES OUT")

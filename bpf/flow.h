@@ -1,0 +1,124 @@
+/* Flow consistency for sk_lookup: a packet of a handshake that has no socket
+ * yet (the ACK of a SYN cookie, a SYN sent again) runs sk_lookup again and
+ * must reach the endpoint chosen for the first SYN, without being counted
+ * again. The choice is kept in a fixed array of small buckets: no allocation
+ * and no shared hash map write per connection, and bounded state. */
+#pragma once
+
+#include "tcpshift.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FLOW_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct flow_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flows SEC(".maps");
+
+/* Keys the 4-tuple hash so that nobody outside can aim tuples at one
+ * bucket; set by the loader. */
+volatile const __u64 flow_seed = 0;
+
+/* A way being written: readers skip it, writers do not take it. */
+#define FLOW_BUSY (~0ULL)
+
+/* A connection's addresses as sk_lookup and sockops both see them: local is
+ * the frontend the client dialled, addresses like frontend_key.addr. */
+struct tuple {
+	__u32 local[4];
+	__u32 remote[4];
+	__u32 ports; /* local << 16 | remote, host byte order */
+};
+
+static __always_inline __u64 mix(__u64 h, __u32 w)
+{
+	h ^= w;
+	h *= 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 29);
+}
+
+/* flow_tag hashes a tuple; never 0 (free) nor FLOW_BUSY. */
+static __always_inline __u64 flow_tag(const struct tuple *t)
+{
+	__u64 h = flow_seed;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		h = mix(h, t->local[i]);
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		h = mix(h, t->remote[i]);
+	h = mix(h, t->ports);
+	h ^= h >> 32;
+	if (h == 0 || h == FLOW_BUSY)
+		h = 1;
+	return h;
+}
+
+static __always_inline struct flow_bucket *flow_bucket(__u64 tag)
+{
+	__u32 i = (__u32)tag & (FLOW_BUCKETS - 1);
+	return bpf_map_lookup_elem(&flows, &i);
+}
+
+/* flow_find returns the handshake's entry if it is fresh, or NULL. */
+static __always_inline struct flow *flow_find(struct flow_bucket *b, __u64 tag, __u64 now)
+{
+#pragma unroll
+	for (int i = 0; i < FLOW_WAYS; i++) {
+		struct flow *f = &b->ways[i];
+		if (f->tag == tag && now - f->stamp < FLOW_TTL_NS)
+			return f;
+	}
+	return NULL;
+}
+
+/* flow_remember keeps a choice in the bucket's free, stale or oldest way.
+ * A way is claimed by compare-and-swap (marked busy while it is written),
+ * so two CPUs never mix their entries; if every try loses a race the choice
+ * is not kept, which costs that one handshake its consistency, nothing more. */
+static __always_inline void flow_remember(struct flow_bucket *b, __u64 tag, __u64 now, __u32 endpoint, __u32 flags)
+{
+	struct flow *pick = NULL;
+	__u64 oldest = ~0ULL;
+#pragma unroll
+	for (int i = 0; i < FLOW_WAYS; i++) {
+		struct flow *f = &b->ways[i];
+		__u64 seen = f->tag;
+		if (seen == FLOW_BUSY)
+			continue;
+		if (seen == 0 || seen == tag || now - f->stamp >= FLOW_TTL_NS) {
+			pick = f;
+			break;
+		}
+		if (f->stamp < oldest) {
+			oldest = f->stamp;
+			pick = f;
+		}
+	}
+	if (!pick)
+		return;
+	__u64 seen = pick->tag;
+	if (seen == FLOW_BUSY || __sync_val_compare_and_swap(&pick->tag, seen, FLOW_BUSY) != seen)
+		return;
+	pick->stamp = now;
+	pick->endpoint = endpoint;
+	pick->flags = flags;
+	__sync_lock_test_and_set(&pick->tag, tag);
+}
+
+/* flow_take returns a handshake's entry once its connection exists, and
+ * frees the way. */
+static __always_inline int flow_take(const struct tuple *t, __u32 *endpoint, __u32 *flags)
+{
+	__u64 tag = flow_tag(t);
+	struct flow_bucket *b = flow_bucket(tag);
+	if (!b)
+		return -1;
+	struct flow *f = flow_find(b, tag, bpf_ktime_get_coarse_ns());
+	if (!f)
+		return -1;
+	*endpoint = f->endpoint;
+	*flags = f->flags;
+	__sync_val_compare_and_swap(&f->tag, tag, 0);
+	return 0;
+}
