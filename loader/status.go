@@ -55,6 +55,11 @@ type EndpointStatus struct {
 	// Health is up, down (out of the table) or unchecked.
 	Health   string `json:"health" yaml:"health"`
 	Counters `yaml:",inline"`
+	// Registered counts the listeners the kernel put in the socket map as
+	// they started listening (lookup mode); RegisterFailed those it could
+	// not take (an MPTCP listener, for one).
+	Registered     uint64 `json:"registered" yaml:"registered"`
+	RegisterFailed uint64 `json:"register_failed" yaml:"register_failed"`
 }
 
 // Counters count an endpoint's connections: how many it was given since it
@@ -186,7 +191,8 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 				Failed:      n.Failed,
 			}
 			sst.add(c)
-			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Health: maps.HealthName(ep.Health), Counters: c})
+			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Health: maps.HealthName(ep.Health), Counters: c,
+				Registered: n.Registered, RegisterFailed: n.RegisterFailed})
 		}
 		ss.Subsets = append(ss.Subsets, sst)
 	}

@@ -105,6 +105,13 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+		for _, sub := range s.Subsets {
+			for _, ep := range sub.Endpoints {
+				if ep.RegisterFailed > 0 {
+					fmt.Fprintf(w, "  %s: the socket map refused %d listener(s) on this address (MPTCP? start the backend with GODEBUG=multipathtcp=0, or use mode connect)\n", ep.Address, ep.RegisterFailed)
+				}
+			}
+		}
 	}
 	return nil
 }
