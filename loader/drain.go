@@ -32,6 +32,9 @@ func readLoad(set *maps.Set, service, subset string) (SubsetLoad, error) {
 	if i < 0 {
 		return SubsetLoad{}, noSubset(svc, subset)
 	}
+	if svc.NoAccounting {
+		return SubsetLoad{}, fmt.Errorf("service %s has accounting: false, so nothing counts its active connections; set accounting: true to drain it", svc.Name)
+	}
 	load := SubsetLoad{Weight: svc.Subsets[i].Weight}
 	for _, ep := range svc.Subsets[i].Endpoints {
 		st, err := set.EndpointStats(ep.ID)

@@ -303,6 +303,9 @@ func TestAccountingOff(t *testing.T) {
 	if got := c.RemoteAddr().String(); got != "10.96.0.10:9000" {
 		t.Fatalf("getpeername with accounting off: %s, want the frontend", got)
 	}
+	if _, err := tg.Load("tcp-echo", "v1"); err == nil || !strings.Contains(err.Error(), "accounting: false") {
+		t.Fatalf("draining a service with accounting off: %v, want a refusal naming accounting: false", err)
+	}
 	st, err := tg.Status("")
 	if err != nil {
 		t.Fatal(err)
