@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,18 +26,40 @@ type loadgenResult struct {
 }
 
 // loadgenMain is the short-connection load generator, run as a child
-// process inside the namespace (and the cgroup): workers connect, send one
-// line, read the answer and close, as fast as they can, for a duration.
-// Each worker has its own source addresses in 127.0.0.0/8, so ports never
-// run out.
+// process inside the namespace (and the cgroup, so its CPU counts): workers
+// connect, send one line, read the answer and close, as fast as they can,
+// for a duration. Each worker has its own source addresses in 127.0.0.0/8,
+// so ports never run out. Given several addresses with weights (the direct
+// path splitting over the backends itself), every worker goes round a fixed
+// interleaved sequence of them, as a weighted round robin would.
 func loadgenMain(args []string) error {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
-	addr := fs.String("addr", "", "frontend to connect to")
+	addrList := fs.String("addr", "", "comma-separated addresses to connect to")
+	weightList := fs.String("weights", "", "comma-separated weights of the addresses; all 1 when empty")
 	duration := fs.Duration("duration", 3*time.Second, "how long to run")
 	workers := fs.Int("workers", 4, "concurrent clients")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	addrs := strings.Split(*addrList, ",")
+	weights := make([]int, len(addrs))
+	for i := range weights {
+		weights[i] = 1
+	}
+	if *weightList != "" {
+		ws := strings.Split(*weightList, ",")
+		if len(ws) != len(addrs) {
+			return fmt.Errorf("-weights: %d weights for %d addresses", len(ws), len(addrs))
+		}
+		for i, s := range ws {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return fmt.Errorf("-weights: bad weight %q", s)
+			}
+			weights[i] = n
+		}
+	}
+	order := interleave(weights)
 	type workerResult struct {
 		lat    []time.Duration
 		counts map[string]int
@@ -55,7 +78,8 @@ func loadgenMain(args []string) error {
 				src := &net.TCPAddr{IP: net.IPv4(127, 1, byte(i), byte(1+n%250))}
 				d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: src}
 				t0 := time.Now()
-				who, err := once(d, *addr)
+				// Workers start at different points of the sequence.
+				who, err := once(d, addrs[order[(i+n)%len(order)]])
 				if err != nil {
 					r.errs[err.Error()]++
 					continue
@@ -88,6 +112,30 @@ func loadgenMain(args []string) error {
 		out.P99us = float64(lat[len(lat)*99/100].Microseconds())
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// interleave returns a sequence of indexes into weights in which each
+// index appears as often as its weight, spread out (smooth weighted round
+// robin): 4 and 1 give 0 0 1 0 0.
+func interleave(weights []int) []int {
+	total := 0
+	for _, w := range weights {
+		total += w
+	}
+	cur := make([]int, len(weights))
+	order := make([]int, 0, total)
+	for range total {
+		best := 0
+		for i, w := range weights {
+			cur[i] += w
+			if cur[i] > cur[best] {
+				best = i
+			}
+		}
+		cur[best] -= total
+		order = append(order, best)
+	}
+	return order
 }
 
 // once is one short connection: connect, one line each way, close.

@@ -1,8 +1,10 @@
 // Command bench measures tcpshift against a direct connection, HAProxy and
 // nginx on one machine, in private network namespaces: iperf3 throughput,
-// short-connection rate and latency, CPU per GB, BPF run time per selection,
-// weight-change latency and failures across weight flips. `make bench`
-// runs it and writes docs/benchmarks/; `make bench-smoke` runs it for
+// short-connection rate and latency, CPU per GB and per connection (from the
+// benchmark's own cgroup), the run time of each of tcpshift's BPF programs,
+// weight-change latency and failures across weight flips. Ratios are to
+// direct, a client that splits 80/20 over the two backends itself. `make
+// bench` runs it and writes docs/benchmarks/; `make bench-smoke` runs it for
 // seconds, to keep it working.
 package main
 

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,46 +15,51 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
-
-	"github.com/tcpshift/tcpshift/bpf"
 )
 
 func cores() int { return runtime.NumCPU() }
 
-// pathResult is everything measured through one path.
+// pathResult is everything measured through one path. CPU figures are
+// the benchmark's cgroup's (every process of the benchmark is in it);
+// the machine's are there to show what the cgroup leaves out.
 type pathResult struct {
-	Name         string         `json:"name"`
-	Note         string         `json:"note"`
-	Gbps1        []float64      `json:"iperf3_1_stream_gbps"`
-	Gbps4        []float64      `json:"iperf3_4_streams_gbps"`
-	CPUPerGB     []float64      `json:"cpu_seconds_per_gb"` // all CPUs, 1-stream runs
-	Rate         []float64      `json:"connections_per_second"`
-	P50us        []float64      `json:"p50_us"`
-	P99us        []float64      `json:"p99_us"`
-	Failed       int            `json:"failed_short_connections"`
-	Errors       map[string]int `json:"errors,omitempty"`                      // why connections failed
-	CPUPerConn   []float64      `json:"cpu_us_per_connection"`                 // all CPUs
-	ServerCPU    []float64      `json:"proxy_cpu_us_per_connection,omitempty"` // the proxy process alone
-	Split        map[string]int `json:"split"`                                 // who answered the short connections
-	IperfSplit   map[string]int `json:"iperf3_split"`
-	BPFns        float64        `json:"bpf_ns_per_selection,omitempty"`
-	SockopsNs    float64        `json:"sockops_ns_per_call,omitempty"`
-	WeightUs     []float64      `json:"weight_change_visible_us,omitempty"`
-	FlipFailed   *int           `json:"failed_during_flips,omitempty"`
-	FlipCount    int            `json:"flips,omitempty"`
-	FlipConns    int            `json:"connections_during_flips,omitempty"`
-	WeightMethod string         `json:"weight_change_method"`
-	Problems     []string       `json:"problems,omitempty"`
+	Name           string         `json:"name"`
+	Note           string         `json:"note"`
+	Skipped        string         `json:"skipped,omitempty"` // why the path was not measured
+	Gbps1          []float64      `json:"iperf3_1_stream_gbps"`
+	Gbps4          []float64      `json:"iperf3_4_streams_gbps"`
+	CPUPerGB       []float64      `json:"cpu_seconds_per_gb"` // cgroup, 1-stream runs
+	MachinePerGB   []float64      `json:"machine_cpu_seconds_per_gb"`
+	Rate           []float64      `json:"connections_per_second"`
+	P50us          []float64      `json:"p50_us"`
+	P99us          []float64      `json:"p99_us"`
+	Failed         int            `json:"failed_short_connections"`
+	Errors         map[string]int `json:"errors,omitempty"`      // why connections failed
+	CPUPerConn     []float64      `json:"cpu_us_per_connection"` // cgroup
+	MachinePerConn []float64      `json:"machine_cpu_us_per_connection"`
+	ServerCPU      []float64      `json:"proxy_cpu_us_per_connection,omitempty"` // the proxy process alone
+	Split          map[string]int `json:"split"`                                 // who answered the short connections
+	IperfSplit     map[string]int `json:"iperf3_split"`
+	// BPF: tcpshift's programs over the short-connection runs.
+	BPF          []progResult `json:"bpf_programs,omitempty"`
+	BPFNsPerConn float64      `json:"bpf_ns_per_connection,omitempty"` // all programs
+	WeightUs     []float64    `json:"weight_change_visible_us,omitempty"`
+	FlipFailed   *int         `json:"failed_during_flips,omitempty"`
+	FlipCount    int          `json:"flips,omitempty"`
+	FlipConns    int          `json:"connections_during_flips,omitempty"`
+	WeightMethod string       `json:"weight_change_method"`
+	Problems     []string     `json:"problems,omitempty"`
 }
 
 type results struct {
-	Date     string        `json:"date"`
-	Kernel   string        `json:"kernel"`
-	CPUs     int           `json:"cpus"`
-	Settings string        `json:"settings"`
-	Paths    []*pathResult `json:"paths"`
+	Date     string `json:"date"`
+	Kernel   string `json:"kernel"`
+	CPUs     int    `json:"cpus"`
+	Settings string `json:"settings"`
+	// IdleCPU is what the cgroup used while nothing was measured.
+	IdleCPU float64       `json:"idle_cgroup_cpu_ms_per_second"`
+	Paths   []*pathResult `json:"paths"`
 }
 
 // progress prints one line that the next call overwrites.
@@ -62,7 +67,7 @@ type progress struct{ step, total int }
 
 func (p *progress) show(pathName, what string) {
 	p.step++
-	fmt.Fprintf(os.Stderr, "\r\033[K[%3d/%d] %-17s %s", p.step, p.total, pathName, what)
+	fmt.Fprintf(os.Stderr, "\r\033[K[%3d/%d] %-23s %s", p.step, p.total, pathName, what)
 }
 
 func (w *world) measureAll() (*results, error) {
@@ -79,103 +84,156 @@ func (w *world) measureAll() (*results, error) {
 		return nil, fmt.Errorf("enable BPF run-time stats: %w", err)
 	}
 	defer stats.Close()
-
-	pr := &progress{total: len(paths) * (3*w.s.reps + 2)}
-	byPath := map[string]*pathResult{}
-	bpfUse := map[string]*progCounters{} // run time and count over the short-connection runs
-	for _, p := range paths {
-		r := &pathResult{Name: p.name, Note: p.note, Split: map[string]int{}, IperfSplit: map[string]int{}}
-		res.Paths = append(res.Paths, r)
-		byPath[p.name], bpfUse[p.name] = r, &progCounters{}
+	idle := time.Second
+	if w.s.smoke {
+		idle = 300 * time.Millisecond
 	}
+	if res.IdleCPU, err = w.idleCPU(idle); err != nil {
+		return nil, err
+	}
+
+	var measured []*path
+	byPath := map[string]*pathResult{}
+	use := map[string]*bpfUse{} // over the short-connection runs
+	for _, p := range paths {
+		r := &pathResult{Name: p.name, Note: p.note, Skipped: p.skip, Split: map[string]int{}, IperfSplit: map[string]int{}}
+		res.Paths = append(res.Paths, r)
+		if p.skip == "" {
+			measured = append(measured, p)
+			byPath[p.name], use[p.name] = r, &bpfUse{}
+		}
+	}
+	pr := &progress{total: len(measured) * (3*w.s.reps + 2)}
 	// Repetitions go round the paths, so whatever drifts during the run
 	// (heat, kernel state) weighs on every path alike.
 	for rep := range w.s.reps {
-		for _, p := range paths {
+		for _, p := range measured {
 			w.cur = p
 			r := byPath[p.name]
 			for _, streams := range []int{1, 4} {
 				pr.show(p.name, fmt.Sprintf("iperf3 -P %d, run %d/%d", streams, rep+1, w.s.reps))
-				gbps, cpu, who, err := w.iperf(p, streams)
+				run, err := w.iperf(p, streams, rep)
 				if err != nil {
 					return nil, fmt.Errorf("%s: iperf3 -P %d: %w", p.name, streams, err)
 				}
-				r.IperfSplit[who]++
+				r.IperfSplit[run.who]++
 				if streams == 1 {
-					r.Gbps1 = append(r.Gbps1, gbps)
-					r.CPUPerGB = append(r.CPUPerGB, cpu)
+					r.Gbps1 = append(r.Gbps1, run.gbps)
+					r.CPUPerGB = append(r.CPUPerGB, run.cpuPerGB)
+					r.MachinePerGB = append(r.MachinePerGB, run.machinePerGB)
 				} else {
-					r.Gbps4 = append(r.Gbps4, gbps)
+					r.Gbps4 = append(r.Gbps4, run.gbps)
 				}
 			}
 			pr.show(p.name, fmt.Sprintf("short connections, run %d/%d", rep+1, w.s.reps))
-			before, busy0, server0 := w.progStats(p.mode), cpuBusy(), w.serverCPU(p)
-			lg, err := w.loadgen(p.echoAddr(), w.s.rateTime)
-			if err != nil {
+			if err := w.shortConns(p, r, use[p.name]); err != nil {
 				return nil, fmt.Errorf("%s: short connections: %w", p.name, err)
-			}
-			bpfUse[p.name].add(w.progStats(p.mode), before)
-			if lg.Conns > 0 {
-				r.CPUPerConn = append(r.CPUPerConn, (cpuBusy()-busy0)*1e6/float64(lg.Conns))
-				if _, ok := w.servers[p.name]; ok {
-					r.ServerCPU = append(r.ServerCPU, (w.serverCPU(p)-server0)*1e6/float64(lg.Conns))
-				}
-			}
-			r.Rate = append(r.Rate, float64(lg.Conns)/lg.Seconds)
-			r.P50us = append(r.P50us, lg.P50us)
-			r.P99us = append(r.P99us, lg.P99us)
-			r.Failed += lg.Failed
-			r.addErrors(lg.Errors)
-			for k, v := range lg.Counts {
-				r.Split[k] += v
 			}
 		}
 	}
-	for _, p := range paths {
+	for _, p := range measured {
 		w.cur = p
 		r := byPath[p.name]
-		r.BPFns, r.SockopsNs = bpfUse[p.name].perRun()
+		r.BPF, r.BPFNsPerConn = use[p.name].results()
+		if p.noAcct {
+			if err := w.checkNoAccounting(p); err != nil {
+				r.problem(err.Error())
+			}
+		}
 		// A peer misbehaving here is a result, not a reason to throw the
 		// whole run away.
 		pr.show(p.name, "weight change to first following connection")
 		if err := w.weightChange(p, r); err != nil {
-			r.Problems = append(r.Problems, "weight change: "+err.Error())
+			r.problem("weight change: " + err.Error())
 		}
 		pr.show(p.name, fmt.Sprintf("%d weight flips under load", w.s.flips))
 		if err := w.flipsUnderLoad(p, r); err != nil {
-			r.Problems = append(r.Problems, "flips: "+err.Error())
+			r.problem("flips: " + err.Error())
 		}
 	}
-	fmt.Fprintf(os.Stderr, "\r\033[Kdone: %d paths\n", len(paths))
+	fmt.Fprintf(os.Stderr, "\r\033[Kdone: %d paths\n", len(measured))
 	return res, nil
 }
 
-// iperf runs one iperf3 client through p and returns the received rate,
-// the CPU seconds all cores spent per GB, and which backend served it.
-func (w *world) iperf(p *path, streams int) (gbps, cpuPerGB float64, who string, err error) {
+// shortConns runs the load generator through p once and records the rate,
+// latency, split, the cgroup's CPU per connection and the BPF programs' run
+// time. The CPU window sits inside the BPF one: reading the programs'
+// counters is the benchmark's work, not the path's.
+func (w *world) shortConns(p *path, r *pathResult, use *bpfUse) error {
+	before, berr := w.progCounters()
+	cpu0, err := w.cpuNow()
+	if err != nil {
+		return err
+	}
+	server0 := w.serverCPU(p)
+	lg, err := w.loadgen(p, w.s.rateTime)
+	if err != nil {
+		return err
+	}
+	cpu, err := w.cpuNow()
+	if err != nil {
+		return err
+	}
+	server := w.serverCPU(p)
+	after, aerr := w.progCounters()
+	if err := errors.Join(berr, aerr); err != nil {
+		r.problem("BPF run-time stats: " + err.Error())
+	}
+	if err := use.add(before, after, lg.Conns); err != nil {
+		r.problem("BPF run-time stats: " + err.Error())
+	}
+	if lg.Conns > 0 {
+		cg, machine := cpu.since(cpu0)
+		r.CPUPerConn = append(r.CPUPerConn, cg*1e6/float64(lg.Conns))
+		r.MachinePerConn = append(r.MachinePerConn, machine*1e6/float64(lg.Conns))
+		if _, ok := w.servers[p.name]; ok {
+			r.ServerCPU = append(r.ServerCPU, (server-server0)*1e6/float64(lg.Conns))
+		}
+	}
+	r.Rate = append(r.Rate, float64(lg.Conns)/lg.Seconds)
+	r.P50us = append(r.P50us, lg.P50us)
+	r.P99us = append(r.P99us, lg.P99us)
+	r.Failed += lg.Failed
+	r.addErrors(lg.Errors)
+	for k, v := range lg.Counts {
+		r.Split[k] += v
+	}
+	return nil
+}
+
+// iperfRun is one iperf3 run's outcome.
+type iperfRun struct {
+	gbps                   float64
+	cpuPerGB, machinePerGB float64 // CPU seconds per GB received
+	who                    string  // the backend that served it
+}
+
+// iperf runs one iperf3 client through p, for repetition rep.
+func (w *world) iperf(p *path, streams, rep int) (iperfRun, error) {
 	if p.mode == "lookup" {
 		if err := w.apply(); err != nil { // iperf3 reopened its listener
-			return 0, 0, "", err
+			return iperfRun{}, err
 		}
 	}
 	time.Sleep(1100 * time.Millisecond) // past the 1 s affinity of the last run
-	host, port := p.iperfAddr()
+	host, port, who := p.iperfTarget(rep)
 	secs := strconv.Itoa(int(w.s.iperfTime.Seconds()))
 	cmd := exec.Command("iperf3", "-c", host, "-p", port, "-t", secs, "-P", strconv.Itoa(streams), "-J", "--connect-timeout", "3000")
 	var out bytes.Buffer
 	cmd.Stdout = &out
-	busy0 := cpuBusy()
+	cpu0, err := w.cpuNow()
+	if err != nil {
+		return iperfRun{}, err
+	}
 	if err := w.ns.Do(cmd.Start); err != nil {
-		return 0, 0, "", err
+		return iperfRun{}, err
 	}
 	err = cmd.Wait()
-	busy := cpuBusy() - busy0
-	var rep struct {
-		Start struct {
-			Connected []struct {
-				RemotePort int `json:"remote_port"`
-			} `json:"connected"`
-		} `json:"start"`
+	cpu, cerr := w.cpuNow()
+	if cerr != nil {
+		return iperfRun{}, cerr
+	}
+	var rep3 struct {
 		End struct {
 			SumReceived struct {
 				Bytes         float64 `json:"bytes"`
@@ -184,20 +242,20 @@ func (w *world) iperf(p *path, streams int) (gbps, cpuPerGB float64, who string,
 		} `json:"end"`
 		Error string `json:"error"`
 	}
-	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil || err != nil || rep.Error != "" {
-		return 0, 0, "", fmt.Errorf("%v %v %s", err, jerr, rep.Error)
+	if jerr := json.Unmarshal(out.Bytes(), &rep3); jerr != nil || err != nil || rep3.Error != "" {
+		return iperfRun{}, fmt.Errorf("%v %v %s", err, jerr, rep3.Error)
 	}
-	who = w.iperfBackend(p)
-	gb := rep.End.SumReceived.Bytes / 1e9
-	return rep.End.SumReceived.BitsPerSecond / 1e9, busy / gb, who, nil
+	if who == "" {
+		who = w.iperfBackend()
+	}
+	gb := rep3.End.SumReceived.Bytes / 1e9
+	cg, machine := cpu.since(cpu0)
+	return iperfRun{gbps: rep3.End.SumReceived.BitsPerSecond / 1e9, cpuPerGB: cg / gb, machinePerGB: machine / gb, who: who}, nil
 }
 
 // iperfBackend tells which iperf3 server served the last run, from the
 // servers' logs: each prints a line per test it accepts.
-func (w *world) iperfBackend(p *path) string {
-	if p.name == "direct" {
-		return "v1"
-	}
+func (w *world) iperfBackend() string {
 	best, bestTime := "", time.Time{}
 	for i, name := range []string{"v1", "v2"} {
 		st, err := os.Stat(filepath.Join(w.dir, fmt.Sprintf("iperf3%d.log", i)))
@@ -206,26 +264,6 @@ func (w *world) iperfBackend(p *path) string {
 		}
 	}
 	return best
-}
-
-// cpuBusy returns the seconds all CPUs spent not idle, from /proc/stat.
-func cpuBusy() float64 {
-	f, err := os.Open("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Scan()
-	fields := strings.Fields(sc.Text())[1:]
-	var busy float64
-	for i, s := range fields {
-		v, _ := strconv.ParseFloat(s, 64)
-		if i != 3 && i != 4 { // idle, iowait
-			busy += v
-		}
-	}
-	return busy / 100 // USER_HZ
 }
 
 // serverCPU returns the CPU seconds a path's proxy process and its direct
@@ -260,12 +298,20 @@ func (w *world) serverCPU(p *path) float64 {
 	return total
 }
 
-func (w *world) loadgen(addr string, d time.Duration) (*loadgenResult, error) {
+// loadgen runs the load generator through p for d, as a child of the
+// benchmark: inside the namespace and the cgroup.
+func (w *world) loadgen(p *path, d time.Duration) (*loadgenResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "loadgen", "-addr", addr, "-duration", d.String(), "-workers", strconv.Itoa(w.s.workers))
+	addrs, weights := p.echoTargets()
+	ws := make([]string, len(weights))
+	for i, v := range weights {
+		ws[i] = strconv.Itoa(v)
+	}
+	cmd := exec.Command(self, "loadgen", "-addr", strings.Join(addrs, ","), "-weights", strings.Join(ws, ","),
+		"-duration", d.String(), "-workers", strconv.Itoa(w.s.workers))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := w.ns.Do(cmd.Start); err != nil {
@@ -281,64 +327,6 @@ func (w *world) loadgen(addr string, d time.Duration) (*loadgenResult, error) {
 	return &r, nil
 }
 
-// progCounters are the BPF run-time statistics of the selection program
-// of a mode and of sockops.
-type progCounters struct{ sel, sockops ebpf.ProgramStats }
-
-func (w *world) progStats(mode string) progCounters {
-	var pc progCounters
-	sel := map[string]string{"lookup": bpf.TcpshiftProgTcpshiftLookup, "connect": bpf.TcpshiftProgTcpshiftConnect4}[mode]
-	for _, x := range []struct {
-		prog string
-		dst  *ebpf.ProgramStats
-	}{{sel, &pc.sel}, {bpf.TcpshiftProgTcpshiftSockops, &pc.sockops}} {
-		if x.prog == "" {
-			continue
-		}
-		if st, err := pinnedProgStats(filepath.Join(w.tg.Dir, x.prog+"_link")); err == nil {
-			*x.dst = *st
-		}
-	}
-	return pc
-}
-
-func pinnedProgStats(pin string) (*ebpf.ProgramStats, error) {
-	l, err := link.LoadPinnedLink(pin, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer l.Close()
-	info, err := l.Info()
-	if err != nil {
-		return nil, err
-	}
-	prog, err := ebpf.NewProgramFromID(info.Program)
-	if err != nil {
-		return nil, err
-	}
-	defer prog.Close()
-	return prog.Stats()
-}
-
-// add accumulates the difference between after and before.
-func (pc *progCounters) add(after, before progCounters) {
-	pc.sel.RunCount += after.sel.RunCount - before.sel.RunCount
-	pc.sel.Runtime += after.sel.Runtime - before.sel.Runtime
-	pc.sockops.RunCount += after.sockops.RunCount - before.sockops.RunCount
-	pc.sockops.Runtime += after.sockops.Runtime - before.sockops.Runtime
-}
-
-// perRun returns ns per run of the selection program and of sockops.
-func (pc *progCounters) perRun() (sel, sockops float64) {
-	per := func(s ebpf.ProgramStats) float64 {
-		if s.RunCount > 0 {
-			return float64(s.Runtime.Nanoseconds()) / float64(s.RunCount)
-		}
-		return 0
-	}
-	return per(pc.sel), per(pc.sockops)
-}
-
 // weightChange measures, n times, the time from the start of a weight
 // write (all to v1 → all to v2) to the start of the first connection that v2
 // answers. A prober opens short connections back to back all along, so a
@@ -350,7 +338,7 @@ func (w *world) weightChange(p *path, r *pathResult) error {
 	change := p.flip
 	r.WeightMethod = "map write (Go API)"
 	switch {
-	case p.name == "direct":
+	case p.direct():
 		r.WeightMethod = "n/a"
 		return nil
 	case strings.HasPrefix(p.name, "haproxy"):
@@ -427,7 +415,7 @@ func (w *world) weightChange(p *path, r *pathResult) error {
 // runs and counts the connections that failed.
 func (w *world) flipsUnderLoad(p *path, r *pathResult) error {
 	if p.flip == nil {
-		return nil // direct; nginx can only reload (see weightChange)
+		return nil // the direct paths; nginx can only reload (see weightChange)
 	}
 	d := max(w.s.rateTime, 2*time.Second)
 	type lgOut struct {
@@ -436,7 +424,7 @@ func (w *world) flipsUnderLoad(p *path, r *pathResult) error {
 	}
 	done := make(chan lgOut, 1)
 	go func() {
-		r, err := w.loadgen(p.echoAddr(), d)
+		r, err := w.loadgen(p, d)
 		done <- lgOut{r, err}
 	}()
 	time.Sleep(100 * time.Millisecond)
@@ -462,6 +450,13 @@ func (w *world) flipsUnderLoad(p *path, r *pathResult) error {
 	r.addErrors(out.r.Errors)
 	r.FlipFailed, r.FlipCount, r.FlipConns = &failed, w.s.flips, out.r.Conns
 	return nil
+}
+
+// problem notes something that went wrong once, however often it did.
+func (r *pathResult) problem(msg string) {
+	if !slices.Contains(r.Problems, msg) {
+		r.Problems = append(r.Problems, msg)
+	}
 }
 
 func (r *pathResult) addErrors(errs map[string]int) {

@@ -10,43 +10,80 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/loader"
 )
 
-// tcpshift serves the service once per mode. iperf3 needs its control and
-// data connections on one backend: the iperf3 services keep a client on its
-// endpoint for 1 s, and runs are more than 1 s apart, so runs still split.
-var tcpshiftRoutes = func() string {
+// tcpshiftRoutes is tcpshift's config: the service once per tcpshift
+// path, those with accounting off left out unless withNoAcct. iperf3 needs
+// its control and data connections on one backend: the iperf3 services
+// keep a client on its endpoint for 1 s, and runs are more than 1 s apart,
+// so runs still split.
+func tcpshiftRoutes(withNoAcct bool) string {
 	var b strings.Builder
 	b.WriteString("services:\n")
-	for _, m := range []struct{ mode, host string }{{"lookup", "127.0.0.100"}, {"connect", "10.96.0.10"}, {"proxy", "127.0.0.101"}} {
+	for _, p := range allPaths {
+		if p.mode == "" || p.noAcct && !withNoAcct {
+			continue
+		}
+		acct := ""
+		if p.noAcct {
+			acct = "  accounting: false\n"
+		}
 		fmt.Fprintf(&b, `- name: iperf-%[1]s
   listen: %[2]s:5200
-  mode: %[1]s
-  affinity: {key: client, ttl: 1s}
-  subsets:
-    v1: {endpoints: [%[3]s]}
-    v2: {endpoints: [%[4]s]}
-  route:
-  - {subset: v1, weight: 80}
-  - {subset: v2, weight: 20}
-- name: echo-%[1]s
-  listen: %[2]s:9000
-  mode: %[1]s
+  mode: %[3]s
+%[4]s  affinity: {key: client, ttl: 1s}
   subsets:
     v1: {endpoints: [%[5]s]}
     v2: {endpoints: [%[6]s]}
   route:
   - {subset: v1, weight: 80}
   - {subset: v2, weight: 20}
-`, m.mode, m.host, iperfV1, iperfV2, echoV1, echoV2)
+- name: echo-%[1]s
+  listen: %[2]s:9000
+  mode: %[3]s
+%[4]s  subsets:
+    v1: {endpoints: [%[7]s]}
+    v2: {endpoints: [%[8]s]}
+  route:
+  - {subset: v1, weight: 80}
+  - {subset: v2, weight: 20}
+`, p.service(), p.host, p.mode, acct, iperfV1, iperfV2, echoV1, echoV2)
 	}
 	return b.String()
-}()
+}
 
-func tcpshiftFlip(mode string) func(w *world, v1, v2 uint64) error {
+// loadRoutes writes tcpshift's config to file and loads it. A tcpshift
+// whose config does not know `accounting: false` yet costs the paths that
+// need it, not the whole run: they are skipped, with the config's error.
+func loadRoutes(file string) (*config.Config, error) {
+	write := func(withNoAcct bool) (*config.Config, error) {
+		if err := os.WriteFile(file, []byte(tcpshiftRoutes(withNoAcct)), 0o600); err != nil {
+			return nil, err
+		}
+		return config.Load(file)
+	}
+	cfg, err := write(true)
+	if err == nil {
+		return cfg, nil
+	}
+	cfg, werr := write(false)
+	if werr != nil {
+		return nil, fmt.Errorf("tcpshift config: %w", werr)
+	}
+	for _, p := range allPaths {
+		if p.noAcct {
+			p.skip = fmt.Sprintf("tcpshift's config refuses `accounting: false` (%v)", err)
+		}
+	}
+	return cfg, nil
+}
+
+// tcpshiftFlip sets the weights of the echo service of a tcpshift path.
+func tcpshiftFlip(service string) func(w *world, v1, v2 uint64) error {
 	return func(w *world, v1, v2 uint64) error {
-		_, err := w.tg.SetWeights("echo-"+mode, []loader.Weight{{Subset: "v1", Weight: v1}, {Subset: "v2", Weight: v2}})
+		_, err := w.tg.SetWeights("echo-"+service, []loader.Weight{{Subset: "v1", Weight: v1}, {Subset: "v2", Weight: v2}})
 		return err
 	}
 }
@@ -166,4 +203,25 @@ func nginxReload(w *world, v1, v2 uint64) error {
 		}
 	}
 	return fmt.Errorf("nginx is not running")
+}
+
+// checkNoAccounting tells when a path that says accounting: false was
+// counted all the same (a tcpshift that parses the key but does not act on
+// it yet), so that its figures are not taken for accounting off: its echo
+// service should show no bytes after the short-connection runs.
+func (w *world) checkNoAccounting(p *path) error {
+	st, err := w.tg.Status("echo-" + p.service())
+	if err != nil {
+		return fmt.Errorf("accounting check: %w", err)
+	}
+	var bytes uint64
+	for _, s := range st.Services {
+		for _, sub := range s.Subsets {
+			bytes += sub.BytesIn + sub.BytesOut
+		}
+	}
+	if bytes > 0 {
+		return fmt.Errorf("accounting: false, yet the service counted %d bytes: its figures may be with accounting on", bytes)
+	}
+	return nil
 }

@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/loader/listener"
 )
 
 // The two-backend 80/20 service every path serves: iperf3 servers for
@@ -25,7 +27,7 @@ const (
 // path is one way from the client to the service.
 type path struct {
 	name  string
-	host  string // frontend address; iperf3 on :5200, echo on :9000
+	host  string // frontend address, iperf3 on :5200, echo on :9000; "" for the direct paths
 	note  string
 	setup func(w *world) error
 	// flip sets the echo service's weights (v1, v2); nil when the path can
@@ -35,31 +37,67 @@ type path struct {
 	reload func(w *world, v1, v2 uint64) error
 	// tcpshift mode, "" for the others
 	mode string
+	// split: a direct path whose client itself sends 4 of every 5
+	// connections to v1 and 1 to v2, the service's 80/20.
+	split bool
+	// noAcct: the tcpshift services of the path say accounting: false.
+	noAcct bool
+	// skip says why the path is not measured; "" when it is.
+	skip string
 }
 
-func (p *path) iperfAddr() (string, string) {
-	if p.name == "direct" {
-		return "127.0.0.1", "5201"
+// direct reports whether the client goes to the backends itself.
+func (p *path) direct() bool { return p.host == "" }
+
+// service is the tcpshift services' name after "echo-" and "iperf-".
+func (p *path) service() string { return strings.TrimPrefix(p.name, "tcpshift-") }
+
+// iperfTarget returns where repetition rep's iperf3 runs go, and which
+// backend that is when the client picks it ("" when the path does).
+// iperf3 cannot split one test over two servers, and the tcpshift paths
+// keep a whole test on one backend too (affinity), so the split direct
+// splits by test: the fifth of every five repetitions goes to v2.
+func (p *path) iperfTarget(rep int) (host, port, who string) {
+	switch {
+	case p.split && rep%5 == 4:
+		return "127.0.0.1", "5202", "v2"
+	case p.direct():
+		return "127.0.0.1", "5201", "v1"
 	}
-	return p.host, "5200"
+	return p.host, "5200", ""
 }
 
-func (p *path) echoAddr() string {
-	if p.name == "direct" {
-		return echoV1
+// echoTargets returns the addresses the load generator dials and their
+// weights: the frontend, or the backends themselves for the direct paths.
+func (p *path) echoTargets() (addrs []string, weights []int) {
+	switch {
+	case p.split:
+		return []string{echoV1, echoV2}, []int{4, 1}
+	case p.direct():
+		return []string{echoV1}, []int{1}
 	}
-	return p.host + ":9000"
+	return []string{p.echoAddr()}, []int{1}
 }
 
-var paths = []*path{
-	{name: "direct", note: "client straight to v1: the limit"},
+func (p *path) echoAddr() string { return p.host + ":9000" }
+
+// allPaths are every path the benchmark knows; paths are those -paths
+// picked. tcpshift serves the services of all of them whichever are
+// measured, so that every path runs with the same programs attached.
+var allPaths = []*path{
+	{name: "direct", split: true, note: "the client itself sends 4 of every 5 connections to v1, 1 to v2: the fair limit"},
+	{name: "direct-1backend", note: "client straight to v1 only: a reference, not the limit"},
 	{name: "tcpshift-lookup", host: "127.0.0.100", mode: "lookup", flip: tcpshiftFlip("lookup"), note: "sk_lookup"},
+	{name: "tcpshift-lookup-noacct", host: "127.0.0.105", mode: "lookup", noAcct: true, flip: tcpshiftFlip("lookup-noacct"), note: "sk_lookup, accounting: false"},
 	{name: "tcpshift-connect", host: "10.96.0.10", mode: "connect", flip: tcpshiftFlip("connect"), note: "cgroup connect4"},
+	{name: "tcpshift-connect-noacct", host: "10.96.0.11", mode: "connect", noAcct: true, flip: tcpshiftFlip("connect-noacct"), note: "cgroup connect4, accounting: false"},
 	{name: "tcpshift-proxy", host: "127.0.0.101", mode: "proxy", flip: tcpshiftFlip("proxy"), setup: startProxy, note: "userspace, splice"},
 	{name: "haproxy", host: "127.0.0.102", flip: haproxyFlip, setup: startHAProxy(false), note: "tcp mode, roundrobin, nbthread 2"},
 	{name: "haproxy-splice", host: "127.0.0.103", flip: haproxyFlip, setup: startHAProxy(true), note: "as haproxy, option splice-auto"},
 	{name: "nginx", host: "127.0.0.104", reload: nginxReload, setup: startNginx, note: "stream, workers = cores"},
 }
+
+var paths = allPaths
 
 // world is the benchmark's private network namespace, bpffs and cgroup,
 // with the backends running.
@@ -102,7 +140,13 @@ func newWorld(s settings) (_ *world, err error) {
 		return nil, err
 	}
 	// Every process of the benchmark runs in the cgroup: the connect hooks
-	// rewrite its clients' connect() calls and sockops sees its sockets.
+	// rewrite its clients' connect() calls, sockops sees its sockets, and
+	// its cpu.stat is the CPU a measurement costs. The benchmark itself
+	// joins, so that whatever it starts (servers, proxies, the load
+	// generator, iperf3 clients) is born inside.
+	if _, err := cgroupCPU(w.cgroup); err != nil {
+		return nil, err
+	}
 	if w.restore, err = loader.JoinCgroup(w.cgroup); err != nil {
 		return nil, err
 	}
@@ -135,18 +179,14 @@ func newWorld(s settings) (_ *world, err error) {
 	if w.tg, err = loader.Open(w.ns.Path(), w.bpffs, w.cgroup); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(w.dir, "routes.yaml")
-	if err := os.WriteFile(path, []byte(tcpshiftRoutes), 0o600); err != nil {
-		return nil, err
-	}
-	if w.cfg, err = config.Load(path); err != nil {
+	if w.cfg, err = loadRoutes(filepath.Join(w.dir, "routes.yaml")); err != nil {
 		return nil, err
 	}
 	if err := w.apply(); err != nil {
 		return nil, err
 	}
 	for _, p := range paths {
-		if p.setup == nil {
+		if p.setup == nil || p.skip != "" {
 			continue
 		}
 		w.cur = p
@@ -162,10 +202,18 @@ func newWorld(s settings) (_ *world, err error) {
 }
 
 // apply (re)applies the tcpshift routes: lookup mode must register
-// iperf3's listener again after every test, as iperf3 reopens it.
+// iperf3's listener again after every test, as iperf3 reopens it. An
+// apply once found no listener for tcp-echo, which was serving all along,
+// right after an iperf3 test (a listing of the listeners taken while one of
+// them changes?), so an apply that finds no listener tries again.
 func (w *world) apply() error {
-	_, err := w.tg.Apply(w.cfg)
-	return err
+	for try := 1; ; try++ {
+		_, err := w.tg.Apply(w.cfg)
+		if err == nil || try == 3 || !errors.Is(err, listener.ErrNotListening) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // start runs a program inside the namespace until the world closes.
@@ -251,7 +299,7 @@ func (w *world) close() {
 		errs = append(errs, w.restore())
 	}
 	if w.cgroup != "" {
-		errs = append(errs, os.Remove(w.cgroup))
+		errs = append(errs, removeCgroup(w.cgroup))
 	}
 	if w.bpffs != "" {
 		unix.Unmount(w.bpffs, unix.MNT_DETACH)
