@@ -9,11 +9,12 @@
 #include "kernel.h"
 
 /* Connections of ours (struct conn), with their sockets: set by the connect
- * hooks, by sockops for lookup mode, or by the userspace proxy (a socket fd
- * as the key) before it connects. */
+ * hooks, by sockops for lookup mode (cloned from the backend's listener), or
+ * by userspace (a socket fd as the key): the proxy before it connects, the
+ * loader on listeners it registers. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
 	__type(key, int);
 	__type(value, struct conn);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -1,8 +1,10 @@
-/* Flow consistency for sk_lookup: a packet of a handshake that has no socket
- * yet (the ACK of a SYN cookie, a SYN sent again) runs sk_lookup again and
- * must reach the endpoint chosen for the first SYN, without being counted
- * again. The choice is kept in a fixed array of small buckets: no allocation
- * and no shared hash map write per connection, and bounded state. */
+/* Flow consistency for sk_lookup: a handshake answered with a SYN cookie has
+ * no socket until its last ACK, which runs sk_lookup again and must reach
+ * the endpoint chosen for the SYN (another listener refuses the cookie)
+ * without being counted again. Those choices are kept in a fixed array of
+ * small buckets: no allocation and bounded state. Handshakes that get a
+ * request socket (every one while no SYN queue overflows) need none of it:
+ * their later packets find that socket before sk_lookup runs. */
 #pragma once
 
 #include "tcpshift.h"
@@ -15,9 +17,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } flows SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flow_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} flow_states SEC(".maps");
+
 /* Keys the 4-tuple hash so that nobody outside can aim tuples at one
  * bucket; set by the loader. */
 volatile const __u64 flow_seed = 0;
+
+/* flow_now is the clock of flow entries, in units of 2^20 ns (about a ms). */
+static __always_inline __u32 flow_now(void)
+{
+	return bpf_ktime_get_coarse_ns() >> 20;
+}
+
+#define FLOW_TTL ((__u32)(FLOW_TTL_NS >> 20))
 
 /* A way being written: readers skip it, writers do not take it. */
 #define FLOW_BUSY (~0ULL)
@@ -61,12 +79,12 @@ static __always_inline struct flow_bucket *flow_bucket(__u64 tag)
 }
 
 /* flow_find returns the handshake's entry if it is fresh, or NULL. */
-static __always_inline struct flow *flow_find(struct flow_bucket *b, __u64 tag, __u64 now)
+static __always_inline struct flow *flow_find(struct flow_bucket *b, __u64 tag, __u32 now)
 {
 #pragma unroll
 	for (int i = 0; i < FLOW_WAYS; i++) {
 		struct flow *f = &b->ways[i];
-		if (f->tag == tag && now - f->stamp < FLOW_TTL_NS)
+		if (f->tag == tag && (__u32)(now - f->stamp) < FLOW_TTL)
 			return f;
 	}
 	return NULL;
@@ -76,22 +94,22 @@ static __always_inline struct flow *flow_find(struct flow_bucket *b, __u64 tag, 
  * A way is claimed by compare-and-swap (marked busy while it is written),
  * so two CPUs never mix their entries; if every try loses a race the choice
  * is not kept, which costs that one handshake its consistency, nothing more. */
-static __always_inline void flow_remember(struct flow_bucket *b, __u64 tag, __u64 now, __u32 endpoint, __u32 flags)
+static __always_inline void flow_remember(struct flow_bucket *b, __u64 tag, __u32 now, __u32 endpoint)
 {
 	struct flow *pick = NULL;
-	__u64 oldest = ~0ULL;
+	__u32 oldest_age = 0;
 #pragma unroll
 	for (int i = 0; i < FLOW_WAYS; i++) {
 		struct flow *f = &b->ways[i];
 		__u64 seen = f->tag;
 		if (seen == FLOW_BUSY)
 			continue;
-		if (seen == 0 || seen == tag || now - f->stamp >= FLOW_TTL_NS) {
+		if (seen == 0 || seen == tag || (__u32)(now - f->stamp) >= FLOW_TTL) {
 			pick = f;
 			break;
 		}
-		if (f->stamp < oldest) {
-			oldest = f->stamp;
+		if ((__u32)(now - f->stamp) >= oldest_age) {
+			oldest_age = now - f->stamp;
 			pick = f;
 		}
 	}
@@ -102,23 +120,28 @@ static __always_inline void flow_remember(struct flow_bucket *b, __u64 tag, __u6
 		return;
 	pick->stamp = now;
 	pick->endpoint = endpoint;
-	pick->flags = flags;
 	__sync_lock_test_and_set(&pick->tag, tag);
 }
 
-/* flow_take returns a handshake's entry once its connection exists, and
- * frees the way. */
-static __always_inline int flow_take(const struct tuple *t, __u32 *endpoint, __u32 *flags)
+static __always_inline struct flow_state *flow_state(void)
 {
-	__u64 tag = flow_tag(t);
-	struct flow_bucket *b = flow_bucket(tag);
-	if (!b)
-		return -1;
-	struct flow *f = flow_find(b, tag, bpf_ktime_get_coarse_ns());
-	if (!f)
-		return -1;
-	*endpoint = f->endpoint;
-	*flags = f->flags;
-	__sync_val_compare_and_swap(&f->tag, tag, 0);
-	return 0;
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&flow_states, &zero);
+}
+
+/* cookies_recent reports whether a listener may have sent a SYN cookie in
+ * the last FLOW_TTL: only then can a lookup be a handshake's last ACK. The
+ * common case reads one shared, rarely written word. */
+static __always_inline int cookies_recent(struct flow_state *st, __u32 *now)
+{
+	if (!st || st->last_cookie == 0)
+		return 0;
+	*now = flow_now();
+	return (__u32)(*now - st->last_cookie) < FLOW_TTL;
+}
+
+static __always_inline void note_cookie(struct flow_state *st, __u32 now)
+{
+	if (st && st->last_cookie != now)
+		st->last_cookie = now ? now : 1;
 }

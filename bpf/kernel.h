@@ -6,12 +6,38 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct netns_ipv4 {
+	__u8 sysctl_tcp_syncookies;
+} __attribute__((preserve_access_index));
+
+struct net {
+	struct netns_ipv4 ipv4;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
 struct sock_common {
 	unsigned long skc_flags; /* since 6.10 */
+	possible_net_t skc_net;
 } __attribute__((preserve_access_index));
 
 struct sock {
 	struct sock_common __sk_common;
+	__u32 sk_max_ack_backlog;
+} __attribute__((preserve_access_index));
+
+struct request_sock_queue {
+	atomic_t qlen; /* handshakes in SYN_RECV */
+} __attribute__((preserve_access_index));
+
+struct inet_connection_sock {
+	struct request_sock_queue icsk_accept_queue;
 } __attribute__((preserve_access_index));
 
 struct sock___before_6_10 {
@@ -24,6 +50,7 @@ enum sock_flags {
 };
 
 struct tcp_sock {
+	struct inet_connection_sock inet_conn;
 	__u64 bytes_received; /* sequence space: counts a received FIN too */
 	__u64 bytes_sent;     /* payload sent, retransmissions included */
 	__u64 bytes_retrans;  /* payload retransmitted */
@@ -54,4 +81,24 @@ static __always_inline int payload(void *sk, __u64 *sent, __u64 *received)
 	if (flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
 		*received -= 1;
 	return 0;
+}
+
+/* may_send_cookie reports whether a listener may answer a SYN with a SYN
+ * cookie instead of a request socket: always with tcp_syncookies=2, and with
+ * 1 once its SYN queue is full (tcp_conn_request); half full already counts,
+ * for the queue can fill between the lookup and the SYN's processing. */
+static __always_inline int may_send_cookie(void *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	struct sock *s = (struct sock *)tp;
+	struct net *net = s->__sk_common.skc_net.net;
+	__u8 mode = net ? net->ipv4.sysctl_tcp_syncookies : 1;
+	if (mode == 2)
+		return 1;
+	if (mode == 0)
+		return 0;
+	__u32 qlen = tp->inet_conn.icsk_accept_queue.qlen.counter;
+	return qlen * 2 >= s->sk_max_ack_backlog;
 }

@@ -146,7 +146,9 @@ static __always_inline int choose(struct table *t, struct choice *c)
 	c->subset = &t->subsets[idx];
 	if (c->subset->count == 0)
 		return -1;
-	if (t->policy == POLICY_RANDOM)
+	if (c->subset->count == 1)
+		c->turn = 0; /* no turns to take: spare the shared counter */
+	else if (t->policy == POLICY_RANDOM)
 		c->turn = bpf_get_prandom_u32();
 	else
 		c->turn = __sync_fetch_and_add(&c->subset->turn, 1);

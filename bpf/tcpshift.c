@@ -98,13 +98,16 @@ struct {
 volatile const __u64 netns_cookie = 0;
 
 /* assign hands the connection to an endpoint's listening socket, if it
- * still has one. */
-static __always_inline long assign(struct bpf_sk_lookup *ctx, __u32 id)
+ * still has one, and tells whether that listener may answer with a SYN
+ * cookie. */
+static __always_inline long assign(struct bpf_sk_lookup *ctx, __u32 id, int *cookie)
 {
 	struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
 	if (!sk)
 		return -1;
 	long err = bpf_sk_assign(ctx, sk, 0);
+	if (err == 0)
+		*cookie = may_send_cookie(sk);
 	bpf_sk_release(sk);
 	return err;
 }
@@ -149,21 +152,25 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 		return SK_PASS;
 	ak.service = fe->service;
 
-	/* A handshake already handed to an endpoint goes there again. */
-	__u64 now = bpf_ktime_get_coarse_ns();
-	__u64 tag = flow_tag(&tu);
-	struct flow_bucket *b = flow_bucket(tag);
-	if (b) {
-		struct flow *f = flow_find(b, tag, now);
-		if (f && assign(ctx, f->endpoint) == 0)
+	/* A handshake already handed to an endpoint, answered with a cookie,
+	 * goes there again and is not counted again. */
+	struct flow_state *st = flow_state();
+	struct flow_bucket *b = NULL;
+	__u64 tag = 0;
+	__u32 now = 0;
+	int cookie = 0;
+	if (cookies_recent(st, &now)) {
+		tag = flow_tag(&tu);
+		b = flow_bucket(tag);
+		struct flow *f = b ? flow_find(b, tag, now) : NULL;
+		if (f && assign(ctx, f->endpoint, &cookie) == 0)
 			return SK_PASS;
 	}
 
 	t = service_table(fe->service);
 	if (!t)
 		goto refuse;
-	__u32 flags = t->flags & TABLE_ACCOUNTING ? CONN_ACCOUNT : 0;
-	if (sticky(t, &ak, &id) == 0 && assign(ctx, id) == 0)
+	if (sticky(t, &ak, &id) == 0 && assign(ctx, id, &cookie) == 0)
 		goto chosen;
 	if (choose(t, &c) < 0)
 		goto refuse;
@@ -172,7 +179,7 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	for (__u32 i = 0; i < MAX_SUBSET_ENDPOINTS; i++) {
 		if (endpoint_at(&c, i, &id) < 0)
 			break;
-		if (assign(ctx, id) == 0) {
+		if (assign(ctx, id, &cookie) == 0) {
 			stick(t, &ak, &c, id);
 			goto chosen;
 		}
@@ -186,10 +193,18 @@ refuse:
 chosen:
 	/* Counted here, once per handshake, so that backends outside the
 	 * cgroup that sockops watches are counted too. */
-	if (flags & CONN_ACCOUNT)
+	if (t->flags & TABLE_ACCOUNTING)
 		count_assigned(id);
-	if (b)
-		flow_remember(b, tag, now, id, flags);
+	if (cookie) {
+		if (!b) {
+			now = flow_now();
+			tag = flow_tag(&tu);
+			b = flow_bucket(tag);
+		}
+		note_cookie(st, now);
+		if (b)
+			flow_remember(b, tag, now, id);
+	}
 	return SK_PASS;
 }
 
@@ -345,6 +360,50 @@ int tcpshift_getpeername6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/* tag_listener marks a registered listener with its address: the sockets it
+ * accepts inherit the tag (conns is BPF_F_CLONE), so sockops can tell which
+ * endpoint took a connection without sk_lookup leaving a note per
+ * connection. Only listeners of services with accounting on are tagged. */
+static __always_inline void tag_listener(struct bpf_sock *sk, struct endpoint *key)
+{
+	struct conn *c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!c)
+		return;
+	c->endpoint = 0;
+	c->generation = 0;
+	c->flags = CONN_LISTENER;
+	__builtin_memcpy(c->original.addr, key->addr, sizeof(c->original.addr));
+	c->original.port = key->port;
+}
+
+/* accepted_endpoint returns the endpoint a listener's new socket belongs
+ * to, from the tag it inherited and the frontend it was dialled at: the
+ * same listener may serve endpoints of several services. -1: not ours, or
+ * its service does not count connections. */
+static __always_inline int accepted_endpoint(struct conn *c, struct frontend_key *local, __u32 *id)
+{
+	struct frontend *fe = find_frontend(local);
+	if (!fe || fe->mode != MODE_LOOKUP)
+		return -1;
+	struct table *t = service_table(fe->service);
+	if (!t || !(t->flags & TABLE_ACCOUNTING))
+		return -1;
+	struct endpoint lkey = {.port = c->original.port};
+	__builtin_memcpy(lkey.addr, c->original.addr, sizeof(lkey.addr));
+	struct listen_ids *l = bpf_map_lookup_elem(&listeners, &lkey);
+	if (!l)
+		return -1;
+	for (__u32 i = 0; i < MAX_LISTEN_IDS; i++) {
+		if (i >= l->count)
+			break;
+		if (l->services[i] == fe->service) {
+			*id = l->ids[i];
+			return 0;
+		}
+	}
+	return -1;
+}
+
 /* register_listener puts a listener that just started listening into the
  * socket map at the endpoint ids its address serves: a backend that
  * (re)starts gets the very next connection, with no userspace involved. A
@@ -352,6 +411,7 @@ int tcpshift_getpeername6(struct bpf_sock_addr *ctx)
 static __always_inline void register_listener(struct bpf_sock_ops *ctx, struct endpoint *key, int wildcard)
 {
 	struct listen_ids *l = bpf_map_lookup_elem(&listeners, key);
+	int registered = 0;
 	if (!l)
 		return;
 	for (__u32 i = 0; i < MAX_LISTEN_IDS; i++) {
@@ -362,11 +422,15 @@ static __always_inline void register_listener(struct bpf_sock_ops *ctx, struct e
 		struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counts, &id);
 		if (!s)
 			continue;
-		if (err == 0)
+		if (err == 0) {
+			registered = 1;
 			__sync_fetch_and_add(&s->registered, 1);
-		else if (err != -EEXIST)
+		} else if (err != -EEXIST) {
 			__sync_fetch_and_add(&s->register_failed, 1);
+		}
 	}
+	if (registered && l->account && ctx->sk)
+		tag_listener(ctx->sk, key);
 }
 
 /* sockops sees every TCP socket of the cgroup: it registers listeners and
@@ -375,11 +439,9 @@ SEC("sockops")
 int tcpshift_sockops(struct bpf_sock_ops *ctx)
 {
 	__u32 op = ctx->op, family = ctx->family, cb_flags = ctx->bpf_sock_ops_cb_flags;
-	__u32 ip4 = ctx->local_ip4, rip4 = ctx->remote_ip4;
+	__u32 ip4 = ctx->local_ip4;
 	__u32 ip6[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2], ctx->local_ip6[3]};
-	__u32 rip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
-	/* sockops keeps the remote port in network order in the upper half. */
-	__u32 lport = ctx->local_port, rport = bpf_ntohl(ctx->remote_port);
+	__u32 lport = ctx->local_port;
 	struct bpf_sock *sk = ctx->sk;
 	struct conn *c;
 
@@ -401,30 +463,34 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 		return 1;
 	}
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB: {
-		/* A listener's new socket: was it one sk_lookup handed over? */
-		if (!sk || !maybe_frontend(lport) || bpf_get_netns_cookie(ctx) != netns_cookie)
+		/* A tagged listener's new socket: did sk_lookup hand it over,
+		 * for which service? Sockets of untagged listeners pay one
+		 * pointer test. */
+		if (!sk)
 			return 1;
-		struct tuple tu = {.ports = lport << 16 | rport};
+		c = bpf_sk_storage_get(&conns, sk, 0, 0);
+		if (!c || !(c->flags & CONN_LISTENER))
+			return 1;
+		struct frontend_key local = {.port = lport};
 		if (family == AF_INET) {
-			tu.local[2] = tu.remote[2] = bpf_htonl(0xffff);
-			tu.local[3] = ip4;
-			tu.remote[3] = rip4;
+			local.addr[2] = bpf_htonl(0xffff);
+			local.addr[3] = ip4;
 		} else {
-			__builtin_memcpy(tu.local, ip6, sizeof(ip6));
-			__builtin_memcpy(tu.remote, rip6, sizeof(rip6));
+			__builtin_memcpy(local.addr, ip6, sizeof(ip6));
 		}
-		__u32 id, flags;
-		if (flow_take(&tu, &id, &flags) < 0 || !(flags & CONN_ACCOUNT))
+		__u32 id;
+		struct endpoint_stats *s;
+		if (!maybe_frontend(lport) || bpf_get_netns_cookie(ctx) != netns_cookie ||
+		    accepted_endpoint(c, &local, &id) < 0 ||
+		    !(s = bpf_map_lookup_elem(&endpoint_counts, &id))) {
+			/* A direct connection to the backend: not ours. */
+			bpf_sk_storage_delete(&conns, sk);
 			return 1;
-		struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counts, &id);
-		if (!s)
-			return 1;
-		c = bpf_sk_storage_get(&conns, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!c)
-			return 1;
+		}
 		c->endpoint = id;
 		c->generation = s->generation;
 		c->flags = CONN_SERVER | CONN_ACCOUNT;
+		__builtin_memset(&c->original, 0, sizeof(c->original));
 		established(ctx, c, cb_flags);
 		return 1;
 	}

@@ -13,10 +13,13 @@
 #define NAME_LEN 64
 #define REASON_LEN 256
 #define MAX_AFFINITIES 65536
-/* Handshakes sk_lookup remembers, FLOW_WAYS to a bucket, so that a packet
- * that comes back to it before the connection exists (a SYN cookie's ACK,
- * a SYN sent again) goes to the same endpoint. */
+/* Handshakes answered with SYN cookies that sk_lookup remembers, FLOW_WAYS
+ * to a bucket, so that the handshake's last ACK (or a SYN sent again), which
+ * comes back to sk_lookup as no socket holds the handshake, goes to the same
+ * endpoint. */
+#ifndef FLOW_BUCKETS
 #define FLOW_BUCKETS 16384 /* a power of two */
+#endif
 #define FLOW_WAYS 4
 #define FLOW_TTL_NS 5000000000ULL /* how long a handshake is remembered */
 /* Endpoint ids that one listening address serves (the same address can be an
@@ -114,6 +117,10 @@ enum conn_flags {
 	CONN_PROXY = 4,   /* tagged by the userspace proxy: assigned once established */
 	CONN_ACCOUNT = 8, /* sockops counts it (the service's accounting is on) */
 	CONN_ORIGINAL = 16, /* connect mode: getpeername shows original */
+	/* A backend's listener (lookup mode): original is its listening
+	 * address. The tag is cloned into every socket it accepts, which is
+	 * how sockops learns which endpoint took a connection. */
+	CONN_LISTENER = 32,
 };
 
 /* Where a connect-mode connection was dialled, for getpeername. */
@@ -134,14 +141,18 @@ struct conn {
 	struct original_dest original;
 };
 
-/* A handshake sk_lookup handed to an endpoint. tag is a keyed hash of the
- * 4-tuple (0: free); sockops takes the entry when the connection is
- * established. */
+/* A handshake sk_lookup handed to an endpoint while its listener may answer
+ * with a SYN cookie. tag is a keyed hash of the 4-tuple (0: free). */
 struct flow {
 	__u64 tag;
-	__u64 stamp; /* bpf_ktime_get_coarse_ns at the choice */
+	__u32 stamp;    /* bpf_ktime_get_coarse_ns >> 20 (about ms) at the choice */
 	__u32 endpoint;
-	enum conn_flags flags; /* CONN_ACCOUNT if sockops counts it */
+};
+
+/* When a listener last may have sent a SYN cookie (flow stamp units, 0:
+ * never): until FLOW_TTL after it, sk_lookup looks for handshakes in flows. */
+struct flow_state {
+	__u32 last_cookie;
 };
 
 struct flow_bucket {
@@ -154,7 +165,9 @@ struct flow_bucket {
  * port serves. */
 struct listen_ids {
 	__u32 count;
+	__u32 account; /* some service of these ids counts connections */
 	__u32 ids[MAX_LISTEN_IDS];
+	__u32 services[MAX_LISTEN_IDS]; /* the service of each id */
 };
 
 /* Live byte counts of one connection, written by the bytes iterator. */

@@ -52,6 +52,7 @@ const (
 	TcpshiftConnFlagsCONN_PROXY    TcpshiftConnFlags = 4
 	TcpshiftConnFlagsCONN_ACCOUNT  TcpshiftConnFlags = 8
 	TcpshiftConnFlagsCONN_ORIGINAL TcpshiftConnFlags = 16
+	TcpshiftConnFlagsCONN_LISTENER TcpshiftConnFlags = 32
 )
 
 type TcpshiftEndpoint struct {
@@ -78,14 +79,18 @@ type TcpshiftEndpointStats struct {
 type TcpshiftFlow struct {
 	_        structs.HostLayout
 	Tag      uint64
-	Stamp    uint64
+	Stamp    uint32
 	Endpoint uint32
-	Flags    TcpshiftConnFlags
 }
 
 type TcpshiftFlowBucket struct {
 	_    structs.HostLayout
 	Ways [4]TcpshiftFlow
+}
+
+type TcpshiftFlowState struct {
+	_          structs.HostLayout
+	LastCookie uint32
 }
 
 type TcpshiftFrontend struct {
@@ -114,13 +119,14 @@ type TcpshiftLayouts struct {
 	Table     TcpshiftTable
 	ConnBytes TcpshiftConnBytes
 	ListenIds TcpshiftListenIds
-	_         [4]byte
 }
 
 type TcpshiftListenIds struct {
-	_     structs.HostLayout
-	Count uint32
-	Ids   [16]uint32
+	_        structs.HostLayout
+	Count    uint32
+	Account  uint32
+	Ids      [16]uint32
+	Services [16]uint32
 }
 
 type TcpshiftMode uint32
@@ -250,6 +256,7 @@ const (
 	TcpshiftMapEndpointCounts        = "endpoint_counts"
 	TcpshiftMapEndpointHealth        = "endpoint_health"
 	TcpshiftMapEndpoints             = "endpoints"
+	TcpshiftMapFlowStates            = "flow_states"
 	TcpshiftMapFlows                 = "flows"
 	TcpshiftMapFrontendPorts         = "frontend_ports"
 	TcpshiftMapFrontends             = "frontends"
@@ -333,6 +340,7 @@ type TcpshiftMapSpecs struct {
 	EndpointCounts *ebpf.MapSpec `ebpf:"endpoint_counts"`
 	EndpointHealth *ebpf.MapSpec `ebpf:"endpoint_health"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
+	FlowStates     *ebpf.MapSpec `ebpf:"flow_states"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
 	FrontendPorts  *ebpf.MapSpec `ebpf:"frontend_ports"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
@@ -380,6 +388,7 @@ type TcpshiftMaps struct {
 	EndpointCounts *ebpf.Map `ebpf:"endpoint_counts"`
 	EndpointHealth *ebpf.Map `ebpf:"endpoint_health"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
+	FlowStates     *ebpf.Map `ebpf:"flow_states"`
 	Flows          *ebpf.Map `ebpf:"flows"`
 	FrontendPorts  *ebpf.Map `ebpf:"frontend_ports"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
@@ -401,6 +410,7 @@ func (m *TcpshiftMaps) Close() error {
 		m.EndpointCounts,
 		m.EndpointHealth,
 		m.Endpoints,
+		m.FlowStates,
 		m.Flows,
 		m.FrontendPorts,
 		m.Frontends,

@@ -329,6 +329,11 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 				if err := set.RegisterSocket(ep.ID, int(sock.File.Fd()), !known(o, ep.ID)); err != nil {
 					return fmt.Errorf("service %s: register %s (%s; did it stop listening?): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
 				}
+				if listen.Account(sock.Addr) {
+					if err := set.TagListener(int(sock.File.Fd()), sock.Addr); err != nil {
+						return fmt.Errorf("service %s: %w", p.svc.Name, err)
+					}
+				}
 			}
 		}
 		if !d.write[p.svc.Name] {

@@ -63,6 +63,11 @@ func (t *Target) Reregister(set *maps.Set, svcs []*maps.Service) ([]Reregistered
 	var done []Reregistered
 	err := t.Update(func(set *maps.Set) error {
 		done = nil
+		svcs, err := set.ServiceList()
+		if err != nil {
+			return err
+		}
+		listen := maps.Listeners(svcs)
 		for _, f := range todo {
 			// The endpoint must still be the same one under the lock.
 			if addr, _, err := set.Endpoint(f.ep.ID); err != nil || addr != f.ep.Addr {
@@ -70,6 +75,11 @@ func (t *Target) Reregister(set *maps.Set, svcs []*maps.Service) ([]Reregistered
 			}
 			if err := set.RegisterSocket(f.ep.ID, int(f.sock.File.Fd()), false); err != nil {
 				return fmt.Errorf("service %s: register %s (%s): %w", f.svc, f.ep.Addr, f.sock.Owner(), err)
+			}
+			if listen.Account(f.sock.Addr) {
+				if err := set.TagListener(int(f.sock.File.Fd()), f.sock.Addr); err != nil {
+					return fmt.Errorf("service %s: %w", f.svc, err)
+				}
 			}
 			done = append(done, Reregistered{f.svc, f.ep.Addr.String(), f.sock.Owner()})
 		}

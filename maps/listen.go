@@ -19,7 +19,25 @@ var MaxListenIDs = len(bpf.TcpshiftListenIds{}.Ids)
 // ListenTable says, for every address a lookup-mode backend may listen on,
 // which endpoint ids a new listener there serves: the endpoint's own address,
 // the wildcard of its family on its port, and the dual-stack wildcard [::].
-type ListenTable map[netip.AddrPort][]uint32
+type ListenTable map[netip.AddrPort][]ListenID
+
+// ListenID is an endpoint id a listener serves, with its service.
+type ListenID struct {
+	ID, Service uint32
+	Account     bool // the service counts its connections
+}
+
+// Account reports whether a listener on addr is tagged, so that sockops can
+// count the connections it accepts.
+func (lt ListenTable) Account(addr netip.AddrPort) bool {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	for _, l := range lt[addr] {
+		if l.Account {
+			return true
+		}
+	}
+	return false
+}
 
 var (
 	anyV4 = netip.AddrFrom4([4]byte{})
@@ -30,7 +48,7 @@ var (
 // listening sockets. Ids are sorted, and cut at MaxListenIDs per address.
 func Listeners(svcs []*Service) ListenTable {
 	lt := ListenTable{}
-	add := func(a netip.Addr, port uint16, id uint32) {
+	add := func(a netip.Addr, port uint16, id ListenID) {
 		k := netip.AddrPortFrom(a, port)
 		if !slices.Contains(lt[k], id) {
 			lt[k] = append(lt[k], id)
@@ -43,16 +61,17 @@ func Listeners(svcs []*Service) ListenTable {
 		for _, sub := range svc.Subsets {
 			for _, ep := range sub.Endpoints {
 				a, port := ep.Addr.Addr().Unmap(), ep.Addr.Port()
-				add(a, port, ep.ID)
+				id := ListenID{ID: ep.ID, Service: svc.ID, Account: !svc.NoAccounting}
+				add(a, port, id)
 				if a.Is4() {
-					add(anyV4, port, ep.ID)
+					add(anyV4, port, id)
 				}
-				add(anyV6, port, ep.ID)
+				add(anyV6, port, id)
 			}
 		}
 	}
 	for k, ids := range lt {
-		slices.Sort(ids)
+		slices.SortFunc(ids, func(a, b ListenID) int { return int(a.ID) - int(b.ID) })
 		lt[k] = ids[:min(len(ids), MaxListenIDs)]
 	}
 	return lt
@@ -60,9 +79,15 @@ func Listeners(svcs []*Service) ListenTable {
 
 func listenKey(ap netip.AddrPort) bpf.TcpshiftEndpoint { return endpointValue(ap) }
 
-func listenValue(ids []uint32) bpf.TcpshiftListenIds {
+func listenValue(ids []ListenID) bpf.TcpshiftListenIds {
 	var v bpf.TcpshiftListenIds
-	v.Count = uint32(copy(v.Ids[:], ids))
+	for i, l := range ids[:min(len(ids), len(v.Ids))] {
+		v.Ids[i], v.Services[i] = l.ID, l.Service
+		if l.Account {
+			v.Account = 1
+		}
+		v.Count++
+	}
 	return v
 }
 
@@ -75,7 +100,13 @@ func (s *Set) readListeners() (ListenTable, error) {
 	)
 	it := s.Listeners.Iterate()
 	for it.Next(&k, &v) {
-		lt[endpointAddr(k)] = slices.Clone(v.Ids[:min(int(v.Count), len(v.Ids))])
+		n := min(int(v.Count), len(v.Ids))
+		ids := make([]ListenID, n)
+		for i := range n {
+			// Account is per address in the map: each id carries it.
+			ids[i] = ListenID{ID: v.Ids[i], Service: v.Services[i], Account: v.Account != 0}
+		}
+		lt[endpointAddr(k)] = ids
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read listeners: %w", err)
@@ -93,7 +124,11 @@ func (s *Set) PruneListeners(want ListenTable) error {
 		return err
 	}
 	for addr, ids := range have {
-		keep := slices.DeleteFunc(slices.Clone(ids), func(id uint32) bool { return !slices.Contains(want[addr], id) })
+		// An id stays only where want gives it the same address and
+		// service; its accounting may change later, in SyncListeners.
+		keep := slices.DeleteFunc(slices.Clone(ids), func(l ListenID) bool {
+			return !slices.ContainsFunc(want[addr], func(w ListenID) bool { return w.ID == l.ID && w.Service == l.Service })
+		})
 		if slices.Equal(keep, ids) {
 			continue
 		}
@@ -119,7 +154,7 @@ func (s *Set) SyncListeners(want ListenTable) error {
 		}
 	}
 	for addr, ids := range want {
-		if !slices.Equal(have[addr], ids) {
+		if !sameListenValue(have[addr], ids) {
 			if err := s.writeListener(addr, ids); err != nil {
 				return err
 			}
@@ -128,7 +163,11 @@ func (s *Set) SyncListeners(want ListenTable) error {
 	return nil
 }
 
-func (s *Set) writeListener(addr netip.AddrPort, ids []uint32) error {
+func sameListenValue(a, b []ListenID) bool {
+	return listenValue(a) == listenValue(b)
+}
+
+func (s *Set) writeListener(addr netip.AddrPort, ids []ListenID) error {
 	var err error
 	if len(ids) == 0 {
 		err = s.del(s.Listeners, listenKey(addr))
@@ -137,6 +176,21 @@ func (s *Set) writeListener(addr netip.AddrPort, ids []uint32) error {
 	}
 	if err != nil {
 		return fmt.Errorf("write listener ids of %s: %w", addr, err)
+	}
+	return nil
+}
+
+// TagListener marks a listening socket (by its fd) with the address it
+// listens on, as sockops does for listeners it registers: the sockets it
+// accepts inherit the tag, and sockops counts those steered to it. A tag is
+// not journaled: left on a listener by a change rolled back, it counts
+// nothing, for sockops also checks the listeners map and the frontend.
+func (s *Set) TagListener(fd int, addr netip.AddrPort) error {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	c := bpf.TcpshiftConn{Flags: bpf.TcpshiftConnFlagsCONN_LISTENER}
+	c.Original.Addr, c.Original.Port = addrWords(addr.Addr()), addr.Port()
+	if err := s.Conns.Put(int32(fd), &c); err != nil {
+		return fmt.Errorf("tag listener %s: %w", addr, err)
 	}
 	return nil
 }
