@@ -74,6 +74,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } owners SEC(".maps");
 
+/* Input objects (see struct object), for the CLI only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MAX_OBJECTS);
+	__type(key, struct object_key);
+	__type(value, struct object);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} objects SEC(".maps");
+
 /* What each service's route config said, by service id, for the CLI. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

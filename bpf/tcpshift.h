@@ -242,6 +242,28 @@ enum service_file_flags {
 	FILE_CLAIM = 4,          /* claim: the frontend address may shadow a route */
 };
 
+/* Input objects kept with the namespace's state (Istio's VirtualService,
+ * DestinationRule, ...), by kind, namespace and name, as the user applied
+ * them: services are derived from all of them together. Only userspace
+ * reads them; the loader stores them as opaque text. */
+#define MAX_OBJECTS 1024
+#define OBJECT_KIND_LEN 48
+#define OBJECT_NAMESPACE_LEN 64
+#define OBJECT_NAME_LEN 256
+#define OBJECT_TEXT_LEN 65528
+
+struct object_key {
+	char kind[OBJECT_KIND_LEN]; /* group/Kind, e.g. networking.istio.io/VirtualService */
+	char namespace[OBJECT_NAMESPACE_LEN];
+	char name[OBJECT_NAME_LEN];
+};
+
+struct object {
+	__u32 len; /* bytes of text in use */
+	__u32 pad;
+	char text[OBJECT_TEXT_LEN]; /* the object's YAML document */
+};
+
 /* What the route config file said about a service beyond what selection
  * needs: set-weight overrides the weights in force (service_meta), never
  * these, so status can show both and the daemon knows what to keep. */
@@ -253,4 +275,5 @@ struct service_file {
 	__u32 health_fall;
 	enum service_file_flags flags; /* a bit set */
 	__u32 pad;
+	char origin[REASON_LEN]; /* the input objects behind a derived service */
 };

@@ -137,6 +137,20 @@ const (
 	TcpshiftModeMODE_PROXY   TcpshiftMode = 3
 )
 
+type TcpshiftObject struct {
+	_    structs.HostLayout
+	Len  uint32
+	Pad  uint32
+	Text [65528]int8
+}
+
+type TcpshiftObjectKey struct {
+	_         structs.HostLayout
+	Kind      [48]int8
+	Namespace [64]int8
+	Name      [256]int8
+}
+
 type TcpshiftOriginalDest struct {
 	_    structs.HostLayout
 	Addr [4]uint32
@@ -172,6 +186,7 @@ type TcpshiftServiceFile struct {
 	HealthFall     uint32
 	Flags          TcpshiftServiceFileFlags
 	Pad            uint32
+	Origin         [256]int8
 }
 
 type TcpshiftServiceFileFlags uint32
@@ -262,6 +277,7 @@ const (
 	TcpshiftMapFrontends             = "frontends"
 	TcpshiftMapLayouts               = "layouts"
 	TcpshiftMapListeners             = "listeners"
+	TcpshiftMapObjects               = "objects"
 	TcpshiftMapOwners                = "owners"
 	TcpshiftMapServiceCounts         = "service_counts"
 	TcpshiftMapServiceFiles          = "service_files"
@@ -346,6 +362,7 @@ type TcpshiftMapSpecs struct {
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Layouts        *ebpf.MapSpec `ebpf:"layouts"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	Objects        *ebpf.MapSpec `ebpf:"objects"`
 	Owners         *ebpf.MapSpec `ebpf:"owners"`
 	ServiceCounts  *ebpf.MapSpec `ebpf:"service_counts"`
 	ServiceFiles   *ebpf.MapSpec `ebpf:"service_files"`
@@ -394,6 +411,7 @@ type TcpshiftMaps struct {
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Layouts        *ebpf.Map `ebpf:"layouts"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
+	Objects        *ebpf.Map `ebpf:"objects"`
 	Owners         *ebpf.Map `ebpf:"owners"`
 	ServiceCounts  *ebpf.Map `ebpf:"service_counts"`
 	ServiceFiles   *ebpf.Map `ebpf:"service_files"`
@@ -416,6 +434,7 @@ func (m *TcpshiftMaps) Close() error {
 		m.Frontends,
 		m.Layouts,
 		m.Listeners,
+		m.Objects,
 		m.Owners,
 		m.ServiceCounts,
 		m.ServiceFiles,

@@ -53,6 +53,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Limits imposed by the fixed sizes of the BPF maps.
@@ -254,4 +256,21 @@ func (s *Service) Subset(name string) (*Subset, bool) {
 // Wildcard reports whether Listen is 0.0.0.0 or ::.
 func (s *Service) Wildcard() bool {
 	return s.Listen.Addr().IsUnspecified()
+}
+
+// ParseDocument parses one route config document already decoded from a
+// file of several (as `apply -f` reads Istio's multi-document files); line
+// numbers are the file's.
+func ParseDocument(path string, doc *yaml.Node) (*Config, error) {
+	p := &parser{path: path}
+	cfg := &Config{Path: path}
+	root := doc
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		root = doc.Content[0]
+	}
+	p.root(root, cfg)
+	if p.err != nil {
+		return nil, p.err
+	}
+	return cfg, nil
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/tcpshift/tcpshift/bpf"
 	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/config/istio"
+	"github.com/tcpshift/tcpshift/internal/inputs"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/maps"
 	"github.com/tcpshift/tcpshift/userspace"
@@ -35,7 +38,12 @@ const reconcileEvery = 4
 
 // Options configure Run.
 type Options struct {
-	Path   string // route config file
+	// Paths are the files and directories to follow (as apply -f takes
+	// them): tcpshift's route config and Istio or Gateway API objects.
+	// Together they are the whole truth: objects applied with the CLI that
+	// they lack are removed. Path is the one path of older callers.
+	Paths  []string
+	Path   string
 	Target *loader.Target
 	// MetricsAddr is where /metrics is served, "" for nowhere.
 	MetricsAddr string
@@ -87,26 +95,34 @@ func Run(ctx context.Context, o Options) error {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	abs, err := filepath.Abs(o.Path)
-	if err != nil {
-		return fmt.Errorf("route config %s: %w", o.Path, err)
+	if len(o.Paths) == 0 {
+		o.Paths = []string{o.Path}
 	}
-	o.Path = abs
+	for i, p := range o.Paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return fmt.Errorf("route config %s: %w", p, err)
+		}
+		o.Paths[i] = abs
+	}
+	o.Path = strings.Join(o.Paths, ", ")
 	d := &daemon{o: o, log: o.Log, checks: map[endpointKey]*checkState{},
 		failedSeen: map[endpointKey]uint64{}, results: make(chan result, 64)}
 	o.Target.Waiting = func(msg string) { o.Log.Warn(msg) }
 
-	cfg, data, err := d.read()
+	ch, data, err := d.read()
 	if err != nil {
 		return err
 	}
 	// Backends not listening yet do not stop the start: their endpoints
 	// are applied without a socket and registered once they listen.
-	changes, err := o.Target.ApplyWith(cfg, loader.ApplyOptions{Daemon: true, DaemonFile: o.Path, KeepOverrides: true})
+	changes, err := o.Target.ApplyBuilt(ch.Build, loader.ApplyOptions{Daemon: true, DaemonFile: o.Path, KeepOverrides: true})
 	d.logChanges(changes)
+	d.logNotes(ch)
 	if err != nil {
 		return err
 	}
+	cfg := ch.Config
 	defer func() {
 		if err := o.Target.ReleaseDaemon(); err != nil {
 			d.log.Warn("clear the daemon record", "err", err)
@@ -153,7 +169,7 @@ func Run(ctx context.Context, o Options) error {
 	changed := make(chan struct{}, 1)
 	done := make(chan struct{})
 	defer close(done)
-	stopWatch, err := watchFile(o.Path, changed, done)
+	stopWatch, err := watchFiles(o.Paths, changed, done)
 	if err != nil {
 		return err
 	}
@@ -189,25 +205,61 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
-// read loads the file; config refuses a file with no service, which a
-// half-written file would otherwise do: remove every service.
-func (d *daemon) read() (*config.Config, []byte, error) {
-	data, err := os.ReadFile(d.o.Path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read route config: %w", err)
+// read loads the files as the whole truth: the route config in them (or
+// none) and exactly their objects. Input with no service and no object is
+// refused, which a half-written file would otherwise do: remove every
+// service. data is everything read, to see whether anything changed.
+func (d *daemon) read() (*inputs.Change, []byte, error) {
+	var data []byte
+	for _, p := range d.o.Paths {
+		b, err := readPath(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read route config: %w", err)
+		}
+		data = append(append(data, b...), 0)
 	}
-	cfg, err := config.Parse(d.o.Path, data)
+	in, err := istio.Load(d.o.Paths, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, data, nil
+	return &inputs.Change{Native: in.Native, Put: in.Objects, Exact: true}, data, nil
+}
+
+// readPath reads a file, or a directory's files in order.
+func readPath(p string) ([]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return os.ReadFile(p)
+	}
+	entries, err := os.ReadDir(p)
+	if err != nil {
+		return nil, err
+	}
+	var data []byte
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(p, e.Name()))
+		if err != nil && !e.IsDir() {
+			return nil, err
+		}
+		data = append(append(append(data, e.Name()...), 0), b...)
+	}
+	return data, nil
+}
+
+func (d *daemon) logNotes(ch *inputs.Change) {
+	for _, n := range ch.Notes {
+		d.log.Warn("not applied", "note", n)
+	}
 }
 
 // reload applies the file again; force applies it even when unchanged.
 // Anything wrong leaves the last good state in force: one log line and
 // the failure metric say so.
 func (d *daemon) reload(probes context.Context, force bool) {
-	cfg, data, err := d.read()
+	ch, data, err := d.read()
 	if err == nil && !force && d.lastOK && bytes.Equal(data, d.data) {
 		return
 	}
@@ -215,10 +267,13 @@ func (d *daemon) reload(probes context.Context, force bool) {
 		// SIGHUP makes the file win over set-weight overrides; an edit
 		// keeps those of services whose route it did not change.
 		var changes []loader.Change
-		changes, err = d.o.Target.ApplyWith(cfg, loader.ApplyOptions{Daemon: true, DaemonFile: d.o.Path, KeepOverrides: !force})
+		changes, err = d.o.Target.ApplyBuilt(ch.Build, loader.ApplyOptions{Daemon: true, DaemonFile: d.o.Path, KeepOverrides: !force})
 		d.logChanges(changes)
+		d.logNotes(ch)
 	}
+	var cfg *config.Config
 	if err == nil {
+		cfg = ch.Config
 		d.cfg, d.data = cfg, data
 		err = d.sync(probes)
 		d.remember()

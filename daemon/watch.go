@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -12,18 +14,28 @@ import (
 // closer together than this make one reload.
 const settle = 100 * time.Millisecond
 
-// watchFile sends on changed, after things settle, whenever the directory
-// holding path sees an event for the file. The directory is watched, not
-// the file, so renames over it (editors, ConfigMap symlink swaps) are seen.
-func watchFile(path string, changed chan<- struct{}, done <-chan struct{}) (func() error, error) {
+// watchFiles sends on changed, after things settle, whenever a followed
+// file changes: for a file, the directory holding it sees an event for it;
+// for a directory, anything in it changes. Directories are watched, not
+// files, so renames over them (editors, ConfigMap symlink swaps) are seen.
+func watchFiles(paths []string, changed chan<- struct{}, done <-chan struct{}) (func() error, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", path, err)
+		return nil, fmt.Errorf("watch %s: %w", strings.Join(paths, ", "), err)
 	}
-	dir := filepath.Dir(path)
-	if err := w.Add(dir); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	files, dirs := map[string]bool{}, map[string]bool{}
+	for _, p := range paths {
+		dir := filepath.Dir(p)
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			dir = p
+			dirs[p] = true
+		} else {
+			files[p] = true
+		}
+		if err := w.Add(dir); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("watch %s: %w", dir, err)
+		}
 	}
 	go func() {
 		var timer <-chan time.Time
@@ -35,7 +47,8 @@ func watchFile(path string, changed chan<- struct{}, done <-chan struct{}) (func
 				}
 				// Kubernetes swaps a "..data" symlink; anything else
 				// in the directory is someone else's file.
-				if filepath.Clean(ev.Name) == path || filepath.Base(ev.Name) == "..data" {
+				name := filepath.Clean(ev.Name)
+				if files[name] || dirs[filepath.Dir(name)] || filepath.Base(name) == "..data" {
 					timer = time.After(settle)
 				}
 			case <-timer:

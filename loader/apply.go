@@ -44,6 +44,10 @@ type ApplyOptions struct {
 	// KeepOverrides keeps set-weight's weights of every service whose
 	// route in the file did not change (the daemon, except on SIGHUP).
 	KeepOverrides bool
+
+	// applied lists, per service, the endpoints in force before: one of
+	// them that nothing listens on now is waited for, not refused.
+	applied map[string][]netip.AddrPort
 }
 
 // Apply makes the kernel match cfg: see ApplyWith.
@@ -84,6 +88,12 @@ func (t *Target) ApplyWith(cfg *config.Config, opts ApplyOptions) ([]Change, err
 	if err != nil {
 		return nil, err
 	}
+	return t.commit(plans, old, opts, nil)
+}
+
+// commit carries out planned services over the state in force (old), with
+// the stored objects' change, if any. The caller holds the lock.
+func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions, objects *ObjectChange) ([]Change, error) {
 	if err := t.decideRoutes(plans, old); err != nil {
 		return nil, err
 	}
@@ -103,6 +113,7 @@ func (t *Target) ApplyWith(cfg *config.Config, opts ApplyOptions) ([]Change, err
 	if opts.Daemon {
 		d.daemonFile = opts.DaemonFile
 	}
+	d.objects = objects
 	if err := t.write(set, d); err != nil {
 		return nil, errors.Join(err, undoLoad())
 	}
@@ -173,6 +184,7 @@ type delta struct {
 	released   []uint32 // endpoint ids of kept services that are gone
 	write      map[string]bool
 	daemonFile string // record the caller as the daemon following it
+	objects    *ObjectChange
 	addRoutes  []netip.Addr
 	delRoutes  []netip.Addr
 	changes    []Change
@@ -294,6 +306,9 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 		if err := claimDaemon(set, d.daemonFile); err != nil {
 			return err
 		}
+	}
+	if err := d.objects.write(set); err != nil {
+		return err
 	}
 	var svcs []*maps.Service
 	for _, p := range d.plans {

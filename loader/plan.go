@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -37,7 +38,7 @@ func (t *Target) plan(cfg *config.Config, opts ApplyOptions) ([]*planned, error)
 		plans = append(plans, p)
 		switch c.Mode {
 		case config.ModeLookup:
-			if err := t.findSockets(c, p, field, opts.Daemon); err != nil {
+			if err := t.findSockets(c, p, field, opts.Daemon, opts.applied[c.Name]); err != nil {
 				return plans, err
 			}
 			p.svc.Mode, p.svc.Reason = maps.ModeLookup, "configured"
@@ -47,7 +48,7 @@ func (t *Target) plan(cfg *config.Config, opts ApplyOptions) ([]*planned, error)
 			p.svc.Mode, p.svc.Reason = maps.ModeProxy, "configured"
 		default: // auto
 			p.svc.Auto = true
-			if err := t.chooseMode(c, p, field); err != nil {
+			if err := t.chooseMode(c, p, field, opts.applied[c.Name]); err != nil {
 				return plans, err
 			}
 		}
@@ -135,8 +136,8 @@ func (t *Target) frontendRoute(svc *maps.Service, ours bool) (bool, error) {
 // chooseMode picks a mode for mode: auto: lookup when every endpoint is a
 // local listener; otherwise connect, unless clients on other hosts can reach
 // the frontend, which only the proxy can serve for them.
-func (t *Target) chooseMode(c *config.Service, p *planned, field func(string, int) string) error {
-	notLocal := t.findSockets(c, p, field, false)
+func (t *Target) chooseMode(c *config.Service, p *planned, field func(string, int) string, applied []netip.AddrPort) error {
+	notLocal := t.findSockets(c, p, field, false, applied)
 	if notLocal == nil {
 		p.svc.Mode = maps.ModeLookup
 		p.svc.Reason = "auto: every endpoint is a listener in this network namespace"
@@ -184,20 +185,23 @@ func service(c *config.Service) *maps.Service {
 // findSockets finds the listening socket of every endpoint, for lookup mode.
 // With waitOK an endpoint nothing listens on yet is left without a socket
 // (the daemon registers it once it listens) instead of refused.
-func (t *Target) findSockets(c *config.Service, p *planned, field func(string, int) string, waitOK bool) error {
+func (t *Target) findSockets(c *config.Service, p *planned, field func(string, int) string, waitOK bool, applied []netip.AddrPort) error {
 	for _, sub := range c.Subsets {
 		socks := make([]*listener.Socket, len(sub.Endpoints))
 		p.sockets = append(p.sockets, socks)
 		for j, addr := range sub.Endpoints {
 			where := field(fmt.Sprintf(".subsets.%s.endpoints[%d]", sub.Name, j), sub.Line)
 			sock, err := listener.Find(t.NS.Handle, addr)
+			// An endpoint applied before may be down now: the kernel
+			// registers its listener when it is back.
+			wait := waitOK || slices.Contains(applied, addr)
 			// Another namespace's listener on the address is no use here,
 			// but this one's backend may still come: wait, and say so.
-			if waitOK && errors.Is(err, listener.ErrOtherNetns) {
+			if wait && errors.Is(err, listener.ErrOtherNetns) {
 				p.waiting = append(p.waiting, Waiting{addr.String(), err.Error()})
 				continue
 			}
-			if waitOK && errors.Is(err, listener.ErrNotListening) {
+			if wait && errors.Is(err, listener.ErrNotListening) {
 				p.waiting = append(p.waiting, Waiting{Endpoint: addr.String()})
 				continue
 			}

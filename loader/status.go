@@ -29,6 +29,9 @@ type ServiceStatus struct {
 	// Swaps counts table replacements: applies, weight changes, health changes.
 	Swaps    uint64 `json:"table_swaps" yaml:"table_swaps"`
 	Failover bool   `json:"failover" yaml:"failover"`
+	// From names the input objects a derived service comes from (Istio's
+	// VirtualService and the rest); empty for the route config's own.
+	From string `json:"from,omitempty" yaml:"from,omitempty"`
 	// Accounting: sockops counts connections and bytes per endpoint.
 	Accounting bool           `json:"accounting" yaml:"accounting"`
 	Subsets    []SubsetStatus `json:"subsets" yaml:"subsets"`
@@ -154,6 +157,7 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 		Listen:     svc.Frontend.String(),
 		Mode:       ModeName(svc.Mode),
 		Reason:     svc.Reason,
+		From:       svc.Origin,
 		Policy:     PolicyName(svc.Policy),
 		Failover:   !svc.NoFailover,
 		Accounting: !svc.NoAccounting,

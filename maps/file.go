@@ -31,6 +31,7 @@ func (s *Set) putFile(svc *Service) error {
 		f.HealthInterval, f.HealthTimeout = uint64(c.Interval), uint64(c.Timeout)
 		f.HealthRise, f.HealthFall = c.Rise, c.Fall
 	}
+	putString(f.Origin[:], svc.Origin)
 	if err := s.put(s.ServiceFiles, svc.ID, &f); err != nil {
 		return fmt.Errorf("service %s: write file settings: %w", svc.Name, err)
 	}
@@ -55,6 +56,7 @@ func (s *Set) readFile(svc *Service) error {
 		svc.Subsets[i].FileWeight = f.Weights[i]
 	}
 	svc.Claim = f.Flags&bpf.TcpshiftServiceFileFlagsFILE_CLAIM != 0
+	svc.Origin = getString(f.Origin[:])
 	if f.Flags&bpf.TcpshiftServiceFileFlagsFILE_HEALTH != 0 {
 		svc.Checks = &Checks{
 			Interval: time.Duration(f.HealthInterval), Timeout: time.Duration(f.HealthTimeout),

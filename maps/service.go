@@ -29,6 +29,10 @@ type Service struct {
 	NoAccounting bool
 	// Claim: the frontend address may shadow a route to another host.
 	Claim bool
+	// Origin names the input objects a derived service comes from
+	// (VirtualService default/tcp-echo, ...); empty for tcpshift's own
+	// route config.
+	Origin string
 	// Checks are the health checks the file asks for, nil for none.
 	Checks  *Checks
 	Subsets []Subset

@@ -37,6 +37,7 @@ type Set struct {
 	ServiceFiles   *ebpf.Map // what each service's file said
 	Listeners      *ebpf.Map // endpoint ids by listening address, for sockops
 	FrontendPorts  *ebpf.Map // a bit per port some frontend uses
+	Stored         *ebpf.Map // input objects (Istio's...), as text
 
 	j *journal // the transaction in progress, if any
 }
@@ -99,6 +100,7 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapTableSwaps: &s.TableSwaps,
 		bpf.TcpshiftMapOwners:     &s.Owners, bpf.TcpshiftMapServiceFiles: &s.ServiceFiles,
 		bpf.TcpshiftMapListeners: &s.Listeners, bpf.TcpshiftMapFrontendPorts: &s.FrontendPorts,
+		bpf.TcpshiftMapObjects: &s.Stored,
 	}
 }
 
@@ -106,6 +108,7 @@ func (s *Set) fields() map[string]**ebpf.Map {
 var optionalMaps = map[string]bool{
 	bpf.TcpshiftMapOwners: true, bpf.TcpshiftMapServiceFiles: true,
 	bpf.TcpshiftMapListeners: true, bpf.TcpshiftMapFrontendPorts: true,
+	bpf.TcpshiftMapObjects: true,
 }
 
 // Close closes every map the Set opened.

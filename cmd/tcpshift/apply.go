@@ -7,7 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/config/istio"
+	"github.com/tcpshift/tcpshift/internal/inputs"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/maps"
 )
@@ -15,17 +16,24 @@ import (
 func applyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "apply",
-		Usage:     "make the kernel match a route config (load and attach if needed)",
+		Usage:     "make the kernel match a route config and Istio objects (load and attach if needed)",
 		ArgsUsage: " ",
-		Description: "Validates the whole file and checks it against this host first; on any error\n" +
-			"nothing in the kernel changes, and a kernel error midway rolls everything back.\n" +
-			"Services in the file are added or updated, services not in it are removed (a\n" +
-			"file with no services is refused: tcpshift down removes everything). Applying\n" +
-			"the same file again changes nothing. One writer at a time: apply waits for\n" +
+		Description: "Reads every -f (a file, a directory's .yaml/.yml/.json files, or - for stdin),\n" +
+			"each with any number of YAML documents: tcpshift's own route config (services:)\n" +
+			"and Istio's Gateway, VirtualService, DestinationRule, ServiceEntry and\n" +
+			"WorkloadEntry, or the Gateway API's Gateway and TCPRoute.\n\n" +
+			"tcpshift's route config has whole-file semantics: its services are added or\n" +
+			"updated and the route config's services not in it are removed. Objects are\n" +
+			"applied as kubectl applies them: the objects given are created or updated, the\n" +
+			"others stay (tcpshift delete -f removes them). Services are derived from every\n" +
+			"stored object together (tcpshift get shows them).\n\n" +
+			"Everything is checked against this host first; on any error nothing in the\n" +
+			"kernel changes, and a kernel error midway rolls everything back. Applying the\n" +
+			"same input again changes nothing. One writer at a time: apply waits for\n" +
 			"another writer's lock (and says so after a second). While tcpshift run manages\n" +
 			"the namespace, apply is refused: edit the daemon's file, or pass --force.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config `FILE` (YAML), - for stdin"},
+			&cli.StringSliceFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config or objects: a `FILE`, a directory, or - for stdin (repeat for more)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "check the file against this host and print what would change, change nothing"},
 			&cli.BoolFlag{Name: "force", Usage: "apply even while tcpshift run manages the namespace (it logs the change)"},
 		},
@@ -37,35 +45,45 @@ func applyCommand() *cli.Command {
 			if c.NArg() > 0 {
 				return errors.New("apply takes no arguments (the config goes in -f FILE)")
 			}
-			cfg, err := loadConfig(c, c.String("file"))
+			in, err := istio.Load(c.StringSlice("file"), c.App.Reader)
 			if err != nil {
 				return err
 			}
-			tg, err := target(c)
-			if err != nil {
-				return err
-			}
-			defer tg.Close()
-			if note := loader.StaleNote(tg.BPFFS); note != "" {
-				fmt.Fprintln(c.App.ErrWriter, "tcpshift: "+note)
-			}
-			opts := loader.ApplyOptions{DryRun: c.Bool("dry-run"), Force: c.Bool("force")}
-			changes, err := tg.ApplyWith(cfg, opts)
-			if err != nil {
-				return err
-			}
-			printChanges(c.App.Writer, changes, opts.DryRun)
-			return nil
+			ch := &inputs.Change{Native: in.Native, Put: in.Objects}
+			// Objects alone keep set-weight's overrides of services whose
+			// route they leave as it is; a route config wins, as ever.
+			opts := loader.ApplyOptions{DryRun: c.Bool("dry-run"), Force: c.Bool("force"), KeepOverrides: in.Native == nil}
+			return applyChange(c, ch, opts)
 		},
 	}
 }
 
-// loadConfig reads a route config from a file, or stdin for "-".
-func loadConfig(c *cli.Context, path string) (*config.Config, error) {
-	if path == "-" {
-		return config.LoadReader("<stdin>", c.App.Reader)
+// applyChange applies a change of the route config and objects and says
+// what it did.
+func applyChange(c *cli.Context, ch *inputs.Change, opts loader.ApplyOptions) error {
+	tg, err := target(c)
+	if err != nil {
+		return err
 	}
-	return config.Load(path)
+	defer tg.Close()
+	if note := loader.StaleNote(tg.BPFFS); note != "" {
+		fmt.Fprintln(c.App.ErrWriter, "tcpshift: "+note)
+	}
+	changes, err := tg.ApplyBuilt(ch.Build, opts)
+	if err != nil {
+		return err
+	}
+	for _, n := range ch.Notes {
+		fmt.Fprintln(c.App.ErrWriter, "tcpshift: note: "+n)
+	}
+	for _, o := range ch.Put {
+		fmt.Fprintf(c.App.Writer, "%s %s\n", o.Key, map[bool]string{true: "configured (dry run)", false: "configured"}[opts.DryRun])
+	}
+	for _, k := range ch.Delete {
+		fmt.Fprintf(c.App.Writer, "%s %s\n", k, map[bool]string{true: "deleted (dry run)", false: "deleted"}[opts.DryRun])
+	}
+	printChanges(c.App.Writer, changes, opts.DryRun)
+	return nil
 }
 
 // printChanges says what apply did (or would do), a line per service.

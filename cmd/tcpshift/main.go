@@ -96,6 +96,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: usageError,
 		Commands: []*cli.Command{
 			applyCommand(),
+			deleteCommand(),
+			getCommand(),
 			setWeightCommand(),
 			statusCommand(),
 			waitDrainedCommand(),

@@ -30,7 +30,7 @@ func runCommand() *cli.Command {
 			"that lasts until the service's route in FILE changes, or SIGHUP. It tells\n" +
 			"systemd when it is ready (Type=notify).",
 		Flags: append(append([]cli.Flag{
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config `FILE` (YAML), watched for changes"},
+			&cli.StringSliceFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config or Istio objects: a `FILE` or a directory, watched for changes (repeat for more)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9090); off when empty"},
 		}, logFlags()...), proxyFlags("proxy mode: ")...),
 		OnUsageError: usageError,
@@ -61,7 +61,7 @@ func runDaemon(c *cli.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	o := daemon.Options{
-		Path:        c.String("file"),
+		Paths:       c.StringSlice("file"),
 		Target:      tg,
 		MetricsAddr: c.String("metrics-addr"),
 		DialTimeout: c.Duration("dial-timeout"),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/maps"
 )
 
 func statusCommand() *cli.Command {
@@ -86,6 +87,9 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 			fmt.Fprint(w, "  accounting off")
 		}
 		fmt.Fprintf(w, "\n  mode %s: %s\n", s.Mode, s.Reason)
+		if s.From != "" {
+			fmt.Fprintf(w, "  from %s\n", s.From)
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tENDPOINT\tHEALTH\tCONNECTIONS\tACTIVE\tFAILED\tBYTES IN\tBYTES OUT")
 		for _, sub := range s.Subsets {
@@ -123,7 +127,18 @@ func exportStatus(w io.Writer, st *loader.Status) error {
 	for i := range st.Services {
 		figures[st.Services[i].Name] = st.Services[i]
 	}
-	out, err := config.Marshal(loader.Export(st.Live), func(name string) any { return figures[name] })
+	var own []*maps.Service
+	for _, svc := range st.Live {
+		if svc.Origin == "" {
+			own = append(own, svc)
+		} else {
+			fmt.Fprintf(w, "# service %s comes from %s: tcpshift get shows those objects\n", svc.Name, svc.Origin)
+		}
+	}
+	if len(own) == 0 {
+		return nil
+	}
+	out, err := config.Marshal(loader.Export(own), func(name string) any { return figures[name] })
 	if err != nil {
 		return err
 	}

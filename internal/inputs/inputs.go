@@ -1,0 +1,88 @@
+// Package inputs turns what the user gave (tcpshift's route config and
+// Istio or Gateway API objects) into one loader change: the services of
+// the route config and those derived from every stored object together,
+// and the change to the stored objects. The CLI and the daemon share it.
+package inputs
+
+import (
+	"fmt"
+
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/config/istio"
+	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/maps"
+)
+
+// Change is what an apply, a delete or the daemon does to the stored
+// objects and to tcpshift's own route config.
+type Change struct {
+	Native *config.Config  // the route config in force from now; nil: keep the one applied
+	Put    []*istio.Object // created or updated
+	Delete []istio.Key     // removed; one not stored refuses the change
+	Exact  bool            // the stored objects become exactly Put, the route config Native (tcpshift run's files)
+
+	// Set by Build: settings tcpshift does not apply, and the whole
+	// config it made (the last time it ran).
+	Notes  []string
+	Config *config.Config
+}
+
+// Build is the change as a loader.Build: services are the route config's
+// and those derived from every stored object after the change, together.
+func (ch *Change) Build(stored []maps.StoredObject, current []*maps.Service) (*loader.Built, error) {
+	objs := map[istio.Key]*istio.Object{}
+	var order []istio.Key
+	change := &loader.ObjectChange{}
+	for _, s := range stored {
+		k := istio.Key(s.Key)
+		if ch.Exact {
+			change.Delete = append(change.Delete, s.Key)
+			continue
+		}
+		o, err := istio.DecodeStored(k, s.Text)
+		if err != nil {
+			return nil, err
+		}
+		objs[k] = o
+		order = append(order, k)
+	}
+	for _, k := range ch.Delete {
+		if _, ok := objs[k]; !ok {
+			return nil, fmt.Errorf("%s is not applied: nothing deleted", k)
+		}
+		delete(objs, k)
+		change.Delete = append(change.Delete, maps.ObjectKey(k))
+	}
+	for _, o := range ch.Put {
+		if _, ok := objs[o.Key]; !ok {
+			order = append(order, o.Key)
+		}
+		objs[o.Key] = o
+		change.Put = append(change.Put, maps.StoredObject{Key: maps.ObjectKey(o.Key), Text: o.Text})
+	}
+	var list []*istio.Object
+	for _, k := range order {
+		if o, ok := objs[k]; ok {
+			list = append(list, o)
+		}
+	}
+	res, err := istio.Derive(list)
+	if err != nil {
+		return nil, err
+	}
+	ch.Notes = res.Notes
+	native := ch.Native
+	if native == nil && !ch.Exact {
+		native = loader.Natives(current)
+	}
+	cfg, err := istio.Combine(native, res)
+	if err != nil {
+		return nil, err
+	}
+	ch.Config = cfg
+	origins := map[string]string{}
+	for name := range res.Origins {
+		origins[name] = res.OriginText(name)
+	}
+	return &loader.Built{Config: cfg, Origins: origins, Objects: change}, nil
+}
