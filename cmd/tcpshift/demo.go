@@ -32,6 +32,7 @@ func demoCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "mode", Value: "lookup", Usage: "data path to show: lookup (sk_lookup), connect (cgroup connect4/6) or proxy (userspace)"},
+			&cli.BoolFlag{Name: "istio", Usage: "drive the task with Istio's own YAML (examples/istio): Gateway, DestinationRule, VirtualService, and where v1 and v2 run as ServiceEntry and WorkloadEntries"},
 		},
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
@@ -39,7 +40,10 @@ func demoCommand() *cli.Command {
 			if mode != "lookup" && mode != "connect" && mode != "proxy" {
 				return fmt.Errorf("--mode %q: want lookup, connect or proxy", mode)
 			}
-			return runDemo(c.App.Writer, mode)
+			if c.Bool("istio") && c.IsSet("mode") {
+				return errors.New("--istio and --mode: the Istio task's gateway port is served in the mode tcpshift picks (lookup here); give one of them")
+			}
+			return runDemo(c.App.Writer, mode, c.Bool("istio"))
 		},
 	}
 }
@@ -58,15 +62,21 @@ const (
 )
 
 type demo struct {
-	w    io.Writer
-	mode string
-	ns   *loader.Namespace
-	tg   *loader.Target
-	dir  string
+	w        io.Writer
+	mode     string
+	istio    bool
+	frontend string
+	cgroup   string
+	ns       *loader.Namespace
+	tg       *loader.Target
+	dir      string
 }
 
-func runDemo(w io.Writer, mode string) (err error) {
-	d := &demo{w: w, mode: mode}
+func runDemo(w io.Writer, mode string, useIstio bool) (err error) {
+	d := &demo{w: w, mode: mode, istio: useIstio, frontend: demoFrontend}
+	if useIstio {
+		d.frontend = "127.0.0.1:31400" // the gateway port of Istio's task
+	}
 	fmt.Fprintln(w, "== tcpshift demo: Istio's TCP traffic shifting, on one host, in the kernel ==")
 	if d.ns, err = loader.NewNamespace(); err != nil {
 		return err
@@ -93,6 +103,7 @@ func runDemo(w io.Writer, mode string) (err error) {
 		return err
 	}
 	defer os.Remove(cgroup)
+	d.cgroup = cgroup
 	restore, err := loader.JoinCgroup(cgroup)
 	if err != nil {
 		return err
@@ -110,6 +121,9 @@ func runDemo(w io.Writer, mode string) (err error) {
 		defer ln.Close()
 		go echo.Serve(ln, b.prefix)
 		fmt.Fprintf(w, "$ tcp-echo -l %s %s        # subset %s\n", b.addr, b.prefix, b.subset)
+	}
+	if useIstio {
+		return d.runIstio()
 	}
 
 	if d.tg, err = loader.Open(d.ns.Path(), bpffs, cgroup); err != nil {
@@ -167,7 +181,7 @@ func runDemo(w io.Writer, mode string) (err error) {
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	fmt.Fprintf(w, "$ nc %s    # stays open\nstill here\n%s\n", strings.Replace(demoFrontend, ":", " ", 1), reply)
+	fmt.Fprintf(w, "$ nc %s    # stays open\nstill here\n%s\n", strings.Replace(d.frontend, ":", " ", 1), reply)
 	fmt.Fprintln(w, "$ tcpshift set-weight tcp-echo v1=0 v2=100")
 	if _, err := d.tg.SetWeights("tcp-echo", []loader.Weight{{Subset: "v1"}, {Subset: "v2", Weight: 100}}); err != nil {
 		return err
@@ -211,11 +225,11 @@ func (d *demo) proxy() (stop func(), err error) {
 
 func (d *demo) dial() (c net.Conn, err error) {
 	err = d.ns.Do(func() (err error) {
-		c, err = net.DialTimeout("tcp", demoFrontend, 2*time.Second)
+		c, err = net.DialTimeout("tcp", d.frontend, 2*time.Second)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("demo: connect to %s: %w", demoFrontend, err)
+		return nil, fmt.Errorf("demo: connect to %s: %w", d.frontend, err)
 	}
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	return c, nil
@@ -248,7 +262,7 @@ func (d *demo) apply(route string) error {
 // send opens 10 connections to the frontend, each sending the date, and
 // prints the replies and how many each version gave.
 func (d *demo) send() error {
-	fmt.Fprintf(d.w, "\n$ for i in $(seq 10); do date | nc -N %s; done\n", strings.Replace(demoFrontend, ":", " ", 1))
+	fmt.Fprintf(d.w, "\n$ for i in $(seq 10); do date | nc -N %s; done\n", strings.Replace(d.frontend, ":", " ", 1))
 	counts := map[string]int{}
 	for range 10 {
 		c, err := d.dial()

@@ -212,25 +212,32 @@ func TestCLIHelp(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
-	for _, mode := range []string{"lookup", "connect", "proxy"} {
+	for _, mode := range []string{"lookup", "connect", "proxy", "istio"} {
 		t.Run(mode, func(t *testing.T) { testDemo(t, mode) })
 	}
 }
 
 func testDemo(t *testing.T, mode string) {
 	var out bytes.Buffer
-	if err := runDemo(&out, mode); err != nil {
+	useIstio := mode == "istio"
+	if useIstio {
+		mode = "lookup"
+	}
+	if err := runDemo(&out, mode, useIstio); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	text := out.String()
-	for _, want := range []string{
-		"mode " + mode,
+	wants := []string{"mode " + mode}
+	if useIstio {
+		wants = []string{"VirtualService default/tcp-echo configured", "weight: 80", "percent: 80", "VirtualService default/tcp-echo deleted"}
+	}
+	for _, want := range append(wants,
 		"=> one (v1): 10, two (v2): 0",
 		"=> one (v1): 8, two (v2): 2",
 		"=> one (v1): 0, two (v2): 10",
 		"tcp-echo v1: 1 active connections\ntcp-echo v1: drained\n",
 		"tcpshift removed",
-	} {
+	) {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}

@@ -356,11 +356,46 @@ func (w *world) subsets(o *Object, field string, line int, dests []destination) 
 	if total == 0 {
 		return nil, nil, failAt(o, line, field, "every destination has weight 0: no connection could be served")
 	}
+	picks, origin = w.restOfRule(o, dests, picks, origin)
 	var subs []config.Subset
 	for _, p := range picks {
 		subs = append(subs, config.Subset{Name: p.name, Endpoints: p.endpoints, Weight: p.weight, Line: line})
 	}
 	return subs, origin, nil
+}
+
+// restOfRule adds, with weight 0, the subsets the host's DestinationRule
+// defines that the route leaves out, in the rule's order: a version the
+// route stops sending to stays visible (status, wait-drained) and keeps its
+// counters while its connections drain, as a subset at weight 0 does.
+// Only for routes to the subsets of one host.
+func (w *world) restOfRule(o *Object, dests []destination, picks []pick, origin []Key) ([]pick, []Key) {
+	host := dests[0].host
+	for _, d := range dests {
+		if d.host != host || d.subset == "" {
+			return picks, origin
+		}
+	}
+	dr := w.rule(host, o.Namespace)
+	if dr == nil {
+		return picks, origin
+	}
+	var out []pick
+	for _, s := range dr.subsets {
+		i := slices.IndexFunc(picks, func(p pick) bool { return p.name == s.name })
+		if i >= 0 {
+			out = append(out, picks[i])
+			continue
+		}
+		p, err := w.resolve(o, destination{host: host, subset: s.name, port: dests[0].port, field: dests[0].field, node: dests[0].node})
+		if err != nil || len(p.endpoints) == 0 {
+			continue // a subset nothing routes to may select nothing yet
+		}
+		p.name, p.weight = s.name, 0
+		out = append(out, p)
+		origin = append(origin, p.origin...)
+	}
+	return out, origin
 }
 
 func shortHost(h string) string {

@@ -43,7 +43,7 @@ func TestTaskFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "tcp-echo [::]:31400 auto v1=100[127.0.0.1:9001]\n"
+	want := "tcp-echo [::]:31400 auto v1=100[127.0.0.1:9001] v2=0[127.0.0.1:9002]\n"
 	if got := describeServices(res.Services); got != want {
 		t.Fatalf("all-v1:\n%s\nwant\n%s", got, want)
 	}
