@@ -322,14 +322,14 @@ func readDestinationRule(o *Object) (*destinationRule, error) {
 func (r *reader) trafficPolicy(n *yaml.Node, dr *destinationRule) {
 	f := "spec.trafficPolicy"
 	r.mapping(n, f, []string{"loadBalancer", "connectionPool"}, map[string]string{
-		"outlierDetection": "use tcpshift's health checks (tcpshift run with health:)",
-		"tls":              "TLS origination",
+		"outlierDetection":  "use tcpshift's health checks (tcpshift run with health:)",
+		"tls":               "TLS origination",
 		"portLevelSettings": "policies per port",
 	}, func(k string, v *yaml.Node) {
 		switch k {
 		case "loadBalancer":
 			r.mapping(v, f+".loadBalancer", []string{"simple"}, map[string]string{
-				"consistentHash": "hashing; tcpshift keeps clients on an endpoint with its affinity instead",
+				"consistentHash":    "hashing; tcpshift keeps clients on an endpoint with its affinity instead",
 				"localityLbSetting": "locality; every endpoint is on this host",
 			}, func(_ string, v *yaml.Node) {
 				switch s := r.str(v, f+".loadBalancer.simple"); s {
