@@ -56,14 +56,13 @@ type Build func(stored []maps.StoredObject, current []*maps.Service) (*Built, er
 // has no listener now is waited for (the kernel registers it when it comes
 // back) rather than refused; a new one must listen.
 func (t *Target) ApplyBuilt(build Build, opts ApplyOptions) ([]Change, error) {
-	unlock, err := t.lock(!opts.DryRun)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	var old []*maps.Service
-	var stored []maps.StoredObject
+	var (
+		old    []*maps.Service
+		stored []maps.StoredObject
+		err    error
+	)
 	if opts.DryRun {
+		// A dry run reads one consistent state, as status does.
 		err = t.Read(func(set *maps.Set) (err error) {
 			if old, err = set.ServiceList(); err != nil {
 				return err
@@ -75,6 +74,11 @@ func (t *Target) ApplyBuilt(build Build, opts ApplyOptions) ([]Change, error) {
 			err = nil
 		}
 	} else {
+		unlock, lerr := t.lock(true)
+		if lerr != nil {
+			return nil, lerr
+		}
+		defer unlock()
 		old, stored, err = t.currentStored(opts)
 	}
 	if err != nil {
