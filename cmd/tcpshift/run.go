@@ -16,8 +16,11 @@ func runCommand() *cli.Command {
 		Name:      "run",
 		Usage:     "run as a service: apply a route config and keep the kernel in step with it",
 		ArgsUsage: " ",
-		Description: "Applies FILE, then re-applies it whenever it changes (or on SIGHUP). A file that\n" +
-			"does not validate or apply is refused with one log line and the metric\n" +
+		Description: "Applies FILE, then re-applies it whenever it changes (or on SIGHUP). Every -f\n" +
+			"(a file, or a directory's .yaml/.yml/.json files) may hold tcpshift's route\n" +
+			"config and Istio or Gateway API objects, as apply takes them; together they\n" +
+			"are the whole truth (objects applied from the CLI that they lack are removed).\n" +
+			"Input that does not validate or apply is refused with one log line and the metric\n" +
 			"tcpshift_config_reload_failures_total; the last good one stays in force.\n" +
 			"Also: gives restarted lookup-mode backends' new listeners their connections\n" +
 			"back, runs the health checks the file asks for, serves proxy-mode services,\n" +
