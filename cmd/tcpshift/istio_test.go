@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -191,4 +192,58 @@ func TestRouteConfigAndObjects(t *testing.T) {
 	if got := c.env.Count("127.0.0.1:31400", 5); !maps.Equal(got, map[string]int{"one": 5}) {
 		t.Fatalf("the objects' service after an apply of the route config: %v", got)
 	}
+}
+
+// apply -f takes a directory (its YAML files, in name order) and - (stdin).
+func TestApplyDirectoryAndStdin(t *testing.T) {
+	c := newCLI(t)
+	dir := t.TempDir()
+	for _, f := range []string{"workloads.yaml", "tcp-echo-all-v1.yaml"} {
+		data, err := os.ReadFile(example(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not YAML, not read"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.must("apply", "-f", dir)
+	if got := c.env.Count("127.0.0.1:31400", 5); !maps.Equal(got, map[string]int{"one": 5}) {
+		t.Fatalf("from a directory: %v", got)
+	}
+	data, err := os.ReadFile(example("tcp-echo-20-v2.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb strings.Builder
+	full := []string{"tcpshift", "--netns", c.env.NS.Path(), "--bpffs", c.env.BPFFS, "--cgroup", c.env.Cgroup, "apply", "-f", "-"}
+	if err := runWithInput(full, strings.NewReader(string(data)), &out, &errb); err != nil {
+		t.Fatalf("apply -f -: %v (%s)", err, errb.String())
+	}
+	if got := c.env.Count("127.0.0.1:31400", 10); !maps.Equal(got, map[string]int{"one": 8, "two": 2}) {
+		t.Fatalf("from stdin: %v", got)
+	}
+}
+
+// runWithInput runs tcpshift in-process with in as its standard input.
+func runWithInput(args []string, in io.Reader, stdout, stderr io.Writer) error {
+	f, err := os.CreateTemp("", "stdin-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := io.Copy(f, in); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	saved := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = saved }()
+	return run(args, stdout, stderr)
 }
