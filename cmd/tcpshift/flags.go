@@ -59,7 +59,9 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 // needFile is the one-line error for a command run without -f FILE
 // (urfave's Required would print the whole help first).
 func needFile(c *cli.Context) error {
-	if c.String("file") == "" && len(c.StringSlice("file")) == 0 {
+	// urfave's String of a slice flag is not its value: ask whether it was
+	// given at all, then whether what was given is empty.
+	if !c.IsSet("file") || c.String("file") == "" && len(c.StringSlice("file")) == 0 {
 		return fmt.Errorf("%s needs -f FILE (the route config; - reads stdin)", c.Command.Name)
 	}
 	return nil
