@@ -74,6 +74,14 @@ static __always_inline void closed(struct conn *c, __u64 sent, __u64 received)
 	}
 }
 
+/* count_reset counts a counted connection that ended with a reset. */
+static __always_inline void count_reset(struct conn *c)
+{
+	struct endpoint_stats *s = current(c);
+	if (s && c->flags & CONN_COUNTED)
+		__sync_fetch_and_add(&s->resets, 1);
+}
+
 /* connect_failed counts a tagged connect that ended before it was
  * established: refused, timed out or reset during the handshake. */
 static __always_inline void connect_failed(struct conn *c)

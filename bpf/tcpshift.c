@@ -65,6 +65,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } table_swaps SEC(".maps");
 
+/* A counter per service id, bumped by userspace after every write of the
+ * service's slot in tables. The userspace proxy maps it into its memory and
+ * learns that a table changed without a syscall per connection. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} table_versions SEC(".maps");
+
 /* Who owns the state (a single entry): see struct owner. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -73,6 +85,15 @@ struct {
 	__type(value, struct owner);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } owners SEC(".maps");
+
+/* Shifts in progress or ended, by service id (see struct shift). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct shift);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shifts SEC(".maps");
 
 /* Input objects (see struct object), for the CLI only. */
 struct {
@@ -529,6 +550,10 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 			connect_failed(c);
 			return 1;
 		}
+		/* Straight from established to closed is a reset, sent or
+		 * received; an orderly close passes through the FIN states. */
+		if (from == BPF_TCP_ESTABLISHED)
+			count_reset(c);
 		__u64 sent, received;
 		if (payload(sk, &sent, &received) == 0)
 			closed(c, sent, received);

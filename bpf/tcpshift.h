@@ -105,6 +105,7 @@ struct endpoint_stats {
 	__u64 bytes_in;    /* towards the endpoint, of closed connections */
 	__u64 bytes_out;   /* from the endpoint, of closed connections */
 	__u64 failed;      /* connects that never got established (passive health) */
+	__u64 resets;      /* established, then closed by a reset (either side) */
 	__u64 registered;  /* listeners sockops put in the socket map at listen() */
 	__u64 register_failed; /* ... and listeners it could not (MPTCP, ...) */
 	__u32 generation;  /* bumped whenever the id is released */
@@ -262,6 +263,35 @@ struct object {
 	__u32 len; /* bytes of text in use */
 	__u32 pad;
 	char text[OBJECT_TEXT_LEN]; /* the object's YAML document */
+};
+
+/* A progressive shift of a service's weight to one subset (tcpshift
+ * shift), kept with the state so that it outlives the process running it:
+ * status shows it, another shell can abort or pause it, and a shift whose
+ * process died is seen as interrupted. Only userspace reads it. */
+#define MAX_SHIFT_STEPS 16
+
+enum shift_state {
+	SHIFT_RUNNING = 1,
+	SHIFT_PAUSED = 2,      /* held at its step by --pause */
+	SHIFT_ABORTING = 3,    /* --abort asked the running process to roll back */
+	SHIFT_DONE = 4,        /* reached its last step */
+	SHIFT_ROLLED_BACK = 5, /* a gate failed, or aborted: weights as before */
+};
+
+struct shift {
+	enum shift_state state;
+	__u32 to;         /* the subset index traffic moves to */
+	__u32 from_mask;  /* the subsets that give up their share (bits) */
+	__u32 steps;      /* steps in percent[] */
+	__u32 done;       /* steps completed */
+	__u32 pid;        /* the process running it */
+	__u64 pid_start;  /* its start time, against pid reuse */
+	__u64 interval;   /* ns per step */
+	__u64 step_at;    /* unix ns the current step began */
+	__u32 percent[MAX_SHIFT_STEPS];
+	__u64 before[MAX_SUBSETS]; /* weights before the shift, for a rollback */
+	char note[REASON_LEN];     /* the last gate figures, or why it rolled back */
 };
 
 /* What the route config file said about a service beyond what selection

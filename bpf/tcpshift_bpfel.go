@@ -70,6 +70,7 @@ type TcpshiftEndpointStats struct {
 	BytesIn        uint64
 	BytesOut       uint64
 	Failed         uint64
+	Resets         uint64
 	Registered     uint64
 	RegisterFailed uint64
 	Generation     uint32
@@ -226,6 +227,32 @@ type TcpshiftServiceStats struct {
 	NoSocket uint64
 }
 
+type TcpshiftShift struct {
+	_        structs.HostLayout
+	State    TcpshiftShiftState
+	To       uint32
+	FromMask uint32
+	Steps    uint32
+	Done     uint32
+	Pid      uint32
+	PidStart uint64
+	Interval uint64
+	StepAt   uint64
+	Percent  [16]uint32
+	Before   [16]uint64
+	Note     [256]int8
+}
+
+type TcpshiftShiftState uint32
+
+const (
+	TcpshiftShiftStateSHIFT_RUNNING     TcpshiftShiftState = 1
+	TcpshiftShiftStateSHIFT_PAUSED      TcpshiftShiftState = 2
+	TcpshiftShiftStateSHIFT_ABORTING    TcpshiftShiftState = 3
+	TcpshiftShiftStateSHIFT_DONE        TcpshiftShiftState = 4
+	TcpshiftShiftStateSHIFT_ROLLED_BACK TcpshiftShiftState = 5
+)
+
 type TcpshiftSubsetMeta struct {
 	_         structs.HostLayout
 	Name      [64]int8
@@ -282,8 +309,10 @@ const (
 	TcpshiftMapServiceCounts         = "service_counts"
 	TcpshiftMapServiceFiles          = "service_files"
 	TcpshiftMapServices              = "services"
+	TcpshiftMapShifts                = "shifts"
 	TcpshiftMapSockets               = "sockets"
 	TcpshiftMapTableSwaps            = "table_swaps"
+	TcpshiftMapTableVersions         = "table_versions"
 	TcpshiftMapTables                = "tables"
 	TcpshiftProgTcpshiftBytes        = "tcpshift_bytes"
 	TcpshiftProgTcpshiftConnect4     = "tcpshift_connect4"
@@ -367,8 +396,10 @@ type TcpshiftMapSpecs struct {
 	ServiceCounts  *ebpf.MapSpec `ebpf:"service_counts"`
 	ServiceFiles   *ebpf.MapSpec `ebpf:"service_files"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
+	Shifts         *ebpf.MapSpec `ebpf:"shifts"`
 	Sockets        *ebpf.MapSpec `ebpf:"sockets"`
 	TableSwaps     *ebpf.MapSpec `ebpf:"table_swaps"`
+	TableVersions  *ebpf.MapSpec `ebpf:"table_versions"`
 	Tables         *ebpf.MapSpec `ebpf:"tables"`
 }
 
@@ -416,8 +447,10 @@ type TcpshiftMaps struct {
 	ServiceCounts  *ebpf.Map `ebpf:"service_counts"`
 	ServiceFiles   *ebpf.Map `ebpf:"service_files"`
 	Services       *ebpf.Map `ebpf:"services"`
+	Shifts         *ebpf.Map `ebpf:"shifts"`
 	Sockets        *ebpf.Map `ebpf:"sockets"`
 	TableSwaps     *ebpf.Map `ebpf:"table_swaps"`
+	TableVersions  *ebpf.Map `ebpf:"table_versions"`
 	Tables         *ebpf.Map `ebpf:"tables"`
 }
 
@@ -439,8 +472,10 @@ func (m *TcpshiftMaps) Close() error {
 		m.ServiceCounts,
 		m.ServiceFiles,
 		m.Services,
+		m.Shifts,
 		m.Sockets,
 		m.TableSwaps,
+		m.TableVersions,
 		m.Tables,
 	)
 }

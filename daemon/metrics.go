@@ -79,13 +79,17 @@ var (
 		append(labelsEndpoint, "direction"), nil)
 	descFailed = prometheus.NewDesc("tcpshift_connect_failures_total",
 		"Connects to an endpoint that never got established (connect and proxy mode).", labelsEndpoint, nil)
+	descResets = prometheus.NewDesc("tcpshift_connection_resets_total",
+		"Established connections to an endpoint that ended with a reset, sent or received.", labelsEndpoint, nil)
+	descShiftStep = prometheus.NewDesc("tcpshift_shift_percent",
+		"The share of a shift's target subset at its last completed step (percent), by state.", []string{"service", "subset", "state"}, nil)
 	descHealthy = prometheus.NewDesc("tcpshift_endpoint_healthy",
 		"1 if an endpoint may be chosen (up, or not checked), 0 if its checks took it out.", labelsEndpoint, nil)
 )
 
 func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descRefused, descNoSocket, descSwaps, descWeight, descFileWeight, descOverride,
-		descShare, descConns, descActive, descBytes, descFailed, descHealthy} {
+		descShare, descConns, descActive, descBytes, descFailed, descResets, descShiftStep, descHealthy} {
 		ch <- d
 	}
 }
@@ -107,6 +111,9 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRefused, s.Refused, s.Name)
 		counter(descNoSocket, s.NoSocket, s.Name)
 		counter(descSwaps, s.Swaps, s.Name)
+		if sh := s.Shift; sh != nil {
+			gauge(descShiftStep, float64(sh.Percent), s.Name, sh.To, sh.State)
+		}
 		for _, sub := range s.Subsets {
 			gauge(descWeight, float64(sub.Weight), s.Name, sub.Name)
 			gauge(descFileWeight, float64(sub.FileWeight), s.Name, sub.Name)
@@ -119,6 +126,7 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 				counter(descBytes, ep.BytesIn, append(l, "in")...)
 				counter(descBytes, ep.BytesOut, append(l, "out")...)
 				counter(descFailed, ep.Failed, l...)
+				counter(descResets, ep.Resets, l...)
 				healthy := 1.0
 				if ep.Health == "down" {
 					healthy = 0

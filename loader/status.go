@@ -32,6 +32,8 @@ type ServiceStatus struct {
 	// From names the input objects a derived service comes from (Istio's
 	// VirtualService and the rest); empty for the route config's own.
 	From string `json:"from,omitempty" yaml:"from,omitempty"`
+	// Shift is the service's progressive shift, running or ended, if any.
+	Shift *ShiftStatus `json:"shift,omitempty" yaml:"shift,omitempty"`
 	// Accounting: sockops counts connections and bytes per endpoint.
 	Accounting bool           `json:"accounting" yaml:"accounting"`
 	Subsets    []SubsetStatus `json:"subsets" yaml:"subsets"`
@@ -76,6 +78,8 @@ type Counters struct {
 	// Failed counts connects to it that never got established (connect
 	// and proxy mode), as the passive health checks see them.
 	Failed uint64 `json:"failed" yaml:"failed"`
+	// Resets counts established connections that ended with a reset.
+	Resets uint64 `json:"resets" yaml:"resets"`
 }
 
 func (c *Counters) add(o Counters) {
@@ -84,6 +88,7 @@ func (c *Counters) add(o Counters) {
 	c.BytesIn += o.BytesIn
 	c.BytesOut += o.BytesOut
 	c.Failed += o.Failed
+	c.Resets += o.Resets
 }
 
 // ModeName and PolicyName spell kernel values as the config does.
@@ -166,6 +171,11 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 	if svc.AffinityTTL > 0 {
 		ss.Affinity = svc.AffinityTTL.String()
 	}
+	if sh, ok, err := set.Shift(svc.ID); err != nil {
+		return ss, err
+	} else if ok {
+		ss.Shift = shiftStatus(svc, sh)
+	}
 	counts, err := set.ServiceStats(svc.ID)
 	if err != nil {
 		return ss, err
@@ -193,6 +203,7 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 				BytesIn:     n.BytesIn + live[ep.ID].In,
 				BytesOut:    n.BytesOut + live[ep.ID].Out,
 				Failed:      n.Failed,
+				Resets:      n.Resets,
 			}
 			sst.add(c)
 			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Health: maps.HealthName(ep.Health), Counters: c,

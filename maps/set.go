@@ -38,6 +38,8 @@ type Set struct {
 	Listeners      *ebpf.Map // endpoint ids by listening address, for sockops
 	FrontendPorts  *ebpf.Map // a bit per port some frontend uses
 	Stored         *ebpf.Map // input objects (Istio's...), as text
+	Shifts         *ebpf.Map // progressive shifts, by service id
+	TableVersions  *ebpf.Map // bumped with every table write (mmapable)
 
 	j *journal // the transaction in progress, if any
 }
@@ -100,7 +102,8 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapTableSwaps: &s.TableSwaps,
 		bpf.TcpshiftMapOwners:     &s.Owners, bpf.TcpshiftMapServiceFiles: &s.ServiceFiles,
 		bpf.TcpshiftMapListeners: &s.Listeners, bpf.TcpshiftMapFrontendPorts: &s.FrontendPorts,
-		bpf.TcpshiftMapObjects: &s.Stored,
+		bpf.TcpshiftMapObjects: &s.Stored, bpf.TcpshiftMapShifts: &s.Shifts,
+		bpf.TcpshiftMapTableVersions: &s.TableVersions,
 	}
 }
 
@@ -108,7 +111,8 @@ func (s *Set) fields() map[string]**ebpf.Map {
 var optionalMaps = map[string]bool{
 	bpf.TcpshiftMapOwners: true, bpf.TcpshiftMapServiceFiles: true,
 	bpf.TcpshiftMapListeners: true, bpf.TcpshiftMapFrontendPorts: true,
-	bpf.TcpshiftMapObjects: true,
+	bpf.TcpshiftMapObjects: true, bpf.TcpshiftMapShifts: true,
+	bpf.TcpshiftMapTableVersions: true,
 }
 
 // Close closes every map the Set opened.
@@ -184,14 +188,16 @@ func (s *Set) putTable(id uint32, inner *ebpf.Map) error {
 	if err := s.writing(); err != nil {
 		return err
 	}
-	if err := s.Tables.Put(id, inner); err != nil {
+	if err := s.writeTable(id, func() error { return s.Tables.Put(id, inner) }); err != nil {
 		return err
 	}
 	s.record(func() error {
-		if prev == nil {
-			return s.Tables.Delete(id)
-		}
-		return s.Tables.Put(id, prev)
+		return s.writeTable(id, func() error {
+			if prev == nil {
+				return s.Tables.Delete(id)
+			}
+			return s.Tables.Put(id, prev)
+		})
 	})
 	return nil
 }
@@ -351,7 +357,7 @@ func (s *Set) DeleteService(svc *Service) error {
 	if err := s.deleteTable(svc.ID); err != nil {
 		return fmt.Errorf("service %s: delete: %w", svc.Name, err)
 	}
-	for _, m := range []*ebpf.Map{s.Services, s.ServiceFiles} {
+	for _, m := range []*ebpf.Map{s.Services, s.ServiceFiles, s.Shifts} {
 		if m == nil { // state pinned by an older build
 			continue
 		}
@@ -392,11 +398,19 @@ func (s *Set) deleteTable(id uint32) error {
 	if err := s.writing(); err != nil {
 		return err
 	}
-	if err := s.Tables.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	err := s.writeTable(id, func() error {
+		if err := s.Tables.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if prev != nil {
-		s.record(func() error { return s.Tables.Put(id, prev) })
+		s.record(func() error {
+			return s.writeTable(id, func() error { return s.Tables.Put(id, prev) })
+		})
 	}
 	return nil
 }

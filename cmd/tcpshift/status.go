@@ -90,6 +90,19 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		if s.From != "" {
 			fmt.Fprintf(w, "  from %s\n", s.From)
 		}
+		if sh := s.Shift; sh != nil {
+			fmt.Fprintf(w, "  shift to %s: %s at step %d/%d (%d%%)", sh.To, sh.State, sh.Done, len(sh.Steps), sh.Percent)
+			if sh.NextAt != "" {
+				fmt.Fprintf(w, ", next step at %s", sh.NextAt)
+			}
+			if sh.State == "interrupted" {
+				fmt.Fprintf(w, " (pid %d is gone; the weights stay; tcpshift shift %s --abort rolls back)", sh.Pid, s.Name)
+			}
+			if sh.Note != "" {
+				fmt.Fprintf(w, "\n    %s", sh.Note)
+			}
+			fmt.Fprintln(w)
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  SUBSET\tWEIGHT\tPERCENT\tENDPOINT\tHEALTH\tCONNECTIONS\tACTIVE\tFAILED\tBYTES IN\tBYTES OUT")
 		for _, sub := range s.Subsets {

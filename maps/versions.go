@@ -1,0 +1,80 @@
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// writeTable makes a write of a service's slot in tables between two bumps
+// of its version counter, as a seqlock: the count is odd while the write is
+// in progress, which tells readers to read the slot itself, and even once it
+// is done. A writer killed midway leaves it odd, which costs readers a
+// syscall until the next write but never shows them an old table as
+// current. Writers hold the namespace's lock, so a lookup and an update
+// suffice. State pinned by a build without the counters has none to bump.
+func (s *Set) writeTable(id uint32, write func() error) error {
+	if err := s.bumpVersion(id); err != nil {
+		return err
+	}
+	return errors.Join(write(), s.bumpVersion(id))
+}
+
+func (s *Set) bumpVersion(id uint32) error {
+	if s.TableVersions == nil {
+		return nil
+	}
+	var n uint64
+	if err := s.TableVersions.Lookup(id, &n); err != nil {
+		return fmt.Errorf("read table version of service %d: %w", id, err)
+	}
+	if err := s.TableVersions.Put(id, n+1); err != nil {
+		return fmt.Errorf("count table write of service %d: %w", id, err)
+	}
+	return nil
+}
+
+// ErrNoVersions means the pinned state has no table version counters (it
+// was pinned by an older build): read TableVersion instead.
+var ErrNoVersions = errors.New("no table version counters")
+
+// Versions is the table version counters mapped into memory: reading one
+// is a memory load, no syscall.
+type Versions struct {
+	mem []byte
+}
+
+// MapVersions maps the counters read-only. Unmap them when done.
+func (s *Set) MapVersions() (*Versions, error) {
+	if s.TableVersions == nil {
+		return nil, ErrNoVersions
+	}
+	size := int(s.TableVersions.MaxEntries()) * 8
+	mem, err := unix.Mmap(s.TableVersions.FD(), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map table versions: %w", err)
+	}
+	return &Versions{mem: mem}, nil
+}
+
+// Load returns a service's count of table writes, odd while one is in
+// progress (see writeTable); ok is false for an id beyond the map.
+func (v *Versions) Load(id uint32) (n uint64, ok bool) {
+	if int(id) >= len(v.mem)/8 {
+		return 0, false
+	}
+	return (*atomic.Uint64)(unsafe.Pointer(&v.mem[8*id])).Load(), true
+}
+
+// Unmap releases the mapping.
+func (v *Versions) Unmap() error {
+	if v.mem == nil {
+		return nil
+	}
+	err := unix.Munmap(v.mem)
+	v.mem = nil
+	return err
+}

@@ -1,0 +1,267 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tcpshift/tcpshift/internal/echo"
+	"github.com/tcpshift/tcpshift/internal/testenv"
+	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/shift"
+)
+
+// shiftEnv is the echo pair with accounting seen by sockops (the test's
+// listeners are in the cgroup) and tcp-echo all on v1.
+func shiftEnv(t *testing.T) (*testenv.Env, *loader.Target) {
+	env := testenv.New(t)
+	env.Join()
+	echoPair(env)
+	tg := env.Target()
+	apply(t, tg, echoConfig)
+	setWeights(t, tg, 100, 0)
+	return env, tg
+}
+
+// A shift 10, 50, 100: the connections opened at each step split exactly
+// by its weights; it ends at 0/100 and returns once v1 has drained.
+func TestShiftSteps(t *testing.T) {
+	env, tg := shiftEnv(t)
+	var mu sync.Mutex
+	var perStep []map[string]int
+	long, err := env.Dial(frontend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply, err := echo.Ask(long, "held"); err != nil || reply != "one held" {
+		t.Fatalf("held connection: %q %v", reply, err)
+	}
+	var out strings.Builder
+	err = shift.Run(context.Background(), tg, shift.Options{
+		Service: "tcp-echo", To: "v2", Steps: []uint32{10, 50, 100}, Interval: 300 * time.Millisecond,
+		Gates: shift.Gates{MaxFailureRate: 0.01, MaxResetRate: 0.01}, Out: &out, Poll: 20 * time.Millisecond,
+		AfterStep: func(step int) {
+			got := env.Count(frontend, 20)
+			mu.Lock()
+			perStep = append(perStep, got)
+			mu.Unlock()
+			if step == 2 {
+				time.AfterFunc(200*time.Millisecond, func() { long.Close() })
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("shift: %v\n%s", err, out.String())
+	}
+	want := []map[string]int{{"one": 18, "two": 2}, {"one": 10, "two": 10}, {"two": 20}}
+	for i := range want {
+		if !maps.Equal(perStep[i], want[i]) {
+			t.Fatalf("step %d: 20 connections went %v, want %v\n%s", i+1, perStep[i], want[i], out.String())
+		}
+	}
+	s := status(t, tg)
+	if s.Subsets[0].Percent != 0 || s.Subsets[1].Percent != 100 || s.Subsets[0].Active != 0 {
+		t.Fatalf("after the shift: %+v", s.Subsets)
+	}
+	if s.Shift == nil || s.Shift.State != "done" || s.Shift.Done != 3 || s.Shift.Percent != 100 {
+		t.Fatalf("status shift %+v, want done at step 3 (100%%)", s.Shift)
+	}
+	for _, want := range []string{"step 1/3: v1=90% v2=10%", "step 3/3: v1=0% v2=100%", "tcp-echo v1: drained"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("shift output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// resetter accepts connections and resets them: a broken new version.
+func resetter(t *testing.T, env *testenv.Env, addr string) {
+	ln := env.Listen(addr)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+}
+
+// traffic opens connections to addr until stopped.
+func traffic(env *testenv.Env) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			env.Ask(frontend)
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// A new version that resets its connections fails the reset-rate gate
+// within the first step's interval: the weights go back to 100/0 and the
+// error names the gate and its figures.
+func TestShiftRollsBackOnResets(t *testing.T) {
+	env := testenv.New(t)
+	env.Join()
+	env.Echo("127.0.0.1:9001", "one")
+	resetter(t, env, "127.0.0.1:9002")
+	tg := env.Target()
+	apply(t, tg, echoConfig)
+	setWeights(t, tg, 100, 0)
+	stop := traffic(env)
+	defer stop()
+	var out strings.Builder
+	start := time.Now()
+	err := shift.Run(context.Background(), tg, shift.Options{
+		Service: "tcp-echo", To: "v2", Steps: []uint32{10, 50, 100}, Interval: 2 * time.Second,
+		Gates: shift.Gates{MaxFailureRate: 0.01, MaxResetRate: 0.01}, Out: &out, Poll: 20 * time.Millisecond,
+	})
+	took := time.Since(start)
+	var f *shift.Failure
+	if !errors.As(err, &f) || f.Gate != "reset-rate" || !strings.Contains(err.Error(), "v2: ") || !strings.Contains(err.Error(), "connections reset") {
+		t.Fatalf("shift with a resetting v2: %v, want the reset-rate gate with figures\n%s", err, out.String())
+	}
+	if took > 2*time.Second {
+		t.Fatalf("rolled back after %s, want within the first interval (2s)", took)
+	}
+	s := status(t, tg)
+	if s.Subsets[0].Weight != 100 || s.Subsets[1].Weight != 0 || s.Shift == nil || s.Shift.State != "rolled back" ||
+		!strings.Contains(s.Shift.Note, "reset-rate") {
+		t.Fatalf("after the rollback: weights %d/%d, shift %+v", s.Subsets[0].Weight, s.Subsets[1].Weight, s.Shift)
+	}
+}
+
+// --abort from another shell and the end of the context (SIGINT) roll
+// back as a failed gate does.
+func TestShiftAbort(t *testing.T) {
+	env, tg := shiftEnv(t)
+	for _, how := range []string{"abort", "sigint"} {
+		t.Run(how, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			stepped := make(chan struct{}, 3)
+			done := make(chan error, 1)
+			go func() {
+				done <- shift.Run(ctx, tg, shift.Options{
+					Service: "tcp-echo", To: "v2", Steps: []uint32{10, 100}, Interval: time.Minute,
+					Gates: shift.Gates{MaxFailureRate: 0.01, MaxResetRate: 0.01}, Poll: 20 * time.Millisecond,
+					AfterStep: func(int) { stepped <- struct{}{} },
+				})
+			}()
+			select {
+			case <-stepped:
+			case err := <-done:
+				t.Fatalf("shift ended before its first step: %v", err)
+			}
+			if s := status(t, tg); s.Subsets[1].Percent != 10 || s.Shift.State != "running" {
+				t.Fatalf("during step 1: %v%% to v2, shift %+v", s.Subsets[1].Percent, s.Shift)
+			}
+			if how == "abort" {
+				c := shellAt(t, env)
+				if out, err := c.run("shift", "tcp-echo", "--abort"); err != nil || !strings.Contains(out, "abort asked") {
+					t.Fatalf("shift --abort: %q %v", out, err)
+				}
+			} else {
+				cancel(errors.New("interrupt"))
+			}
+			err := <-done
+			if !errors.Is(err, shift.ErrAborted) {
+				t.Fatalf("shift: %v, want aborted", err)
+			}
+			if s := status(t, tg); s.Subsets[0].Weight != 100 || s.Subsets[1].Weight != 0 || s.Shift.State != "rolled back" {
+				t.Fatalf("after %s: weights %d/%d, shift %+v", how, s.Subsets[0].Weight, s.Subsets[1].Weight, s.Shift)
+			}
+		})
+	}
+}
+
+// A shifting process killed mid-step leaves the weights of its last step,
+// and status says the shift was interrupted; --abort then rolls back.
+func TestShiftInterrupted(t *testing.T) {
+	env, tg := shiftEnv(t)
+	bin := buildTcpshift(t)
+	cmd := exec.Command(bin, "--netns", env.NS.Path(), "--bpffs", env.BPFFS, "--cgroup", env.Cgroup,
+		"shift", "tcp-echo", "--to", "v2", "--steps", "20,100", "--interval", "1m")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var killed atomic.Bool
+	t.Cleanup(func() {
+		if !killed.Load() {
+			cmd.Process.Kill()
+		}
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if s := status(t, tg); s.Shift != nil && s.Shift.Done == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shift never took its first step:\n%s", out.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	killed.Store(true)
+	cmd.Wait()
+	s := status(t, tg)
+	if s.Subsets[1].Percent != 20 || s.Shift.State != "interrupted" {
+		t.Fatalf("after kill -9: %v%% to v2, shift %+v; want 20%% and interrupted", s.Subsets[1].Percent, s.Shift)
+	}
+	c := shellAt(t, env)
+	if st := c.must(t, "status"); !strings.Contains(st, "interrupted at step 1/2 (20%)") {
+		t.Fatalf("status:\n%s", st)
+	}
+	if got := env.Count(frontend, 10); !maps.Equal(got, map[string]int{"one": 8, "two": 2}) {
+		t.Fatalf("the interrupted step's weights are not in force: %v", got)
+	}
+	c.must(t, "shift", "tcp-echo", "--abort")
+	if s := status(t, tg); s.Subsets[0].Weight != 100 || s.Subsets[1].Weight != 0 || s.Shift.State != "rolled back" {
+		t.Fatalf("after --abort: weights %d/%d, shift %+v", s.Subsets[0].Weight, s.Subsets[1].Weight, s.Shift)
+	}
+}
+
+// cliShell runs the tcpshift binary's commands against the test's state.
+type cliShell struct {
+	env *testenv.Env
+	bin string
+}
+
+// shellAt builds the tcpshift binary for the test.
+func shellAt(t *testing.T, env *testenv.Env) cliShell {
+	return cliShell{env: env, bin: buildTcpshift(t)}
+}
+
+func (c cliShell) run(args ...string) (string, error) {
+	full := append([]string{"--netns", c.env.NS.Path(), "--bpffs", c.env.BPFFS, "--cgroup", c.env.Cgroup}, args...)
+	out, err := exec.Command(c.bin, full...).CombinedOutput()
+	return string(out), err
+}
+
+func (c cliShell) must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		t.Fatalf("tcpshift %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
