@@ -56,6 +56,11 @@ struct tcp_sock {
 	__u64 bytes_retrans;  /* payload retransmitted */
 } __attribute__((preserve_access_index));
 
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+} __attribute__((preserve_access_index));
+
 struct bpf_iter_meta {
 	struct seq_file *seq;
 } __attribute__((preserve_access_index));

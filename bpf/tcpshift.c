@@ -585,3 +585,55 @@ int tcpshift_bytes(struct bpf_iter__bpf_sk_storage_map *ctx)
 	bpf_seq_write(seq, &b, sizeof(b));
 	return 0;
 }
+
+/* Rebalance: the endpoints whose connections tcpshift_rebalance closes, a
+ * bit per id, and the run's budget. Made afresh for every run, never
+ * pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_ENDPOINTS / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} rebalance_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rebalance_run);
+} rebalance_runs SEC(".maps");
+
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+
+/* tcpshift_rebalance closes, within the run's budget, established
+ * connections of the chosen endpoints, with the kernel's own socket destroy
+ * (the peer sees a reset and reconnects by the weights in force). Only
+ * connections tcpshift counts are seen: a socket without our tag, or of
+ * another service's endpoint, is never touched. Run from the namespace whose
+ * sockets it walks. */
+SEC("iter/tcp")
+int tcpshift_rebalance(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	struct conn *c = bpf_sk_storage_get(&conns, (struct sock *)tp, 0, 0);
+	if (!c || !(c->flags & CONN_COUNTED))
+		return 0;
+	__u32 id = c->endpoint, word = id >> 6, zero = 0;
+	__u64 *bits = bpf_map_lookup_elem(&rebalance_ids, &word);
+	if (!bits || !(*bits & (1ULL << (id & 63))))
+		return 0;
+	struct endpoint_stats *s = current(c);
+	struct rebalance_run *run = bpf_map_lookup_elem(&rebalance_runs, &zero);
+	if (!s || !run || run->closed >= run->budget)
+		return 0;
+	if (bpf_sock_destroy(skc) == 0) {
+		run->closed++;
+		__sync_fetch_and_add(&s->rebalanced, 1);
+	}
+	return 0;
+}

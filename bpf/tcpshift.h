@@ -106,6 +106,7 @@ struct endpoint_stats {
 	__u64 bytes_out;   /* from the endpoint, of closed connections */
 	__u64 failed;      /* connects that never got established (passive health) */
 	__u64 resets;      /* established, then closed by a reset (either side) */
+	__u64 rebalanced;  /* closed by tcpshift rebalance to move them */
 	__u64 registered;  /* listeners sockops put in the socket map at listen() */
 	__u64 register_failed; /* ... and listeners it could not (MPTCP, ...) */
 	__u32 generation;  /* bumped whenever the id is released */
@@ -292,6 +293,13 @@ struct shift {
 	__u32 percent[MAX_SHIFT_STEPS];
 	__u64 before[MAX_SUBSETS]; /* weights before the shift, for a rollback */
 	char note[REASON_LEN];     /* the last gate figures, or why it rolled back */
+};
+
+/* One run of the rebalance iterator: how many connections it may close and
+ * how many it did. */
+struct rebalance_run {
+	__u32 budget;
+	__u32 closed;
 };
 
 /* What the route config file said about a service beyond what selection

@@ -71,6 +71,7 @@ type TcpshiftEndpointStats struct {
 	BytesOut       uint64
 	Failed         uint64
 	Resets         uint64
+	Rebalanced     uint64
 	Registered     uint64
 	RegisterFailed uint64
 	Generation     uint32
@@ -177,6 +178,12 @@ const (
 	TcpshiftPolicyPOLICY_ROUNDROBIN TcpshiftPolicy = 0
 	TcpshiftPolicyPOLICY_RANDOM     TcpshiftPolicy = 1
 )
+
+type TcpshiftRebalanceRun struct {
+	_      structs.HostLayout
+	Budget uint32
+	Closed uint32
+}
 
 type TcpshiftServiceFile struct {
 	_              structs.HostLayout
@@ -306,6 +313,8 @@ const (
 	TcpshiftMapListeners             = "listeners"
 	TcpshiftMapObjects               = "objects"
 	TcpshiftMapOwners                = "owners"
+	TcpshiftMapRebalanceIds          = "rebalance_ids"
+	TcpshiftMapRebalanceRuns         = "rebalance_runs"
 	TcpshiftMapServiceCounts         = "service_counts"
 	TcpshiftMapServiceFiles          = "service_files"
 	TcpshiftMapServices              = "services"
@@ -320,6 +329,7 @@ const (
 	TcpshiftProgTcpshiftGetpeername4 = "tcpshift_getpeername4"
 	TcpshiftProgTcpshiftGetpeername6 = "tcpshift_getpeername6"
 	TcpshiftProgTcpshiftLookup       = "tcpshift_lookup"
+	TcpshiftProgTcpshiftRebalance    = "tcpshift_rebalance"
 	TcpshiftProgTcpshiftSockops      = "tcpshift_sockops"
 	TcpshiftVarFlowSeed              = "flow_seed"
 	TcpshiftVarNetnsCookie           = "netns_cookie"
@@ -373,6 +383,7 @@ type TcpshiftProgramSpecs struct {
 	TcpshiftGetpeername4 *ebpf.ProgramSpec `ebpf:"tcpshift_getpeername4"`
 	TcpshiftGetpeername6 *ebpf.ProgramSpec `ebpf:"tcpshift_getpeername6"`
 	TcpshiftLookup       *ebpf.ProgramSpec `ebpf:"tcpshift_lookup"`
+	TcpshiftRebalance    *ebpf.ProgramSpec `ebpf:"tcpshift_rebalance"`
 	TcpshiftSockops      *ebpf.ProgramSpec `ebpf:"tcpshift_sockops"`
 }
 
@@ -393,6 +404,8 @@ type TcpshiftMapSpecs struct {
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
 	Objects        *ebpf.MapSpec `ebpf:"objects"`
 	Owners         *ebpf.MapSpec `ebpf:"owners"`
+	RebalanceIds   *ebpf.MapSpec `ebpf:"rebalance_ids"`
+	RebalanceRuns  *ebpf.MapSpec `ebpf:"rebalance_runs"`
 	ServiceCounts  *ebpf.MapSpec `ebpf:"service_counts"`
 	ServiceFiles   *ebpf.MapSpec `ebpf:"service_files"`
 	Services       *ebpf.MapSpec `ebpf:"services"`
@@ -444,6 +457,8 @@ type TcpshiftMaps struct {
 	Listeners      *ebpf.Map `ebpf:"listeners"`
 	Objects        *ebpf.Map `ebpf:"objects"`
 	Owners         *ebpf.Map `ebpf:"owners"`
+	RebalanceIds   *ebpf.Map `ebpf:"rebalance_ids"`
+	RebalanceRuns  *ebpf.Map `ebpf:"rebalance_runs"`
 	ServiceCounts  *ebpf.Map `ebpf:"service_counts"`
 	ServiceFiles   *ebpf.Map `ebpf:"service_files"`
 	Services       *ebpf.Map `ebpf:"services"`
@@ -469,6 +484,8 @@ func (m *TcpshiftMaps) Close() error {
 		m.Listeners,
 		m.Objects,
 		m.Owners,
+		m.RebalanceIds,
+		m.RebalanceRuns,
 		m.ServiceCounts,
 		m.ServiceFiles,
 		m.Services,
@@ -498,6 +515,7 @@ type TcpshiftPrograms struct {
 	TcpshiftGetpeername4 *ebpf.Program `ebpf:"tcpshift_getpeername4"`
 	TcpshiftGetpeername6 *ebpf.Program `ebpf:"tcpshift_getpeername6"`
 	TcpshiftLookup       *ebpf.Program `ebpf:"tcpshift_lookup"`
+	TcpshiftRebalance    *ebpf.Program `ebpf:"tcpshift_rebalance"`
 	TcpshiftSockops      *ebpf.Program `ebpf:"tcpshift_sockops"`
 }
 
@@ -509,6 +527,7 @@ func (p *TcpshiftPrograms) Close() error {
 		p.TcpshiftGetpeername4,
 		p.TcpshiftGetpeername6,
 		p.TcpshiftLookup,
+		p.TcpshiftRebalance,
 		p.TcpshiftSockops,
 	)
 }

@@ -81,6 +81,8 @@ var (
 		"Connects to an endpoint that never got established (connect and proxy mode).", labelsEndpoint, nil)
 	descResets = prometheus.NewDesc("tcpshift_connection_resets_total",
 		"Established connections to an endpoint that ended with a reset, sent or received.", labelsEndpoint, nil)
+	descRebalanced = prometheus.NewDesc("tcpshift_rebalanced_total",
+		"Established connections to an endpoint that tcpshift rebalance closed.", labelsEndpoint, nil)
 	descShiftStep = prometheus.NewDesc("tcpshift_shift_percent",
 		"The share of a shift's target subset at its last completed step (percent), by state.", []string{"service", "subset", "state"}, nil)
 	descHealthy = prometheus.NewDesc("tcpshift_endpoint_healthy",
@@ -89,7 +91,7 @@ var (
 
 func (kernelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descRefused, descNoSocket, descSwaps, descWeight, descFileWeight, descOverride,
-		descShare, descConns, descActive, descBytes, descFailed, descResets, descShiftStep, descHealthy} {
+		descShare, descConns, descActive, descBytes, descFailed, descResets, descRebalanced, descShiftStep, descHealthy} {
 		ch <- d
 	}
 }
@@ -127,6 +129,7 @@ func (k kernelCollector) Collect(ch chan<- prometheus.Metric) {
 				counter(descBytes, ep.BytesOut, append(l, "out")...)
 				counter(descFailed, ep.Failed, l...)
 				counter(descResets, ep.Resets, l...)
+				counter(descRebalanced, ep.Rebalanced, l...)
 				healthy := 1.0
 				if ep.Health == "down" {
 					healthy = 0

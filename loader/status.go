@@ -80,6 +80,8 @@ type Counters struct {
 	Failed uint64 `json:"failed" yaml:"failed"`
 	// Resets counts established connections that ended with a reset.
 	Resets uint64 `json:"resets" yaml:"resets"`
+	// Rebalanced counts connections tcpshift rebalance closed.
+	Rebalanced uint64 `json:"rebalanced" yaml:"rebalanced"`
 }
 
 func (c *Counters) add(o Counters) {
@@ -89,6 +91,7 @@ func (c *Counters) add(o Counters) {
 	c.BytesOut += o.BytesOut
 	c.Failed += o.Failed
 	c.Resets += o.Resets
+	c.Rebalanced += o.Rebalanced
 }
 
 // ModeName and PolicyName spell kernel values as the config does.
@@ -204,6 +207,7 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 				BytesOut:    n.BytesOut + live[ep.ID].Out,
 				Failed:      n.Failed,
 				Resets:      n.Resets,
+				Rebalanced:  n.Rebalanced,
 			}
 			sst.add(c)
 			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Health: maps.HealthName(ep.Health), Counters: c,

@@ -164,6 +164,10 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 	}
 	delete(spec.Maps, bpf.TcpshiftMapLayouts)            // only there for its BTF
 	delete(spec.Programs, bpf.TcpshiftProgTcpshiftBytes) // loaded by status when it runs
+	// Loaded by rebalance when it runs, with maps of its own.
+	delete(spec.Programs, bpf.TcpshiftProgTcpshiftRebalance)
+	delete(spec.Maps, bpf.TcpshiftMapRebalanceIds)
+	delete(spec.Maps, bpf.TcpshiftMapRebalanceRuns)
 	cookie, err := t.cookie()
 	if err != nil {
 		return nil, nil, err

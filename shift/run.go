@@ -27,6 +27,12 @@ type Options struct {
 	MaxWait time.Duration
 	Check   string // shell command run before each step; exit 0 to go on
 	NoDrain bool   // end at the last step, without waiting for the old subsets to drain
+	// Rebalance closes the old subsets' connections gradually over
+	// RebalanceOver once the last step is in force, instead of waiting
+	// for them to end by themselves.
+	Rebalance     bool
+	RebalanceOver time.Duration
+	MaxPerSecond  int
 	// DrainTimeout bounds the wait for the old subsets to drain.
 	DrainTimeout time.Duration
 	Out          io.Writer
@@ -111,6 +117,19 @@ func Run(ctx context.Context, tg *loader.Target, o Options) error {
 		return err
 	}
 	fmt.Fprintf(o.Out, "shift %s to %s: done\n", svc.Name, o.To)
+	if o.Rebalance {
+		var old []string
+		for _, i := range r.sh.From {
+			old = append(old, svc.Subsets[i].Name)
+		}
+		over := o.RebalanceOver
+		if over <= 0 {
+			over = o.Interval
+		}
+		if err := Rebalance(ctx, tg, RebalanceOptions{Service: o.Service, Subsets: old, Over: over, MaxPerSecond: o.MaxPerSecond, Out: o.Out}); err != nil {
+			return err
+		}
+	}
 	if o.NoDrain {
 		return nil
 	}

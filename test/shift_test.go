@@ -3,8 +3,10 @@ package test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -264,4 +266,121 @@ func (c cliShell) must(t *testing.T, args ...string) string {
 		t.Fatalf("tcpshift %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
+}
+
+// Rebalance closes the old subset's 200 long-lived connections gradually
+// over 10 s, never more than the rate allows in a second; the clients
+// reconnect to v2; another service's connections to the same backend stay.
+func TestRebalance(t *testing.T) {
+	env, tg := shiftEnv(t)
+	apply(t, tg, echoConfig+`- name: other
+  listen: 127.0.0.101:9000
+  mode: lookup
+  subsets:
+    v1: {endpoints: [127.0.0.1:9001]}
+  route:
+  - {subset: v1, weight: 1}
+`)
+	setWeights(t, tg, 100, 0)
+	var others []net.Conn
+	for range 20 {
+		c, err := env.Dial("127.0.0.101:9000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if reply, err := echo.Ask(c, "other"); err != nil || reply != "one other" {
+			t.Fatalf("other service: %q %v", reply, err)
+		}
+		others = append(others, c)
+	}
+	const n, over, rate = 200, 10 * time.Second, 30
+	type result struct {
+		closedAt time.Time
+		again    string
+		err      error
+	}
+	results := make(chan result, n)
+	ready := make(chan struct{}, n)
+	for range n {
+		go func() {
+			c, err := env.Dial(frontend)
+			if err != nil {
+				results <- result{err: err}
+				ready <- struct{}{}
+				return
+			}
+			if reply, err := echo.Ask(c, "held"); err != nil || reply != "one held" {
+				results <- result{err: fmt.Errorf("held: %q %v", reply, err)}
+				ready <- struct{}{}
+				return
+			}
+			ready <- struct{}{}
+			var b [1]byte
+			c.SetReadDeadline(time.Now().Add(time.Minute))
+			_, err = c.Read(b[:])
+			at := time.Now()
+			c.Close()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				results <- result{err: errors.New("never closed")}
+				return
+			}
+			who, err := env.Ask(frontend)
+			results <- result{closedAt: at, again: who, err: err}
+		}()
+	}
+	for range n {
+		<-ready
+	}
+	if s := status(t, tg); s.Subsets[0].Active != n {
+		t.Fatalf("v1 holds %d connections, want %d", s.Subsets[0].Active, n)
+	}
+	setWeights(t, tg, 0, 100)
+	start := time.Now()
+	var out strings.Builder
+	if err := shift.Rebalance(context.Background(), tg, shift.RebalanceOptions{
+		Service: "tcp-echo", Subsets: []string{"v1"}, Over: over, MaxPerSecond: rate, Out: &out,
+	}); err != nil {
+		t.Fatalf("rebalance: %v\n%s", err, out.String())
+	}
+	took := time.Since(start)
+	perSecond := map[int]int{}
+	var closes []time.Time
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("client: %v", r.err)
+		}
+		if r.again != "two" {
+			t.Fatalf("a client reconnected to %q, want two (v2)", r.again)
+		}
+		closes = append(closes, r.closedAt)
+		perSecond[int(r.closedAt.Sub(start)/time.Second)]++
+	}
+	if took > over+time.Second {
+		t.Fatalf("rebalance took %s, want within the %s window\n%s", took, over, out.String())
+	}
+	// No second-long window holds more closes than the rate.
+	for _, a := range closes {
+		inWindow := 0
+		for _, b := range closes {
+			if !b.Before(a) && b.Sub(a) < time.Second {
+				inWindow++
+			}
+		}
+		if inWindow > rate+rate/10 { // clients see a close a little after the kernel made it
+			t.Fatalf("%d closes within a second from %s, the rate is %d a second", inWindow, a.Sub(start), rate)
+		}
+	}
+	if len(perSecond) < 7 {
+		t.Fatalf("closes fell in %d different seconds, want them spread over the window: %v", len(perSecond), perSecond)
+	}
+	for i, c := range others {
+		if reply, err := echo.Ask(c, "still"); err != nil || reply != "one still" {
+			t.Fatalf("the other service's connection %d: %q %v", i, reply, err)
+		}
+	}
+	if s := status(t, tg); s.Subsets[0].Endpoints[0].Rebalanced != n {
+		t.Fatalf("status: %d rebalanced, want %d", s.Subsets[0].Endpoints[0].Rebalanced, n)
+	}
+	t.Logf("%d closed in %s, by second: %v", n, took.Round(10*time.Millisecond), perSecond)
 }

@@ -100,6 +100,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			getCommand(),
 			setWeightCommand(),
 			shiftCommand(),
+			rebalanceCommand(),
 			statusCommand(),
 			waitDrainedCommand(),
 			proxyCommand(),

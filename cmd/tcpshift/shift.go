@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -45,6 +46,9 @@ func shiftCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-wait", Usage: "how long a step may wait for --min-connections", DefaultText: "3 intervals"},
 			&cli.StringFlag{Name: "check", Usage: "shell `COMMAND` run before each step; a non-zero exit rolls back"},
 			&cli.BoolFlag{Name: "no-drain", Usage: "end at the last step without waiting for the old subsets to drain"},
+			&cli.BoolFlag{Name: "rebalance", Usage: "at 100%, close the old subsets' connections gradually (see tcpshift rebalance) instead of waiting for them"},
+			&cli.DurationFlag{Name: "rebalance-over", Usage: "the window --rebalance spreads the closes over", DefaultText: "--interval"},
+			&cli.IntFlag{Name: "max-per-second", Value: 100, Usage: "--rebalance closes at most this many connections in any second"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: 300_000_000_000, Usage: "how long to wait for the old subsets to drain"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print the plan: the weights of every step; change nothing"},
 			&cli.BoolFlag{Name: "abort", Usage: "roll back the service's running or interrupted shift"},
@@ -91,7 +95,8 @@ func runShift(c *cli.Context) error {
 func shiftOptions(c *cli.Context, service string) (shift.Options, error) {
 	o := shift.Options{Service: service, To: c.String("to"), From: c.StringSlice("from"), Interval: c.Duration("interval"),
 		MaxWait: c.Duration("max-wait"), Check: c.String("check"), NoDrain: c.Bool("no-drain"),
-		DrainTimeout: c.Duration("drain-timeout"), Out: c.App.Writer}
+		DrainTimeout: c.Duration("drain-timeout"), Out: c.App.Writer,
+		Rebalance: c.Bool("rebalance"), RebalanceOver: c.Duration("rebalance-over"), MaxPerSecond: c.Int("max-per-second")}
 	if o.To == "" {
 		return o, errors.New("shift needs --to SUBSET (or --abort, --pause, --resume)")
 	}
@@ -236,4 +241,44 @@ func shiftControl(c *cli.Context, tg *loader.Target, service string) error {
 	}
 	fmt.Fprintf(w, "shift of %s: %s\n", service, map[bool]string{true: "paused", false: "resumed"}[pause])
 	return nil
+}
+
+func rebalanceCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rebalance",
+		Usage:     "close a subset's established connections gradually, so clients reconnect by the weights in force",
+		ArgsUsage: "SERVICE --subset OLD [--over 5m] [--max-per-second 100]",
+		Description: "A weight change moves new connections only. rebalance closes the subset's\n" +
+			"connections that are open, spread evenly over --over with jitter and never more\n" +
+			"than --max-per-second in any second, so their clients reconnect and land by the\n" +
+			"weights in force, without a reconnect storm. The kernel closes them itself\n" +
+			"(bpf_sock_destroy from a socket iterator, Linux >= 6.5; the peer sees a reset);\n" +
+			"only connections tcpshift counts for that subset are touched (accounting must\n" +
+			"be on), never another service's. Give the subset weight 0 first, or its\n" +
+			"clients may reconnect to it. Returns once the subset holds no connection.",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "subset", Usage: "the `SUBSET` whose connections move (repeat for more)"},
+			&cli.DurationFlag{Name: "over", Value: 5 * time.Minute, Usage: "the window the closes are spread over"},
+			&cli.IntFlag{Name: "max-per-second", Value: 100, Usage: "closes in any second, at most"},
+		},
+		OnUsageError: usageError,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return errors.New("rebalance takes one SERVICE (tcpshift rebalance tcp-echo --subset v1)")
+			}
+			if len(c.StringSlice("subset")) == 0 {
+				return errors.New("rebalance needs --subset SUBSET")
+			}
+			if c.Int("max-per-second") < 1 {
+				return fmt.Errorf("--max-per-second %d: must be 1 or more", c.Int("max-per-second"))
+			}
+			tg, err := target(c)
+			if err != nil {
+				return err
+			}
+			defer tg.Close()
+			return shift.Rebalance(c.Context, tg, shift.RebalanceOptions{Service: c.Args().First(), Subsets: c.StringSlice("subset"),
+				Over: c.Duration("over"), MaxPerSecond: c.Int("max-per-second"), Out: c.App.Writer})
+		},
+	}
 }
