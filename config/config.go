@@ -125,7 +125,9 @@ type Service struct {
 	// Claim lets a lookup- or proxy-mode service take a frontend address
 	// that this host routes elsewhere (the loader adds a local route for
 	// it); default false.
-	Claim   bool
+	Claim bool
+	// Shift is a progressive shift tcpshift run carries out; nil for none.
+	Shift   *Shift
 	Subsets []Subset // in file order
 	Line    int      // line of the service's list item
 }

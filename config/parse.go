@@ -15,7 +15,7 @@ import (
 )
 
 var (
-	serviceFields  = []string{"name", "listen", "mode", "policy", "affinity", "health", "failover", "accounting", "claim", "subsets", "route", "status"}
+	serviceFields  = []string{"name", "listen", "mode", "policy", "affinity", "health", "failover", "accounting", "claim", "shift", "subsets", "route", "status"}
 	subsetFields   = []string{"endpoints"}
 	routeFields    = []string{"subset", "weight"}
 	affinityFields = []string{"key", "ttl"}
@@ -230,6 +230,8 @@ func (p *parser) service(n *yaml.Node, f string, names map[string]int, fronts ma
 			if b, ok := p.boolean(v, ff); ok {
 				s.Claim = b
 			}
+		case "shift":
+			s.Shift = p.shift(v, ff)
 		case "status":
 			// Written by tcpshift status -o yaml; apply ignores it.
 		case "subsets":
@@ -275,6 +277,11 @@ func (p *parser) service(n *yaml.Node, f string, names map[string]int, fronts ma
 			continue
 		}
 		sub.Weight = r.weight
+	}
+	if s.Shift != nil && s.Shift.To != "" {
+		if _, ok := s.Subset(s.Shift.To); !ok {
+			p.fail(n, f+".shift.to", "subset %s is not defined in subsets", quote(s.Shift.To))
+		}
 	}
 	return s
 }

@@ -79,6 +79,8 @@ type daemon struct {
 	failedSeen map[endpointKey]uint64 // kernel connect failures already counted
 	stopProbes context.CancelFunc
 	results    chan result
+	shifts     map[string]*carried // shifts the route config declares, running
+	shiftCtx   context.Context
 }
 
 // Run applies the file and keeps the kernel in step with it until ctx ends.
@@ -156,6 +158,9 @@ func Run(ctx context.Context, o Options) error {
 	if err := d.sync(probes); err != nil {
 		return err
 	}
+	d.shifts, d.shiftCtx = map[string]*carried{}, ctx
+	defer d.stopShifts()
+	d.carryShifts(ctx)
 
 	if o.MetricsAddr != "" {
 		stop, err := serveMetrics(o.MetricsAddr, reg, kernelCollector{status: func() (*loader.Status, error) {
@@ -277,6 +282,7 @@ func (d *daemon) reload(probes context.Context, force bool) {
 		d.cfg, d.data = cfg, data
 		err = d.sync(probes)
 		d.remember()
+		d.carryShifts(d.shiftCtx)
 	}
 	if err != nil {
 		d.lastOK = false

@@ -269,3 +269,35 @@ func shiftStatus(svc *maps.Service, sh maps.Shift) *ShiftStatus {
 	}
 	return st
 }
+
+// ResumeShift takes over an interrupted shift with the same target and
+// steps as plan, for this process; the weights before the shift and the
+// steps done are the record's.
+func (t *Target) ResumeShift(plan ShiftPlan) (*maps.Service, maps.Shift, error) {
+	var (
+		svc *maps.Service
+		sh  maps.Shift
+	)
+	err := t.Update(func(set *maps.Set) error {
+		var err error
+		if svc, err = lookupService(set, plan.Service); err != nil {
+			return err
+		}
+		old, ok, err := set.Shift(svc.ID)
+		if err != nil {
+			return err
+		}
+		if !ok || ShiftStateName(old) != "interrupted" || old.To != svc.Subset(plan.To) || !slices.Equal(old.Percent, plan.Percent) {
+			return fmt.Errorf("service %s has no interrupted shift to %s with steps %v to resume", svc.Name, plan.To, plan.Percent)
+		}
+		start, err := processStart(os.Getpid())
+		if err != nil {
+			return err
+		}
+		sh = old
+		sh.State, sh.Pid, sh.PidStart, sh.Interval = maps.ShiftRunning, uint32(os.Getpid()), start, plan.Interval
+		sh.Note = fmt.Sprintf("resumed at step %d of %d", max(old.Done, 1), len(old.Percent))
+		return set.PutShift(svc.ID, sh)
+	})
+	return svc, sh, err
+}

@@ -42,6 +42,13 @@ type Options struct {
 	// Poll is how often the state is read for --abort and --pause
 	// (100 ms when 0).
 	Poll time.Duration
+	// Resume takes over the service's interrupted shift with the same
+	// target and steps (the daemon, after a restart): it starts again
+	// from the step in force, with the weights before the shift it kept.
+	Resume bool
+	// Detach leaves the shift where it is, interrupted, when ctx ends
+	// (the daemon stopping), instead of rolling it back.
+	Detach bool
 }
 
 // Validate checks the steps and thresholds.
@@ -99,14 +106,29 @@ func Run(ctx context.Context, tg *loader.Target, o Options) error {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	svc, sh, err := tg.StartShift(loader.ShiftPlan{Service: o.Service, To: o.To, From: o.From, Percent: o.Steps, Interval: o.Interval})
+	plan := loader.ShiftPlan{Service: o.Service, To: o.To, From: o.From, Percent: o.Steps, Interval: o.Interval}
+	var (
+		svc   *maps.Service
+		sh    maps.Shift
+		err   error
+		first int
+	)
+	if o.Resume {
+		svc, sh, err = tg.ResumeShift(plan)
+		first = max(sh.Done-1, 0)
+	} else {
+		svc, sh, err = tg.StartShift(plan)
+	}
 	if err != nil {
 		return err
 	}
 	r := &runner{tg: tg, o: o, svc: svc, sh: sh}
 	fmt.Fprintf(o.Out, "shift %s to %s: steps %s, every %s; rollback to %s\n", svc.Name, o.To, stepsText(o.Steps), o.Interval, r.weightsText(sh.Before))
-	for i := range o.Steps {
+	for i := first; i < len(o.Steps); i++ {
 		if err := r.step(ctx, i); err != nil {
+			if o.Detach && ctx.Err() != nil {
+				return fmt.Errorf("shift %s left at step %d of %d: %w", svc.Name, i+1, len(o.Steps), context.Cause(ctx))
+			}
 			return r.rollBack(err)
 		}
 	}
