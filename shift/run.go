@@ -49,6 +49,8 @@ type Options struct {
 	// Detach leaves the shift where it is, interrupted, when ctx ends
 	// (the daemon stopping), instead of rolling it back.
 	Detach bool
+	// Live rewrites a progress line on Out every second (a terminal).
+	Live bool
 }
 
 // Validate checks the steps and thresholds.
@@ -195,6 +197,12 @@ func (r *runner) step(ctx context.Context, i int) error {
 	}
 	start := time.Now()
 	due := start.Add(r.o.Interval)
+	lastLive := start
+	defer func() {
+		if r.o.Live {
+			fmt.Fprint(r.o.Out, "\r\033[K")
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -217,6 +225,11 @@ func (r *runner) step(ctx context.Context, i int) error {
 			return err
 		}
 		target, others := r.split(now, before)
+		if r.o.Live && time.Since(lastLive) >= time.Second {
+			lastLive = time.Now()
+			fmt.Fprintf(r.o.Out, "\r\033[K  step %d/%d %s | %s: %s | others: %s | next in %s",
+				i+1, len(r.o.Steps), r.weightsText(weights), r.o.To, target, others, time.Until(due).Round(time.Second))
+		}
 		// A failing new subset rolls back at once, not at the interval's end.
 		if f := r.o.Gates.judge(r.o.To, target, others); f != nil {
 			return f

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -96,7 +98,8 @@ func shiftOptions(c *cli.Context, service string) (shift.Options, error) {
 	o := shift.Options{Service: service, To: c.String("to"), From: c.StringSlice("from"), Interval: c.Duration("interval"),
 		MaxWait: c.Duration("max-wait"), Check: c.String("check"), NoDrain: c.Bool("no-drain"),
 		DrainTimeout: c.Duration("drain-timeout"), Out: c.App.Writer,
-		Rebalance: c.Bool("rebalance"), RebalanceOver: c.Duration("rebalance-over"), MaxPerSecond: c.Int("max-per-second")}
+		Rebalance: c.Bool("rebalance"), RebalanceOver: c.Duration("rebalance-over"), MaxPerSecond: c.Int("max-per-second"),
+		Live: isTerminal(c.App.Writer)}
 	if o.To == "" {
 		return o, errors.New("shift needs --to SUBSET (or --abort, --pause, --resume)")
 	}
@@ -281,4 +284,15 @@ func rebalanceCommand() *cli.Command {
 				Over: c.Duration("over"), MaxPerSecond: c.Int("max-per-second"), Out: c.App.Writer})
 		},
 	}
+}
+
+// isTerminal reports whether w is a terminal, where a progress line can be
+// rewritten in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
