@@ -384,3 +384,42 @@ func TestRebalance(t *testing.T) {
 	}
 	t.Logf("%d closed in %s, by second: %v", n, took.Round(10*time.Millisecond), perSecond)
 }
+
+// In connect mode a new version nobody listens for fails the failure-rate
+// gate: its connects are refused in the handshake.
+func TestShiftRollsBackOnRefusedConnects(t *testing.T) {
+	env := testenv.New(t)
+	remote := env.Remote()
+	remote.Echo("10.0.0.2:9001", "one") // v2 (10.0.0.2:9002) is down
+	env.Join()
+	tg := env.Target()
+	apply(t, tg, connectConfig)
+	setWeights(t, tg, 100, 0)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			env.Ask("10.96.0.10:9000")
+		}
+	}()
+	start := time.Now()
+	err := shift.Run(context.Background(), tg, shift.Options{
+		Service: "tcp-echo", To: "v2", Steps: []uint32{10, 100}, Interval: 2 * time.Second,
+		Gates: shift.Gates{MaxFailureRate: 0.01, MaxResetRate: 0.01}, Poll: 20 * time.Millisecond,
+	})
+	var f *shift.Failure
+	if !errors.As(err, &f) || f.Gate != "failure-rate" || !strings.Contains(err.Error(), "connects failed") {
+		t.Fatalf("shift to a refusing v2: %v, want the failure-rate gate", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("rolled back after %s, want within the first interval", took)
+	}
+	if s := status(t, tg); s.Subsets[0].Weight != 100 || s.Subsets[1].Weight != 0 {
+		t.Fatalf("after the rollback: weights %d/%d", s.Subsets[0].Weight, s.Subsets[1].Weight)
+	}
+}
