@@ -423,3 +423,35 @@ func TestShiftRollsBackOnRefusedConnects(t *testing.T) {
 		t.Fatalf("after the rollback: weights %d/%d", s.Subsets[0].Weight, s.Subsets[1].Weight)
 	}
 }
+
+// --pause holds a step past its interval; --resume lets the shift go on. A
+// second shift of the same service is refused while one runs.
+func TestShiftPauseResume(t *testing.T) {
+	env, tg := shiftEnv(t)
+	c := shellAt(t, env)
+	stepped := make(chan int, 3)
+	done := make(chan error, 1)
+	go func() {
+		done <- shift.Run(context.Background(), tg, shift.Options{
+			Service: "tcp-echo", To: "v2", Steps: []uint32{10, 100}, Interval: 500 * time.Millisecond,
+			Gates: shift.Gates{MaxFailureRate: 0.01, MaxResetRate: 0.01}, Poll: 20 * time.Millisecond, NoDrain: true,
+			AfterStep: func(i int) { stepped <- i },
+		})
+	}()
+	<-stepped
+	c.must(t, "shift", "tcp-echo", "--pause")
+	if out, err := c.run("shift", "tcp-echo", "--to", "v2", "--steps", "100", "--interval", "1s"); err == nil || !strings.Contains(out, "a shift is running for service tcp-echo") {
+		t.Fatalf("a second shift while one runs: %v\n%s", err, out)
+	}
+	time.Sleep(1500 * time.Millisecond) // three intervals
+	if s := status(t, tg); s.Shift.State != "paused" || s.Shift.Done != 1 || s.Subsets[1].Percent != 10 {
+		t.Fatalf("paused: shift %+v, %v%% to v2", s.Shift, s.Subsets[1].Percent)
+	}
+	c.must(t, "shift", "tcp-echo", "--resume")
+	if err := <-done; err != nil {
+		t.Fatalf("shift after resume: %v", err)
+	}
+	if s := status(t, tg); s.Shift.State != "done" || s.Subsets[1].Percent != 100 {
+		t.Fatalf("after resume: shift %+v, %v%% to v2", s.Shift, s.Subsets[1].Percent)
+	}
+}
