@@ -531,8 +531,8 @@ func settledAddrs(h *netlink.Handle) ([]netlink.Addr, error) {
 		if err != nil {
 			return nil, fmt.Errorf("list addresses: %w", err)
 		}
-		if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.Flags&unix.IFA_F_TENTATIVE != 0 }) ||
-			time.Now().After(deadline) {
+		if (!slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return a.Flags&unix.IFA_F_TENTATIVE != 0 }) &&
+			linkLocalsMade(h, addrs)) || time.Now().After(deadline) {
 			return addrs, nil
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -540,6 +540,28 @@ func settledAddrs(h *netlink.Handle) ([]netlink.Addr, error) {
 }
 
 const dadWait = 5 * time.Second
+
+// linkLocalsMade reports whether every link that is up with a carrier has
+// its IPv6 link-local address: the kernel adds it by itself once the
+// carrier comes, which a loaded machine may take a while to do.
+func linkLocalsMade(h *netlink.Handle, addrs []netlink.Addr) bool {
+	links, err := h.LinkList()
+	if err != nil {
+		return true
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagLoopback != 0 || a.Flags&net.FlagUp == 0 || a.OperState != netlink.OperUp {
+			continue
+		}
+		if !slices.ContainsFunc(addrs, func(ad netlink.Addr) bool {
+			return ad.LinkIndex == a.Index && ad.IP.IsLinkLocalUnicast() && ad.IP.To4() == nil
+		}) {
+			return false
+		}
+	}
+	return true
+}
 
 // addrFlagsMoving are address flags that change by themselves (duplicate
 // address detection, lifetimes): not kept in snapshots.
