@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 
@@ -27,27 +29,52 @@ type Source interface {
 // the same tables the BPF programs use and set-weight reaches it at once;
 // sockops accounts its connections.
 type KernelSource struct {
-	set   *maps.Set
-	mu    sync.Mutex
-	cache map[uint32]versioned
+	set      *maps.Set
+	tagger   *maps.Tagger
+	versions *maps.Versions // nil: state pinned without the counters
+	cache    []atomic.Pointer[versioned]
+	mu       sync.Mutex            // serializes reads of a new table, and Refused
+	far      map[uint32]*versioned // ids beyond the counters, under mu
 }
 
+// versioned is a table with what it was read at: count, the writes the
+// counter had seen before it was read; version, the inner map holding it.
 type versioned struct {
+	count   uint64
 	version ebpf.MapID
 	table   *Table
 }
 
-// NewKernelSource reads from set, which it does not close.
+// NewKernelSource reads from set, which it does not close. The table
+// version counters stay mapped until the source is garbage.
 func NewKernelSource(set *maps.Set) *KernelSource {
-	return &KernelSource{set: set, cache: map[uint32]versioned{}}
+	k := &KernelSource{set: set, tagger: set.Tagger(), far: map[uint32]*versioned{}}
+	if v, err := set.MapVersions(); err == nil {
+		k.versions = v
+		k.cache = make([]atomic.Pointer[versioned], set.TableVersions.MaxEntries())
+		runtime.AddCleanup(k, func(v *maps.Versions) { v.Unmap() }, v)
+	}
+	return k
 }
 
-// Table checks the version in force (one map lookup) and reads a table only
-// when it changed: a swapped-in table starts at its first position, as in
-// the kernel.
+// Table returns the cached table while the service's version counter, a
+// load from shared memory, shows no write since it was read. Otherwise, or
+// while a write is in progress (an odd count), it checks the version in
+// force (one map lookup) and reads a table only when that changed: a
+// swapped-in table starts at its first position, as in the kernel.
 func (k *KernelSource) Table(service uint32) (*Table, error) {
+	var count uint64
+	counted := false
+	if k.versions != nil {
+		count, counted = k.versions.Load(service)
+		if c := k.cache[service].Load(); counted && count%2 == 0 && c != nil && c.count == count {
+			return c.table, nil
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	for tries := 1; ; tries++ {
-		tb, err := k.table(service)
+		tb, err := k.read(service, count, counted)
 		// The version read can be swapped out and freed before it is
 		// opened: read the version in force again.
 		if errors.Is(err, os.ErrNotExist) && tries < 10 {
@@ -57,16 +84,36 @@ func (k *KernelSource) Table(service uint32) (*Table, error) {
 	}
 }
 
-func (k *KernelSource) table(service uint32) (*Table, error) {
+// read checks the version in force and reads the table if it changed;
+// count is what the counter showed before, so a write racing with this
+// read makes the next call check again.
+func (k *KernelSource) read(service uint32, count uint64, counted bool) (*Table, error) {
 	version, err := k.set.TableVersion(service)
 	if err != nil {
 		return nil, err
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if c, ok := k.cache[service]; ok && c.version == version {
-		return c.table, nil
+	var prev *versioned
+	if counted {
+		prev = k.cache[service].Load()
+	} else {
+		prev = k.far[service]
 	}
+	var tb *Table
+	if prev != nil && prev.version == version {
+		tb = prev.table
+	} else if tb, err = k.readTable(version); err != nil {
+		return nil, err
+	}
+	v := &versioned{count: count, version: version, table: tb}
+	if counted {
+		k.cache[service].Store(v)
+	} else {
+		k.far[service] = v
+	}
+	return tb, nil
+}
+
+func (k *KernelSource) readTable(version ebpf.MapID) (*Table, error) {
 	t, err := k.set.TableAt(version)
 	if err != nil {
 		return nil, err
@@ -81,13 +128,11 @@ func (k *KernelSource) table(service uint32) (*Table, error) {
 			endpoints[id] = Endpoint{ID: id, Addr: addr, Generation: gen}
 		}
 	}
-	tb := NewTable(t, endpoints)
-	k.cache[service] = versioned{version, tb}
-	return tb, nil
+	return NewTable(t, endpoints), nil
 }
 
 func (k *KernelSource) Tag(fd int, ep Endpoint) error {
-	return k.set.TagProxyConn(fd, ep.ID, ep.Generation)
+	return k.tagger.Tag(fd, ep.ID, ep.Generation)
 }
 
 func (k *KernelSource) Refused(service uint32) error {

@@ -1,6 +1,7 @@
 // Package userspace is tcpshift's fallback where the kernel hooks cannot
 // serve: a TCP proxy that picks endpoints exactly as the BPF programs do and
-// forwards with splice(2).
+// forwards from event loops, with read and write for small exchanges and
+// splice(2) for bulk transfers.
 package userspace
 
 import (
@@ -39,7 +40,13 @@ func NewTable(t *bpf.TcpshiftTable, endpoints map[uint32]Endpoint) *Table {
 // endpoints to try, in order: the subset's endpoints from its next turn on.
 // ok is false when the table refuses every connection.
 func (tb *Table) Pick() (subset int, order []Endpoint, ok bool) {
+	return tb.pick(nil)
+}
+
+// pick is Pick appending the order to buf.
+func (tb *Table) pick(buf []Endpoint) (subset int, order []Endpoint, ok bool) {
 	t := tb.t
+	order = buf
 	if t.Len == 0 || int(t.Len) > len(t.Seq) {
 		return 0, nil, false
 	}
