@@ -127,6 +127,9 @@ struct {
 /* The network namespace whose connections the connect hooks rewrite: they
  * are attached to a cgroup that processes of every namespace share. */
 volatile const __u64 netns_cookie = 0;
+/* Set (OWNER_EVERY_NETNS): the connect hooks rewrite connections of every
+ * namespace under the cgroup, as pods of a node each have their own. */
+volatile const __u32 every_netns = 0;
 
 /* assign hands the connection to an endpoint's listening socket, if it
  * still has one, and tells whether that listener may answer with a SYN
@@ -258,15 +261,18 @@ static __always_inline int connect_dest(struct bpf_sock_addr *ctx, struct fronte
 	struct conn *conn;
 	__u32 id;
 
-	if (!maybe_frontend(key->port) || bpf_get_netns_cookie(ctx) != netns_cookie)
+	if (!maybe_frontend(key->port))
+		goto theirs;
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	if (netns != netns_cookie && !every_netns)
 		goto theirs;
 	fe = find_frontend(key);
 	if (!fe || fe->mode != MODE_CONNECT)
 		goto theirs;
 	ak.service = fe->service;
 	ak.client[0] = bpf_get_current_pid_tgid() >> 32;
-	ak.client[2] = (__u32)netns_cookie;
-	ak.client[3] = (__u32)(netns_cookie >> 32);
+	ak.client[2] = (__u32)netns;
+	ak.client[3] = (__u32)(netns >> 32);
 
 	t = service_table(fe->service);
 	if (!t)

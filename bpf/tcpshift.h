@@ -220,6 +220,12 @@ struct service_meta {
 	struct subset_meta subsets[MAX_SUBSETS];
 };
 
+enum owner_flags {
+	/* The connect hooks serve every network namespace under the cgroup
+	 * (tcpshift agent: pods have one each), not only this one. */
+	OWNER_EVERY_NETNS = 1,
+};
+
 /* Who the pinned state belongs to, for the CLI; the data path never reads
  * it. The network namespace is named by its cookie, which the kernel never
  * reuses (its inode, which names the pin directory, is reused). */
@@ -230,7 +236,7 @@ struct owner {
 	 * while a write is in progress, so readers can retry a mixed read. */
 	__u64 write_seq;
 	__u32 daemon_pid;   /* tcpshift run managing the namespace, 0: none */
-	__u32 pad;
+	enum owner_flags flags; /* a bit set */
 	__u64 daemon_start; /* its start time (/proc/PID/stat), against pid reuse */
 	/* The key of the flows hash, kept so that every program loaded into
 	 * the namespace finds the handshakes its predecessor remembered. */

@@ -166,11 +166,17 @@ type TcpshiftOwner struct {
 	NetnsIno    uint64
 	WriteSeq    uint64
 	DaemonPid   uint32
-	Pad         uint32
+	Flags       TcpshiftOwnerFlags
 	DaemonStart uint64
 	FlowSeed    uint64
 	DaemonFile  [256]int8
 }
+
+type TcpshiftOwnerFlags uint32
+
+const (
+	TcpshiftOwnerFlagsOWNER_EVERY_NETNS TcpshiftOwnerFlags = 1
+)
 
 type TcpshiftPolicy uint32
 
@@ -331,6 +337,7 @@ const (
 	TcpshiftProgTcpshiftLookup       = "tcpshift_lookup"
 	TcpshiftProgTcpshiftRebalance    = "tcpshift_rebalance"
 	TcpshiftProgTcpshiftSockops      = "tcpshift_sockops"
+	TcpshiftVarEveryNetns            = "every_netns"
 	TcpshiftVarFlowSeed              = "flow_seed"
 	TcpshiftVarNetnsCookie           = "netns_cookie"
 )
@@ -420,6 +427,7 @@ type TcpshiftMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftVariableSpecs struct {
+	EveryNetns  *ebpf.VariableSpec `ebpf:"every_netns"`
 	FlowSeed    *ebpf.VariableSpec `ebpf:"flow_seed"`
 	NetnsCookie *ebpf.VariableSpec `ebpf:"netns_cookie"`
 }
@@ -501,6 +509,7 @@ func (m *TcpshiftMaps) Close() error {
 //
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftVariables struct {
+	EveryNetns  *ebpf.Variable `ebpf:"every_netns"`
 	FlowSeed    *ebpf.Variable `ebpf:"flow_seed"`
 	NetnsCookie *ebpf.Variable `ebpf:"netns_cookie"`
 }

@@ -64,14 +64,24 @@ func (t *Target) checkOwner(set *maps.Set) error {
 // there yet (new state, or state pinned by an older build).
 func (t *Target) recordOwner(set *maps.Set) error {
 	o, err := set.Owner()
-	if err != nil || (o.NetnsCookie != 0 && (t.flowSeed == 0 || o.FlowSeed == t.flowSeed)) {
+	if err != nil {
 		return err
+	}
+	every := o.Flags&bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS != 0 || !t.EveryNetns
+	if o.NetnsCookie != 0 && (t.flowSeed == 0 || o.FlowSeed == t.flowSeed) && every {
+		return nil
 	}
 	cookie, err := t.cookie()
 	if err != nil {
 		return err
 	}
-	o.NetnsCookie, o.NetnsIno, o.FlowSeed = cookie, t.NS.Ino, t.flowSeed
+	o.NetnsCookie, o.NetnsIno = cookie, t.NS.Ino
+	if t.flowSeed != 0 {
+		o.FlowSeed = t.flowSeed
+	}
+	if t.EveryNetns {
+		o.Flags |= bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS
+	}
 	return set.PutOwner(o)
 }
 

@@ -50,6 +50,10 @@ type Target struct {
 	// Cgroup is where the connect-time hooks attach: the cgroup v2 root
 	// unless --cgroup names another.
 	Cgroup string
+	// EveryNetns makes the connect hooks serve every network namespace
+	// under Cgroup, not only NS (tcpshift agent: each pod has its own).
+	// Once recorded in the owner record it stays until tcpshift down.
+	EveryNetns bool
 	// Waiting is told, after LockWaitNotice, that another writer holds
 	// the namespace's lock and who it is; nil says nothing.
 	Waiting func(msg string)
@@ -175,8 +179,16 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 	if err := spec.Variables["netns_cookie"].Set(cookie); err != nil {
 		return nil, nil, fmt.Errorf("set netns cookie: %w", err)
 	}
-	if t.flowSeed, err = flowSeed(t.Dir); err != nil {
+	var recorded bpf.TcpshiftOwner
+	if t.flowSeed, recorded, err = flowSeed(t.Dir); err != nil {
 		return nil, nil, err
+	}
+	var every uint32
+	if t.EveryNetns || recorded.Flags&bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS != 0 {
+		every = 1
+	}
+	if err := spec.Variables["every_netns"].Set(every); err != nil {
+		return nil, nil, fmt.Errorf("set every_netns: %w", err)
 	}
 	if err := spec.Variables["flow_seed"].Set(t.flowSeed); err != nil {
 		return nil, nil, fmt.Errorf("set flow seed: %w", err)
@@ -258,20 +270,21 @@ func (t *Target) attach(name string, at ebpf.AttachType, prog *ebpf.Program) (un
 }
 
 // flowSeed returns the flows hash key the pinned owner record holds, or a
-// random one when there is none yet. A program loaded with another key than
-// its predecessor's would lose the handshakes in flight at the swap.
-func flowSeed(dir string) (uint64, error) {
+// random one when there is none yet, and the record (zero when none). A
+// program loaded with another key than its predecessor's would lose the
+// handshakes in flight at the swap.
+func flowSeed(dir string) (uint64, bpf.TcpshiftOwner, error) {
+	var o bpf.TcpshiftOwner
 	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.TcpshiftMapOwners), nil)
 	if err == nil {
 		defer m.Close()
-		var o bpf.TcpshiftOwner
 		if err := m.Lookup(uint32(0), &o); err == nil && o.FlowSeed != 0 {
-			return o.FlowSeed, nil
+			return o.FlowSeed, o, nil
 		}
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return 0, fmt.Errorf("flow seed: %w", err)
+		return 0, o, fmt.Errorf("flow seed: %w", err)
 	}
-	return binary.NativeEndian.Uint64(b[:]) | 1, nil
+	return binary.NativeEndian.Uint64(b[:]) | 1, o, nil
 }
