@@ -17,6 +17,7 @@ type Result struct {
 	Services []config.Service
 	Origins  map[string][]Key // by service name
 	Notes    []string
+	Rejected []Rejection // objects left out (Options.KeepGoing)
 }
 
 // world is every object of a derivation, read and indexed.
@@ -29,6 +30,8 @@ type world struct {
 	workloads   []workloadEntry
 	routes      []*tcpRouteAPI
 	notes       []string
+	dynamic     bool // Options.Dynamic
+	rejected    []Rejection
 }
 
 type workloadEntry struct {
@@ -40,11 +43,17 @@ type workloadEntry struct {
 // same key replace earlier ones, as kubectl apply does). Services come out
 // sorted by name.
 func Derive(objs []*Object) (*Result, error) {
-	w, err := read(objs)
+	return DeriveWith(objs, Options{})
+}
+
+// DeriveWith is Derive with other registries' hosts and the leniency a
+// cluster needs (see Options).
+func DeriveWith(objs []*Object, opts Options) (*Result, error) {
+	w, err := read(objs, opts)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Origins: map[string][]Key{}, Notes: w.notes}
+	res := &Result{Origins: map[string][]Key{}, Notes: w.notes, Rejected: w.rejected}
 	add := func(s config.Service, origin []Key, o *Object) error {
 		if prev, dup := res.Origins[s.Name]; dup {
 			return &config.Error{Path: o.Path, Line: o.Line, Field: o.Key.String(), Msg: fmt.Sprintf("makes service %s, which %s makes too: rename one", s.Name, prev[0])}
@@ -53,33 +62,49 @@ func Derive(objs []*Object) (*Result, error) {
 		res.Origins[s.Name] = uniqueKeys(origin)
 		return nil
 	}
-	for _, vs := range w.services {
-		svcs, origins, err := w.virtualService(vs)
+	// derived adds what one object makes, all of it or (KeepGoing) none.
+	derived := func(o *Object, svcs []config.Service, origins [][]Key, err error) error {
+		if err == nil {
+			names := map[string]bool{}
+			for _, s := range svcs {
+				if _, dup := res.Origins[s.Name]; dup || names[s.Name] {
+					err = &config.Error{Path: o.Path, Line: o.Line, Field: o.Key.String(), Msg: fmt.Sprintf("makes service %s, which %s makes too: rename one", s.Name, res.Origins[s.Name])}
+					break
+				}
+				names[s.Name] = true
+			}
+		}
 		if err != nil {
-			return nil, err
+			if opts.KeepGoing {
+				res.Rejected = append(res.Rejected, Rejection{Key: o.Key, Err: err})
+				return nil
+			}
+			return err
 		}
 		for i, s := range svcs {
-			if err := add(s, origins[i], vs.Object); err != nil {
-				return nil, err
+			if err := add(s, origins[i], o); err != nil {
+				return err
 			}
+		}
+		return nil
+	}
+	for _, vs := range w.services {
+		svcs, origins, err := w.virtualService(vs)
+		if err := derived(vs.Object, svcs, origins, err); err != nil {
+			return nil, err
 		}
 	}
 	for _, rt := range w.routes {
 		svcs, origins, err := w.tcpRoute(rt)
-		if err != nil {
+		if err := derived(rt.Object, svcs, origins, err); err != nil {
 			return nil, err
-		}
-		for i, s := range svcs {
-			if err := add(s, origins[i], rt.Object); err != nil {
-				return nil, err
-			}
 		}
 	}
 	slices.SortFunc(res.Services, func(a, b config.Service) int { return cmp.Compare(a.Name, b.Name) })
 	return res, nil
 }
 
-func read(objs []*Object) (*world, error) {
+func read(objs []*Object, opts Options) (*world, error) {
 	latest := map[Key]*Object{}
 	var order []Key
 	for _, o := range objs {
@@ -91,7 +116,10 @@ func read(objs []*Object) (*world, error) {
 	slices.SortFunc(order, func(a, b Key) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	w := &world{gateways: map[string]*gateway{}, apiGateways: map[string]*apiGateway{}}
+	w := &world{gateways: map[string]*gateway{}, apiGateways: map[string]*apiGateway{}, dynamic: opts.Dynamic}
+	for _, h := range opts.Registry {
+		w.entries = append(w.entries, registryEntry(h))
+	}
 	for _, k := range order {
 		o := latest[k]
 		var err error
@@ -129,10 +157,26 @@ func read(objs []*Object) (*world, error) {
 			w.routes = append(w.routes, rt)
 		}
 		if err != nil {
-			return nil, err
+			if !opts.KeepGoing {
+				return nil, err
+			}
+			w.rejected = append(w.rejected, Rejection{Key: k, Err: err})
+			w.drop(k)
 		}
 	}
 	return w, nil
+}
+
+// drop forgets an object that could not be read (KeepGoing).
+func (w *world) drop(k Key) {
+	same := func(o *Object) bool { return o != nil && o.Key == k }
+	w.services = slices.DeleteFunc(w.services, func(v *virtualService) bool { return v == nil || same(v.Object) })
+	w.rules = slices.DeleteFunc(w.rules, func(v *destinationRule) bool { return v == nil || same(v.Object) })
+	w.entries = slices.DeleteFunc(w.entries, func(v *serviceEntry) bool { return v == nil || same(v.Object) })
+	w.routes = slices.DeleteFunc(w.routes, func(v *tcpRouteAPI) bool { return v == nil || same(v.Object) })
+	w.workloads = slices.DeleteFunc(w.workloads, func(v workloadEntry) bool { return v.key == k })
+	delete(w.gateways, k.Namespace+"/"+k.Name)
+	delete(w.apiGateways, k.Namespace+"/"+k.Name)
 }
 
 // failAt makes an error at a field of an object.
@@ -235,11 +279,11 @@ func (w *world) resolve(o *Object, d destination) (pick, error) {
 				chosen = append(chosen, m)
 			}
 		}
-		if len(chosen) == 0 {
+		if len(chosen) == 0 && !w.dynamic {
 			return p, failAt(dr.Object, dr.subsets[i].node.Line, fmt.Sprintf("spec.subsets[%d].labels", i), "subset %s: labels %s select no workload of host %s (%s)", d.subset, sel, d.host, describeMembers(all))
 		}
 	}
-	if len(chosen) == 0 {
+	if len(chosen) == 0 && !w.dynamic {
 		return p, failAt(se.Object, 0, "spec", "host %s has no workloads: add endpoints, or WorkloadEntries its workloadSelector selects", d.host)
 	}
 	if weights := distinctWeights(chosen); len(weights) > 1 {

@@ -1,0 +1,247 @@
+// Package kube is the front end for a Kubernetes cluster's own objects: a
+// Service, its EndpointSlices and the Pods behind them become a host of the
+// Istio front end's registry (as Istio's own registry makes them), so that
+// VirtualServices and DestinationRules route them; a Service no route names
+// gets Kubernetes' own semantics (every ready endpoint, equal shares). It
+// makes one config.Config; the loader never learns what a Pod is.
+package kube
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/config/istio"
+)
+
+// Snapshot is what the agent's informers hold at one moment.
+type Snapshot struct {
+	Services []*corev1.Service
+	Slices   []*discoveryv1.EndpointSlice
+	// Pod returns a pod by namespace and name, nil when unknown (yet).
+	Pod     func(namespace, name string) *corev1.Pod
+	Objects []*istio.Object // Istio and Gateway API objects
+}
+
+// Options are the agent's choices.
+type Options struct {
+	ClusterDomain string // cluster.local when empty
+	// OnlyRouted leaves Services no VirtualService or TCPRoute routes
+	// alone (kube-proxy or another serves them).
+	OnlyRouted bool
+}
+
+// Result is the node's services and what was left out.
+type Result struct {
+	Config   *config.Config
+	Origins  map[string]string // service name to the objects behind it
+	Rejected []istio.Rejection // objects that could not be derived
+	Notes    []string
+	// Terminating counts the endpoints kept at weight 0 so that their
+	// connections drain (TerminatingSubset).
+	Terminating int
+}
+
+// TerminatingSubset holds a service's terminating endpoints at weight 0:
+// no new connections, while status and metrics show the old ones drain.
+const TerminatingSubset = "terminating"
+
+// PlainSubset is the one subset of a Service no route names.
+const PlainSubset = "endpoints"
+
+// Derive makes the node's services from a snapshot.
+func Derive(s *Snapshot, opts Options) (*Result, error) {
+	domain := cmp.Or(opts.ClusterDomain, "cluster.local")
+	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
+	for _, sl := range s.Slices {
+		name := sl.Labels[discoveryv1.LabelServiceName]
+		if name != "" {
+			k := sl.Namespace + "/" + name
+			slicesOf[k] = append(slicesOf[k], sl)
+		}
+	}
+	var hosts []istio.RegistryHost
+	terminating := map[netip.Addr]bool{}
+	for _, svc := range s.Services {
+		h, ok := registryHost(svc, slicesOf[svc.Namespace+"/"+svc.Name], s.Pod, domain, terminating)
+		if ok {
+			hosts = append(hosts, h)
+		}
+	}
+	res, err := istio.DeriveWith(s.Objects, istio.Options{Registry: hosts, Dynamic: true, KeepGoing: true})
+	if err != nil {
+		return nil, err
+	}
+	out := &Result{Origins: map[string]string{}, Rejected: res.Rejected, Notes: res.Notes}
+	cfg := &config.Config{Path: "kubernetes"}
+	taken := map[netip.AddrPort]bool{}
+	for _, svc := range res.Services {
+		taken[svc.Listen] = true
+		cfg.Services = append(cfg.Services, svc)
+		out.Origins[svc.Name] = res.OriginText(svc.Name)
+	}
+	if !opts.OnlyRouted {
+		for _, h := range hosts {
+			for _, svc := range plainServices(h, taken) {
+				cfg.Services = append(cfg.Services, svc)
+				out.Origins[svc.Name] = h.Key.String()
+			}
+		}
+	}
+	for i := range cfg.Services {
+		out.Terminating += drainTerminating(&cfg.Services[i], terminating)
+	}
+	slices.SortFunc(cfg.Services, func(a, b config.Service) int { return cmp.Compare(a.Name, b.Name) })
+	out.Config = cfg
+	return out, nil
+}
+
+// registryHost makes a Service with a cluster IP into a registry host whose
+// members are its ready and terminating endpoints; terminating collects the
+// latter's addresses.
+func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod func(ns, name string) *corev1.Pod, domain string, terminating map[netip.Addr]bool) (istio.RegistryHost, bool) {
+	h := istio.RegistryHost{
+		Key:   istio.Key{Kind: istio.KindKubeService, Namespace: svc.Namespace, Name: svc.Name},
+		Hosts: []string{fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, domain)},
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return h, false
+	}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	for _, ip := range ips {
+		if a, err := netip.ParseAddr(ip); err == nil {
+			h.Addresses = append(h.Addresses, a.Unmap())
+		}
+	}
+	if len(h.Addresses) == 0 { // headless: clients dial the pods
+		return h, false
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
+			h.Ports = append(h.Ports, istio.RegistryPort{Number: uint16(p.Port), Name: p.Name})
+		}
+	}
+	if len(h.Ports) == 0 {
+		return h, false
+	}
+	seen := map[netip.Addr]bool{}
+	for _, sl := range sls {
+		if sl.AddressType != discoveryv1.AddressTypeIPv4 && sl.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue
+		}
+		ports := map[string]uint16{}
+		for _, p := range sl.Ports {
+			if p.Port != nil && (p.Protocol == nil || *p.Protocol == corev1.ProtocolTCP) {
+				ports[deref(p.Name)] = uint16(*p.Port)
+			}
+		}
+		for _, ep := range sl.Endpoints {
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			term := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+			if len(ep.Addresses) == 0 || (!ready && !term) {
+				continue
+			}
+			addr, err := netip.ParseAddr(ep.Addresses[0])
+			if err != nil || seen[addr.Unmap()] {
+				continue
+			}
+			addr = addr.Unmap()
+			seen[addr] = true
+			if term {
+				terminating[addr] = true
+			}
+			m := istio.Member{Source: fmt.Sprintf("EndpointSlice %s/%s", sl.Namespace, sl.Name), Addr: addr, Ports: ports}
+			if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
+				m.Source = fmt.Sprintf("Pod %s/%s", ref.Namespace, ref.Name)
+				if p := pod(cmp.Or(ref.Namespace, sl.Namespace), ref.Name); p != nil {
+					m.Labels = istio.Labels(p.Labels)
+				}
+			}
+			h.Members = append(h.Members, m)
+		}
+	}
+	slices.SortFunc(h.Members, func(a, b istio.Member) int { return a.Addr.Compare(b.Addr) })
+	return h, true
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// plainServices gives each port of a host no route took every member with
+// an equal share, as kube-proxy does.
+func plainServices(h istio.RegistryHost, taken map[netip.AddrPort]bool) []config.Service {
+	var out []config.Service
+	for _, p := range h.Ports {
+		listen := netip.AddrPortFrom(h.Addresses[0], p.Number)
+		if taken[listen] {
+			continue
+		}
+		var eps []netip.AddrPort
+		for _, m := range h.Members {
+			port, ok := m.Ports[p.Name]
+			if !ok {
+				continue
+			}
+			eps = append(eps, netip.AddrPortFrom(m.Addr, port))
+		}
+		out = append(out, config.Service{
+			Name:       plainName(h.Key, p.Number),
+			Listen:     listen,
+			Mode:       config.ModeConnect,
+			Policy:     config.PolicyRoundRobin,
+			Failover:   true,
+			Accounting: true,
+			Subsets:    []config.Subset{{Name: PlainSubset, Endpoints: eps, Weight: 1}},
+		})
+	}
+	return out
+}
+
+// plainName names a Service's port like its host, shortened with a hash
+// when it would pass config.MaxNameLen.
+func plainName(k istio.Key, port uint16) string {
+	name := fmt.Sprintf("%s.%s-%d", k.Name, k.Namespace, port)
+	if len(name) <= config.MaxNameLen {
+		return name
+	}
+	f := fnv.New32a()
+	f.Write([]byte(name))
+	suffix := fmt.Sprintf("-%08x", f.Sum32())
+	return name[:config.MaxNameLen-len(suffix)] + suffix
+}
+
+// drainTerminating moves a service's terminating endpoints into a subset
+// of weight 0, and returns how many it moved.
+func drainTerminating(svc *config.Service, terminating map[netip.Addr]bool) int {
+	var drain []netip.AddrPort
+	for i := range svc.Subsets {
+		sub := &svc.Subsets[i]
+		sub.Endpoints = slices.DeleteFunc(slices.Clone(sub.Endpoints), func(ep netip.AddrPort) bool {
+			if terminating[ep.Addr()] {
+				if !slices.Contains(drain, ep) {
+					drain = append(drain, ep)
+				}
+				return true
+			}
+			return false
+		})
+	}
+	if len(drain) == 0 || len(svc.Subsets) >= config.MaxSubsets {
+		return 0
+	}
+	svc.Subsets = append(svc.Subsets, config.Subset{Name: TerminatingSubset, Endpoints: drain})
+	return len(drain)
+}

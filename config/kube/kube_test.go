@@ -1,0 +1,188 @@
+package kube
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/config/istio"
+)
+
+func service(name, ip string, ports ...int32) *corev1.Service {
+	s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}, Spec: corev1.ServiceSpec{ClusterIP: ip, ClusterIPs: []string{ip}}}
+	for _, p := range ports {
+		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "tcp", Port: p, Protocol: corev1.ProtocolTCP})
+	}
+	return s
+}
+
+type ep struct {
+	pod, ip            string
+	ready, terminating bool
+}
+
+func slice(svc string, port int32, eps ...ep) *discoveryv1.EndpointSlice {
+	name, proto := "tcp", corev1.ProtocolTCP
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: svc + "-abc", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &proto}},
+	}
+	for _, e := range eps {
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{
+			Addresses:  []string{e.ip},
+			Conditions: discoveryv1.EndpointConditions{Ready: &e.ready, Terminating: &e.terminating},
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: e.pod},
+		})
+	}
+	return sl
+}
+
+func pods(versions map[string]string) func(ns, name string) *corev1.Pod {
+	return func(ns, name string) *corev1.Pod {
+		v, ok := versions[name]
+		if !ok {
+			return nil
+		}
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": "tcp-echo", "version": v}}}
+	}
+}
+
+const routes = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: tcp-echo-destination}
+spec:
+  host: tcp-echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp-echo}
+spec:
+  hosts: [tcp-echo]
+  tcp:
+  - route:
+    - destination: {host: tcp-echo, port: {number: 9000}, subset: v1}
+      weight: 80
+    - destination: {host: tcp-echo, port: {number: 9000}, subset: v2}
+      weight: 20
+`
+
+func objects(t *testing.T, text string) []*istio.Object {
+	t.Helper()
+	docs, err := istio.Decode("routes.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*istio.Object
+	for _, d := range docs {
+		out = append(out, d.Object)
+	}
+	return out
+}
+
+func describe(c *config.Config) string {
+	var b strings.Builder
+	for _, s := range c.Services {
+		fmt.Fprintf(&b, "%s %s %s:", s.Name, s.Listen, s.Mode)
+		for _, sub := range s.Subsets {
+			fmt.Fprintf(&b, " %s=%d%v", sub.Name, sub.Weight, sub.Endpoints)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func snapshot(t *testing.T, objs string) *Snapshot {
+	return &Snapshot{
+		Services: []*corev1.Service{service("tcp-echo", "10.96.0.20", 9000), service("other", "10.96.0.30", 8080)},
+		Slices: []*discoveryv1.EndpointSlice{
+			slice("tcp-echo", 9000,
+				ep{"v1-a", "10.244.1.2", true, false},
+				ep{"v2-a", "10.244.2.2", true, false},
+				ep{"v2-b", "10.244.3.2", false, true}, // terminating
+				ep{"v2-c", "10.244.3.3", false, false}, // not ready
+			),
+			slice("other", 8081, ep{"o", "10.244.1.9", true, false}),
+		},
+		Pod:     pods(map[string]string{"v1-a": "v1", "v2-a": "v2", "v2-b": "v2", "v2-c": "v2"}),
+		Objects: objects(t, objs),
+	}
+}
+
+func TestDerive(t *testing.T) {
+	res, err := Derive(snapshot(t, routes), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "other.default-8080 10.96.0.30:8080 connect: endpoints=1[10.244.1.9:8081]\n" +
+		"tcp-echo 10.96.0.20:9000 connect: v1=80[10.244.1.2:9000] v2=20[10.244.2.2:9000] terminating=0[10.244.3.2:9000]\n"
+	if got := describe(res.Config); got != want {
+		t.Fatalf("services:\n%s\nwant:\n%s", got, want)
+	}
+	if res.Terminating != 1 || len(res.Rejected) != 0 {
+		t.Fatalf("terminating %d, rejected %v", res.Terminating, res.Rejected)
+	}
+	if got := res.Origins["tcp-echo"]; !strings.Contains(got, "VirtualService default/tcp-echo") || !strings.Contains(got, "Service default/tcp-echo") {
+		t.Fatalf("origins of tcp-echo: %q", got)
+	}
+
+	res, err = Derive(snapshot(t, routes), Options{OnlyRouted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(res.Config); strings.Contains(got, "other") {
+		t.Fatalf("--only-routed served an unrouted Service:\n%s", got)
+	}
+}
+
+// A subset with no ready pod is served empty, not refused: pods come and go.
+func TestDeriveSubsetWithoutPods(t *testing.T) {
+	s := snapshot(t, routes)
+	s.Pod = pods(map[string]string{"v1-a": "v1"})
+	res, err := Derive(s, Options{OnlyRouted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := describe(res.Config), "tcp-echo 10.96.0.20:9000 connect: v1=80[10.244.1.2:9000] v2=20[]\n"; got != want {
+		t.Fatalf("services:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// One bad object is left out, named, and the rest still served.
+func TestDeriveRejectsOneObject(t *testing.T) {
+	bad := routes + `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken}
+spec:
+  hosts: [nowhere]
+  tcp:
+  - route:
+    - destination: {host: nowhere, port: {number: 1}}
+`
+	res, err := Derive(snapshot(t, bad), Options{OnlyRouted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Key.Name != "broken" || !strings.Contains(res.Rejected[0].Err.Error(), "host nowhere is not declared") {
+		t.Fatalf("rejected: %v", res.Rejected)
+	}
+	if got := describe(res.Config); !strings.HasPrefix(got, "tcp-echo 10.96.0.20:9000") {
+		t.Fatalf("services:\n%s", got)
+	}
+}
+
+func TestPlainNameFits(t *testing.T) {
+	n := plainName(istio.Key{Namespace: strings.Repeat("n", 63), Name: strings.Repeat("s", 63)}, 65535)
+	if len(n) != config.MaxNameLen {
+		t.Fatalf("%q: %d bytes", n, len(n))
+	}
+}
