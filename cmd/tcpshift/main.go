@@ -105,6 +105,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			waitDrainedCommand(),
 			proxyCommand(),
 			runCommand(),
+			agentCommand(),
 			downCommand(),
 			demoCommand(),
 			versionCommand(),

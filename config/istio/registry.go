@@ -28,7 +28,7 @@ type RegistryPort struct {
 
 // Member is a backend of a registry host: a pod, say.
 type Member struct {
-	Source string            // names it in messages: Pod default/tcp-echo-v1-x
+	Source string // names it in messages: Pod default/tcp-echo-v1-x
 	Addr   netip.Addr
 	Ports  map[string]uint16 // port name (as the host's port names it) to the member's port
 	Labels Labels

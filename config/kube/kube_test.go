@@ -107,7 +107,7 @@ func snapshot(t *testing.T, objs string) *Snapshot {
 			slice("tcp-echo", 9000,
 				ep{"v1-a", "10.244.1.2", true, false},
 				ep{"v2-a", "10.244.2.2", true, false},
-				ep{"v2-b", "10.244.3.2", false, true}, // terminating
+				ep{"v2-b", "10.244.3.2", false, true},  // terminating
 				ep{"v2-c", "10.244.3.3", false, false}, // not ready
 			),
 			slice("other", 8081, ep{"o", "10.244.1.9", true, false}),

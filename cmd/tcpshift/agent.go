@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tcpshift/tcpshift/daemon/agent"
+)
+
+func agentCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "agent",
+		Usage:     "run on a Kubernetes node: split pods' connections to Services by their VirtualService or TCPRoute weights",
+		ArgsUsage: " ",
+		Description: "Follows the cluster's Services, EndpointSlices and Pods and Istio's VirtualService,\n" +
+			"DestinationRule, ServiceEntry and WorkloadEntry and the Gateway API's TCPRoute (client-go\n" +
+			"informers, read-only), derives this node's services as apply -f does for Istio's YAML, and\n" +
+			"applies each burst of changes in one transaction. Pods' connect() to a Service's\n" +
+			"ClusterIP:port is rewritten in the kernel to a pod endpoint (connect mode; every network\n" +
+			"namespace under --cgroup, the kubelet's pod cgroup, is served), and getpeername shows the\n" +
+			"ClusterIP. A Service no VirtualService or TCPRoute routes gets every ready endpoint at\n" +
+			"equal shares, as kube-proxy does, unless --only-routed. A terminating endpoint is kept at\n" +
+			"weight 0 (subset \"terminating\") while its connections drain. Not served: host-network\n" +
+			"clients and other nodes' clients. Stopping it leaves the kernel state in place.",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "node", EnvVars: []string{"NODE_NAME"}, Usage: "this node's `NAME` (required)"},
+			&cli.StringFlag{Name: "kubeconfig", EnvVars: []string{"KUBECONFIG"}, Usage: "kubeconfig `PATH`", DefaultText: "the in-cluster config"},
+			&cli.BoolFlag{Name: "only-routed", Usage: "serve only Services a VirtualService or TCPRoute routes"},
+			&cli.StringFlag{Name: "cluster-domain", Value: "cluster.local", Usage: "the cluster's DNS `DOMAIN`, for Service hosts"},
+			&cli.DurationFlag{Name: "debounce", Value: agent.DefaultDebounce, Usage: "quiet time before a burst of changes is applied"},
+			&cli.DurationFlag{Name: "max-delay", Value: agent.DefaultMaxDelay, Usage: "a burst of changes is applied at most this long after its first"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics; off when empty"},
+			&cli.StringFlag{Name: "health-addr", Usage: "serve /healthz and /readyz (ready once the first sync is applied) at `ADDR`; off when empty"},
+		}, logFlags()...),
+		OnUsageError: usageError,
+		Action:       runAgent,
+	}
+}
+
+func runAgent(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return errors.New("agent takes no arguments")
+	}
+	if c.String("node") == "" {
+		return errors.New("--node: required (the node's name; in a DaemonSet, NODE_NAME from spec.nodeName)")
+	}
+	if c.Duration("debounce") <= 0 || c.Duration("max-delay") < c.Duration("debounce") {
+		return errors.New("--debounce must be above 0 and --max-delay at least --debounce")
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	if c.String("kubeconfig") == "" && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return errors.New("--kubeconfig: required outside a pod (no in-cluster config here)")
+	}
+	tg, err := target(c)
+	if err != nil {
+		return err
+	}
+	defer tg.Close()
+	return agent.Run(c.Context, agent.Options{
+		Node:          c.String("node"),
+		Kubeconfig:    c.String("kubeconfig"),
+		OnlyRouted:    c.Bool("only-routed"),
+		ClusterDomain: c.String("cluster-domain"),
+		Debounce:      c.Duration("debounce"),
+		MaxDelay:      c.Duration("max-delay"),
+		MetricsAddr:   c.String("metrics-addr"),
+		HealthAddr:    c.String("health-addr"),
+		Target:        tg,
+		Log:           log,
+	})
+}

@@ -1,0 +1,226 @@
+// Package agent runs tcpshift on a Kubernetes node: client-go informers
+// follow Services, EndpointSlices, Pods and the Istio and Gateway API
+// routes, config/kube derives the node's services from them, and each
+// burst of changes is applied through the loader in one transaction.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tcpshift/tcpshift/config/kube"
+	"github.com/tcpshift/tcpshift/daemon"
+	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/maps"
+)
+
+// Options are the agent's settings (tcpshift agent's flags).
+type Options struct {
+	Node          string
+	Kubeconfig    string // "" : in-cluster
+	OnlyRouted    bool
+	ClusterDomain string
+	Debounce      time.Duration
+	MaxDelay      time.Duration
+	MetricsAddr   string // "" : off
+	HealthAddr    string // "" : off
+	Target        *loader.Target
+	Log           *slog.Logger
+}
+
+// Defaults of the flags.
+const (
+	DefaultDebounce = 50 * time.Millisecond
+	DefaultMaxDelay = 250 * time.Millisecond
+)
+
+// RestConfig is the API server client configuration: the kubeconfig at
+// path, or the pod's in-cluster one when path is empty.
+func RestConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config (give --kubeconfig outside a pod): %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+type agent struct {
+	o       Options
+	watch   *watch
+	ready   atomic.Bool
+	metrics *metrics
+}
+
+// Run follows the cluster until ctx ends. The kernel state stays when it
+// returns: connections keep flowing, and the next agent adopts it.
+func Run(ctx context.Context, o Options) error {
+	if o.Node == "" {
+		return errors.New("--node: required (the node's name, e.g. from the downward API's spec.nodeName)")
+	}
+	cfg, err := RestConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "tcpshift-agent/" + o.Node
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	o.Target.EveryNetns = true
+	reg := prometheus.NewRegistry()
+	a := &agent{o: o, metrics: newMetrics(reg)}
+	changed := make(chan struct{}, 1)
+	// Discovery may fail while the API server is away: retry, bounded.
+	var typedF interface{ Start(<-chan struct{}) }
+	var dynF interface{ Start(<-chan struct{}) }
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
+		w, tf, df, err := newWatch(cs, dc, disc, changed, o.Log)
+		if err == nil {
+			a.watch, typedF, dynF = w, tf, df
+			break
+		}
+		o.Log.Warn("API server not answering; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+	stop, err := a.serve(reg)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	typedF.Start(ctx.Done())
+	dynF.Start(ctx.Done())
+	o.Log.Info("waiting for the caches", "node", o.Node, "routes", fmt.Sprint(a.watch.routeGVRs))
+	// Nothing is applied before every cache is full: a partial view
+	// would remove services that are only not listed yet.
+	if !cache.WaitForCacheSync(ctx.Done(), a.watch.synced...) {
+		return nil
+	}
+	signal(changed)
+	batches(ctx, changed, o.Debounce, o.MaxDelay, a.sync)
+	o.Log.Info("stopping; the kernel state stays in place")
+	return nil
+}
+
+// sync derives the node's services from the caches and applies them.
+func (a *agent) sync(first time.Time) {
+	start := time.Now()
+	snap, rejected := a.watch.snapshot()
+	res, err := kube.Derive(snap, kube.Options{ClusterDomain: a.o.ClusterDomain, OnlyRouted: a.o.OnlyRouted})
+	if err != nil {
+		a.failed("derive", err)
+		return
+	}
+	rejected = append(rejected, res.Rejected...)
+	for _, r := range rejected {
+		a.o.Log.Warn("object left out", "object", r.Key.String(), "err", r.Err)
+	}
+	a.metrics.rejected.Set(float64(len(rejected)))
+	built := &loader.Built{Config: res.Config, Origins: res.Origins}
+	changes, err := a.o.Target.ApplyBuilt(func(_ []maps.StoredObject, _ []*maps.Service) (*loader.Built, error) {
+		return built, nil
+	}, loader.ApplyOptions{Daemon: true, DaemonFile: "kubernetes node " + a.o.Node, Force: true})
+	if err != nil {
+		a.failed("apply", err)
+		return
+	}
+	a.metrics.syncs.Inc()
+	a.metrics.services.Set(float64(len(res.Config.Services)))
+	a.metrics.terminating.Set(float64(res.Terminating))
+	a.metrics.lag.Observe(time.Since(first).Seconds())
+	a.metrics.applySeconds.Observe(time.Since(start).Seconds())
+	if !a.ready.Swap(true) {
+		a.o.Log.Info("first sync applied", "services", len(res.Config.Services), "in", time.Since(start).Round(time.Millisecond))
+	}
+	if len(changes) > 0 {
+		a.o.Log.Info("applied", "changes", len(changes), "services", len(res.Config.Services), "since_event", time.Since(first).Round(time.Millisecond))
+	}
+}
+
+func (a *agent) failed(what string, err error) {
+	a.metrics.failures.WithLabelValues(what).Inc()
+	a.o.Log.Error("sync failed; the tables in force stay", "step", what, "err", err)
+}
+
+// serve starts the metrics and health endpoints the flags ask for.
+func (a *agent) serve(reg *prometheus.Registry) (stop func(), err error) {
+	var servers []*http.Server
+	stop = func() {
+		for _, s := range servers {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			s.Shutdown(ctx)
+			cancel()
+		}
+	}
+	listen := func(flag, addr string, mux *http.ServeMux) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("--%s %s: %w", flag, addr, err)
+		}
+		s := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		servers = append(servers, s)
+		go s.Serve(ln)
+		a.o.Log.Info("listening", "flag", flag, "addr", ln.Addr().String())
+		return nil
+	}
+	if a.o.MetricsAddr != "" {
+		reg.MustRegister(daemon.KernelCollector(func() (*loader.Status, error) { return a.o.Target.Status("") }),
+			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+		if err := listen("metrics-addr", a.o.MetricsAddr, mux); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	if a.o.HealthAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !a.ready.Load() {
+				http.Error(w, "first sync not applied yet", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		if err := listen("health-addr", a.o.HealthAddr, mux); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
+}

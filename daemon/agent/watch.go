@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"gopkg.in/yaml.v3"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/tcpshift/tcpshift/config/istio"
+	"github.com/tcpshift/tcpshift/config/kube"
+)
+
+// routeKinds are the Istio and Gateway API resources the agent follows,
+// each in the version the API server prefers.
+var routeKinds = []schema.GroupResource{
+	{Group: "networking.istio.io", Resource: "virtualservices"},
+	{Group: "networking.istio.io", Resource: "destinationrules"},
+	{Group: "networking.istio.io", Resource: "serviceentries"},
+	{Group: "networking.istio.io", Resource: "workloadentries"},
+	{Group: "gateway.networking.k8s.io", Resource: "tcproutes"},
+	{Group: "gateway.networking.k8s.io", Resource: "gateways"},
+}
+
+// watch holds the informers whose caches make a snapshot.
+type watch struct {
+	services  cache.SharedIndexInformer
+	slices    cache.SharedIndexInformer
+	pods      cache.SharedIndexInformer
+	routes    []cache.GenericLister
+	routeGVRs []schema.GroupVersionResource
+	synced    []cache.InformerSynced
+}
+
+// newWatch sets up the informers; every change signals changed.
+func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.DiscoveryInterface, changed chan<- struct{}, log *slog.Logger) (*watch, informers.SharedInformerFactory, dynamicinformer.DynamicSharedInformerFactory, error) {
+	w := &watch{}
+	typed := informers.NewSharedInformerFactory(cs, 0)
+	dyn := dynamicinformer.NewDynamicSharedInformerFactory(dc, 0)
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { signal(changed) },
+		UpdateFunc: func(any, any) { signal(changed) },
+		DeleteFunc: func(any) { signal(changed) },
+	}
+	w.services = typed.Core().V1().Services().Informer()
+	w.slices = typed.Discovery().V1().EndpointSlices().Informer()
+	w.pods = typed.Core().V1().Pods().Informer()
+	// A pod matters only for its labels: keep nothing else, which is
+	// most of the agent's memory in a big cluster.
+	if err := w.pods.SetTransform(podLabelsOnly); err != nil {
+		return nil, nil, nil, fmt.Errorf("pod informer: %w", err)
+	}
+	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices, w.pods} {
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, nil, nil, err
+		}
+		w.synced = append(w.synced, inf.HasSynced)
+	}
+	gvrs, missing, err := preferred(disc, routeKinds)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, gr := range missing {
+		log.Warn("resource not served by the API server: not followed (install its CRD and restart the agent)", "resource", gr.String())
+	}
+	for _, gvr := range gvrs {
+		inf := dyn.ForResource(gvr)
+		if _, err := inf.Informer().AddEventHandler(handler); err != nil {
+			return nil, nil, nil, err
+		}
+		w.routes = append(w.routes, inf.Lister())
+		w.routeGVRs = append(w.routeGVRs, gvr)
+		w.synced = append(w.synced, inf.Informer().HasSynced)
+	}
+	return w, typed, dyn, nil
+}
+
+// preferred finds the version the API server prefers for each resource;
+// missing are those it does not serve (a CRD not installed).
+func preferred(disc discovery.DiscoveryInterface, want []schema.GroupResource) (found []schema.GroupVersionResource, missing []schema.GroupResource, err error) {
+	groups, err := disc.ServerGroups()
+	if err != nil {
+		return nil, nil, fmt.Errorf("discover API groups: %w", err)
+	}
+	for _, gr := range want {
+		i := slices.IndexFunc(groups.Groups, func(g metav1.APIGroup) bool { return g.Name == gr.Group })
+		if i < 0 {
+			missing = append(missing, gr)
+			continue
+		}
+		gv := groups.Groups[i].PreferredVersion.GroupVersion
+		list, err := disc.ServerResourcesForGroupVersion(gv)
+		if err != nil {
+			return nil, nil, fmt.Errorf("discover %s: %w", gv, err)
+		}
+		if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == gr.Resource }) {
+			missing = append(missing, gr)
+			continue
+		}
+		found = append(found, schema.GroupVersionResource{Group: gr.Group, Version: groups.Groups[i].PreferredVersion.Version, Resource: gr.Resource})
+	}
+	return found, missing, nil
+}
+
+func podLabelsOnly(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil // a tombstone
+	}
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, Labels: p.Labels, ResourceVersion: p.ResourceVersion}}, nil
+}
+
+// snapshot reads the caches; objects that do not decode are rejected.
+func (w *watch) snapshot() (*kube.Snapshot, []istio.Rejection) {
+	s := &kube.Snapshot{}
+	for _, o := range w.services.GetStore().List() {
+		s.Services = append(s.Services, o.(*corev1.Service))
+	}
+	for _, o := range w.slices.GetStore().List() {
+		s.Slices = append(s.Slices, o.(*discoveryv1.EndpointSlice))
+	}
+	pods := w.pods.GetIndexer()
+	s.Pod = func(ns, name string) *corev1.Pod {
+		o, ok, err := pods.GetByKey(ns + "/" + name)
+		if err != nil || !ok {
+			return nil
+		}
+		return o.(*corev1.Pod)
+	}
+	var rejected []istio.Rejection
+	for _, l := range w.routes {
+		list, err := l.List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		for _, o := range list {
+			u, ok := o.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			obj, err := decode(u)
+			if err != nil {
+				rejected = append(rejected, istio.Rejection{Key: istio.Key{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}, Err: err})
+				continue
+			}
+			s.Objects = append(s.Objects, obj)
+		}
+	}
+	return s, rejected
+}
+
+// decode hands an object from the API server to the Istio front end as the
+// YAML document kubectl would print, without status and managed fields.
+func decode(u *unstructured.Unstructured) (*istio.Object, error) {
+	doc := map[string]any{
+		"apiVersion": u.GetAPIVersion(),
+		"kind":       u.GetKind(),
+		"metadata":   map[string]any{"name": u.GetName(), "namespace": u.GetNamespace()},
+	}
+	if spec, ok := u.Object["spec"]; ok {
+		doc["spec"] = spec
+	}
+	data, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	name := fmt.Sprintf("%s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
+	docs, err := istio.Decode(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) != 1 || docs[0].Object == nil {
+		return nil, fmt.Errorf("%s: not an object tcpshift reads", name)
+	}
+	return docs[0].Object, nil
+}
