@@ -60,9 +60,9 @@ type object struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
 	Metadata   struct {
-		Name        string            `yaml:"name"`
-		Namespace   string            `yaml:"namespace"`
-		Annotations map[string]string `yaml:"annotations"`
+		Name      string            `yaml:"name"`
+		Namespace string            `yaml:"namespace"`
+		Labels    map[string]string `yaml:"labels"`
 	} `yaml:"metadata"`
 	// ConfigMap
 	Data map[string]string `yaml:"data"`
@@ -298,8 +298,14 @@ func TestObjectsAndNames(t *testing.T) {
 	if n := len(byKind); n != 6 {
 		t.Errorf("%d kinds of object, want 6", n)
 	}
-	if ns := one(t, byKind, "Namespace"); ns.Metadata.Name != namespace {
+	ns := one(t, byKind, "Namespace")
+	if ns.Metadata.Name != namespace {
 		t.Errorf("Namespace %q, want %s", ns.Metadata.Name, namespace)
+	}
+	// Pod Security's baseline level refuses hostNetwork, hostPath and added
+	// capabilities: where it is a cluster's default, the agent would not start.
+	if got := ns.Metadata.Labels["pod-security.kubernetes.io/enforce"]; got != "privileged" {
+		t.Errorf("Namespace label pod-security.kubernetes.io/enforce=%q, want privileged", got)
 	}
 	for _, kind := range []string{"ServiceAccount", "ConfigMap", "DaemonSet"} {
 		if o := one(t, byKind, kind); o.Metadata.Namespace != namespace {
