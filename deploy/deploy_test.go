@@ -23,8 +23,8 @@ import (
 // before the command, and those of `tcpshift agent`. Keep in step with
 // cmd/tcpshift and the README.
 var (
-	globalFlags = []string{"bpffs", "cgroup", "log-level", "log-format"}
-	agentFlags  = []string{"node", "kubeconfig", "only-routed", "cluster-domain",
+	globalFlags = []string{"bpffs", "cgroup"}
+	agentFlags  = []string{"log-level", "log-format", "node", "kubeconfig", "only-routed", "cluster-domain",
 		"debounce", "max-delay", "metrics-addr", "health-addr"}
 )
 
