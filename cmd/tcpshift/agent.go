@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/urfave/cli/v2"
 
@@ -55,6 +58,12 @@ func runAgent(c *cli.Context) error {
 	}
 	if c.String("kubeconfig") == "" && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
 		return errors.New("--kubeconfig: required outside a pod (no in-cluster config here)")
+	}
+	// In a pod, a bpffs mounted by the agent itself would be the pod's and
+	// die with it, taking every node's table down with the agent: refuse.
+	var fs unix.Statfs_t
+	if err := unix.Statfs(c.String("bpffs"), &fs); err != nil || fs.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("--bpffs %s: not a bpffs mount; the agent's state must outlive it, so mount bpffs on the host (mount -t bpf bpf %s) and give the pod that directory", c.String("bpffs"), c.String("bpffs"))
 	}
 	tg, err := target(c)
 	if err != nil {
