@@ -187,7 +187,8 @@ func keysOf[V any](m map[string]V) []string {
 func (w *world) tcpRoute(rt *tcpRouteAPI) ([]config.Service, [][]Key, error) {
 	type target struct {
 		listen netip.AddrPort
-		gw     Key
+		parent Key
+		mode   config.Mode
 	}
 	var targets []target
 	for i, p := range rt.parents {
@@ -195,6 +196,25 @@ func (w *world) tcpRoute(rt *tcpRouteAPI) ([]config.Service, [][]Key, error) {
 		ns := p.namespace
 		if ns == "" {
 			ns = rt.Namespace
+		}
+		if p.service {
+			// The mesh: the Service's clients dial its VIP, whose
+			// connects are rewritten (connect mode).
+			se := w.entry(p.name, ns)
+			if se == nil || len(se.addresses) == 0 {
+				return nil, nil, failAt(rt.Object, p.node.Line, field, "Service %s/%s is not known with a cluster IP", ns, p.name)
+			}
+			n := 0
+			for _, sp := range se.ports {
+				if p.port == 0 || sp.number == p.port {
+					targets = append(targets, target{netip.AddrPortFrom(se.addresses[0].Addr(), sp.number), se.Key, config.ModeConnect})
+					n++
+				}
+			}
+			if n == 0 {
+				return nil, nil, failAt(rt.Object, p.node.Line, field, "Service %s/%s has no port %d", ns, p.name, p.port)
+			}
+			continue
 		}
 		g := w.apiGateways[ns+"/"+p.name]
 		if g == nil {
@@ -209,7 +229,7 @@ func (w *world) tcpRoute(rt *tcpRouteAPI) ([]config.Service, [][]Key, error) {
 			if !addr.IsValid() {
 				addr = netip.IPv6Unspecified()
 			}
-			targets = append(targets, target{netip.AddrPortFrom(addr, l.port), g.Key})
+			targets = append(targets, target{netip.AddrPortFrom(addr, l.port), g.Key, config.ModeAuto})
 			n++
 		}
 		if n == 0 {
@@ -233,14 +253,14 @@ func (w *world) tcpRoute(rt *tcpRouteAPI) ([]config.Service, [][]Key, error) {
 		svcs = append(svcs, config.Service{
 			Name:       serviceName(rt.Object, t.listen.Port(), len(targets) > 1),
 			Listen:     t.listen,
-			Mode:       config.ModeAuto,
+			Mode:       t.mode,
 			Policy:     config.PolicyRoundRobin,
 			Failover:   true,
 			Accounting: true,
 			Subsets:    subs,
 			Line:       rt.Line,
 		})
-		origins = append(origins, append([]Key{rt.Key, t.gw}, origin...))
+		origins = append(origins, append([]Key{rt.Key, t.parent}, origin...))
 	}
 	return svcs, origins, nil
 }

@@ -104,6 +104,7 @@ type tcpRouteAPI struct {
 type parentRef struct {
 	name, namespace, section string
 	port                     uint16
+	service                  bool // kind: Service (the mesh, GAMMA)
 	node                     *yaml.Node
 }
 
@@ -518,8 +519,14 @@ func readTCPRoute(o *Object) (*tcpRouteAPI, error) {
 					case "port":
 						p.port = r.port(v, f+".port")
 					case "kind":
-						if s := r.str(v, f+".kind"); s != "Gateway" {
-							r.failf(v, f+".kind", "%s: a TCPRoute's parent is a Gateway here", s)
+						// A Service parent is the mesh (GAMMA):
+						// its clients' connects are routed.
+						switch s := r.str(v, f+".kind"); s {
+						case "Gateway":
+						case "Service":
+							p.service = true
+						default:
+							r.failf(v, f+".kind", "%s: a TCPRoute's parent is a Gateway, or a Service for the mesh", s)
 						}
 					}
 				})

@@ -186,3 +186,36 @@ func TestPlainNameFits(t *testing.T) {
 		t.Fatalf("%q: %d bytes", n, len(n))
 	}
 }
+
+// A TCPRoute whose parent is a Service (the Gateway API's mesh, GAMMA)
+// splits that Service's ClusterIP between its backendRefs' pods.
+func TestDeriveMeshTCPRoute(t *testing.T) {
+	route := `apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: tcp-echo}
+spec:
+  parentRefs:
+  - {group: "", kind: Service, name: tcp-echo, port: 9000}
+  rules:
+  - backendRefs:
+    - {name: tcp-echo-v1, port: 9000, weight: 80}
+    - {name: tcp-echo-v2, port: 9000, weight: 20}
+`
+	s := &Snapshot{
+		Services: []*corev1.Service{service("tcp-echo", "10.96.0.20", 9000), service("tcp-echo-v1", "10.96.0.21", 9000), service("tcp-echo-v2", "10.96.0.22", 9000)},
+		Slices: []*discoveryv1.EndpointSlice{
+			slice("tcp-echo-v1", 9000, ep{"v1-a", "10.244.1.2", true, false}),
+			slice("tcp-echo-v2", 9000, ep{"v2-a", "10.244.2.2", true, false}),
+		},
+		Pod:     pods(nil),
+		Objects: objects(t, route),
+	}
+	res, err := Derive(s, Options{OnlyRouted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "tcp-echo 10.96.0.20:9000 connect: tcp-echo-v1=80[10.244.1.2:9000] tcp-echo-v2=20[10.244.2.2:9000]\n"
+	if got := describe(res.Config); got != want || len(res.Rejected) != 0 {
+		t.Fatalf("services:\n%s\nwant:\n%s\nrejected %v", got, want, res.Rejected)
+	}
+}
