@@ -91,7 +91,14 @@ type Daemon struct {
 	File string // the route config it follows
 }
 
+// AgentFile is what tcpshift agent records as the file it follows: the
+// cluster, as seen by one node.
+const AgentFile = "kubernetes node "
+
 func (d Daemon) String() string {
+	if node, ok := strings.CutPrefix(d.File, AgentFile); ok {
+		return fmt.Sprintf("tcpshift agent (pid %d, node %s)", d.Pid, node)
+	}
 	return fmt.Sprintf("tcpshift run (pid %d, following %s)", d.Pid, d.File)
 }
 
