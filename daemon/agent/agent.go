@@ -153,7 +153,7 @@ func (a *agent) sync(first time.Time) {
 	built := &loader.Built{Config: res.Config, Origins: res.Origins}
 	changes, err := a.o.Target.ApplyBuilt(func(_ []maps.StoredObject, _ []*maps.Service) (*loader.Built, error) {
 		return built, nil
-	}, loader.ApplyOptions{Daemon: true, DaemonFile: loader.AgentFile + a.o.Node, Force: true})
+	}, loader.ApplyOptions{Daemon: true, DaemonFile: loader.AgentFile + a.o.Node, Force: true, KeepOverrides: true})
 	if err != nil {
 		a.failed("apply", err)
 		return
