@@ -1,0 +1,274 @@
+//go:build k8s
+
+package k8s
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/test/k8s/cluster"
+	"github.com/tcpshift/tcpshift/test/k8s/nodes"
+	"github.com/tcpshift/tcpshift/test/k8s/repo"
+)
+
+// TestCluster proves the API server the agent's tests talk to: it keeps
+// CRD objects whole, at every served version, and takes Services and
+// EndpointSlices.
+func TestCluster(t *testing.T) {
+	start := time.Now()
+	c := cluster.Start(t)
+	t.Logf("cluster ready in %s", time.Since(start).Round(time.Millisecond))
+	ctx := context.Background()
+	t.Run("crds", func(t *testing.T) { checkCRDs(t, ctx, c) })
+	t.Run("service", func(t *testing.T) { checkServiceAndSlice(t, ctx, c) })
+}
+
+// TestNodes proves the simulated nodes and pods: pods on different nodes
+// reach each other through the test's namespace with real bytes, from
+// their own addresses and cgroups, and the nodes leave nothing behind.
+func TestNodes(t *testing.T) {
+	before := kernelState(t)
+	t.Run("pods", func(t *testing.T) {
+		start := time.Now()
+		checkPods(t)
+		t.Logf("3 nodes, 6 pods and their connections in %s", time.Since(start).Round(time.Millisecond))
+	})
+	// The subtest's cleanups have run: everything it made must be gone.
+	// (Inherited mounts were dropped when the tests started; none may be new.)
+	after := kernelState(t)
+	after.Mounts = slices.DeleteFunc(after.Mounts, func(m string) bool { return slices.Contains(before.Mounts, m) })
+	before.Mounts = nil
+	if !reflect.DeepEqual(before, after) {
+		t.Errorf("nodes left things behind:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+func checkCRDs(t *testing.T, ctx context.Context, c *cluster.Cluster) {
+	spec := map[string]any{
+		"hosts": []any{"tcp-echo"},
+		"tcp": []any{map[string]any{
+			"match": []any{map[string]any{"port": int64(31400)}},
+			"route": []any{
+				map[string]any{"destination": map[string]any{"host": "tcp-echo", "subset": "v1", "port": map[string]any{"number": int64(9000)}}, "weight": int64(80)},
+				map[string]any{"destination": map[string]any{"host": "tcp-echo", "subset": "v2", "port": map[string]any{"number": int64(9000)}}, "weight": int64(20)},
+			},
+		}},
+	}
+	vs := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "networking.istio.io/v1",
+		"kind":       "VirtualService",
+		"metadata":   map[string]any{"name": "tcp-echo", "namespace": "default"},
+		"spec":       spec,
+	}}
+	if _, err := c.Dynamic.Resource(cluster.VirtualServices).Namespace("default").Create(ctx, vs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Read back at the stored version and at an older served one.
+	for _, version := range []string{"v1", "v1alpha3"} {
+		gvr := cluster.VirtualServices
+		gvr.Version = version
+		got, err := c.Dynamic.Resource(gvr).Namespace("default").Get(ctx, "tcp-echo", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("get VirtualService as %s: %v", version, err)
+		}
+		if got.GetAPIVersion() != "networking.istio.io/"+version {
+			t.Errorf("apiVersion %s, want networking.istio.io/%s", got.GetAPIVersion(), version)
+		}
+		if !reflect.DeepEqual(got.Object["spec"], spec) {
+			t.Errorf("VirtualService spec as %s came back as\n%v\nwant\n%v", version, got.Object["spec"], spec)
+		}
+	}
+	// Every other CRD serves its kind: an empty list from each.
+	for _, gvr := range []schema.GroupVersionResource{cluster.DestinationRules, cluster.ServiceEntries, cluster.WorkloadEntries, cluster.IstioGateways, cluster.TCPRoutes, cluster.Gateways} {
+		list, err := c.Dynamic.Resource(gvr).Namespace("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Errorf("list %s: %v", gvr.GroupResource(), err)
+		} else if len(list.Items) != 0 {
+			t.Errorf("list %s: %d objects in a fresh cluster", gvr.GroupResource(), len(list.Items))
+		}
+	}
+}
+
+func checkServiceAndSlice(t *testing.T, ctx context.Context, c *cluster.Cluster) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "tcp-echo", Namespace: "default"},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: "10.96.0.50",
+			Selector:  map[string]string{"app": "tcp-echo"},
+			Ports:     []corev1.ServicePort{{Name: "tcp", Protocol: corev1.ProtocolTCP, Port: 9000, TargetPort: intstr.FromInt32(9000)}},
+		},
+	}
+	if _, err := c.Clientset.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Clientset.CoreV1().Services("default").Get(ctx, "tcp-echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.ClusterIP != "10.96.0.50" || len(got.Spec.Ports) != 1 || got.Spec.Ports[0].Port != 9000 {
+		t.Errorf("Service came back as ClusterIP %s ports %+v", got.Spec.ClusterIP, got.Spec.Ports)
+	}
+
+	ready, port, name := true, int32(9000), "tcp"
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "tcp-echo-1", Namespace: "default",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "tcp-echo"},
+		},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{
+			{Addresses: []string{"10.244.1.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}, NodeName: ptr("node1")},
+			{Addresses: []string{"10.244.3.3"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}, NodeName: ptr("node3")},
+		},
+		Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
+	}
+	if _, err := c.Clientset.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.Clientset.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=tcp-echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, s := range list.Items {
+		for _, e := range s.Endpoints {
+			addrs = append(addrs, e.Addresses...)
+		}
+	}
+	if want := []string{"10.244.1.2", "10.244.3.3"}; !reflect.DeepEqual(addrs, want) {
+		t.Errorf("EndpointSlices for tcp-echo hold %v, want %v", addrs, want)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// checkPods makes 3 nodes with 2 pods each running tcp-echo, and checks
+// that a pod on node 1 reaches every pod, those on node 3 included, with
+// its own address and from its own cgroup.
+func checkPods(t *testing.T) {
+	echo, err := repo.Bin("tcp-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pods []*nodes.Pod
+	for i := 1; i <= 3; i++ {
+		node := nodes.NewNode(t, fmt.Sprintf("node%d", i), i)
+		for _, suffix := range []string{"a", "b"} {
+			pod := node.NewPod(fmt.Sprintf("echo-%d%s", i, suffix))
+			pod.Start(echo, "9000", pod.Name) // Istio's form: PORTS PREFIX
+			pods = append(pods, pod)
+		}
+	}
+	for _, pod := range pods {
+		pod.WaitListening(pod.IP.String() + ":9000")
+	}
+
+	client := pods[0] // on node1
+	root, err := loader.CgroupRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCgroup := strings.TrimPrefix(client.Cgroup, root)
+	for _, server := range pods {
+		addr := server.IP.String() + ":9000"
+		a, err := client.Ask(addr)
+		if err != nil {
+			t.Fatalf("%s to %s (%s): %v", client.Name, server.Name, addr, err)
+		}
+		if a.Prefix != server.Name {
+			t.Errorf("%s to %s: answered by %q", client.Name, addr, a.Prefix)
+		}
+		if a.Peer != netip.MustParseAddrPort(addr) {
+			t.Errorf("%s to %s: getpeername %s", client.Name, addr, a.Peer)
+		}
+		if a.Local.Addr() != netip.MustParseAddr(client.IP.String()) {
+			t.Errorf("%s to %s: from %s, want the pod's address %s", client.Name, addr, a.Local.Addr(), client.IP)
+		}
+		if a.Cgroup != wantCgroup {
+			t.Errorf("%s to %s: the client ran in cgroup %s, want %s", client.Name, addr, a.Cgroup, wantCgroup)
+		}
+	}
+
+	// Many connections from one client process, and a socket handed over.
+	far := pods[5] // on node3
+	if got := client.Count(far.IP.String()+":9000", 20); !reflect.DeepEqual(got, map[string]int{far.Name: 20}) {
+		t.Errorf("20 connections to %s: %v", far.Name, got)
+	}
+	conn, err := client.Dial(far.IP.String() + ":9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := conn.RemoteAddr().String(); got != far.IP.String()+":9000" {
+		t.Errorf("dialled socket's peer %s", got)
+	}
+	fmt.Fprintf(conn, "ping\n")
+	buf := make([]byte, 64)
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != far.Name+" ping\n" {
+		t.Errorf("over the dialled socket: %q, %v", buf[:n], err)
+	}
+}
+
+// kernelState is what nodes make and must remove: links of the test's
+// namespace, bpffs and nsfs mounts, network namespaces the test process
+// holds, cgroups under the nodes' parent.
+type state struct {
+	Links, Mounts, Netns, Cgroups []string
+}
+
+func kernelState(t *testing.T) state {
+	t.Helper()
+	var s state
+	links, err := netlink.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range links {
+		s.Links = append(s.Links, l.Attrs().Name)
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		if _, fs, ok := strings.Cut(line, " - "); ok && (strings.HasPrefix(fs, "bpf ") || strings.HasPrefix(fs, "nsfs ")) {
+			s.Mounts = append(s.Mounts, line)
+		}
+	}
+	fds, _ := filepath.Glob("/proc/self/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && strings.HasPrefix(target, "net:") {
+			s.Netns = append(s.Netns, target)
+		}
+	}
+	slices.Sort(s.Netns)
+	err = filepath.WalkDir(nodes.ParentCgroup(), func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			s.Cgroups = append(s.Cgroups, path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
