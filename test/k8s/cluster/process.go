@@ -96,7 +96,7 @@ func logTail(t testing.TB, procs ...*process) {
 	}
 	for _, p := range procs {
 		if p != nil {
-			t.Logf("---- last lines of %s (%s) ----\n%s", p.name, p.log, p.tail(80))
+			t.Logf("---- last lines of %s (%s) ----\n%s", p.name, p.log, p.tail(40))
 		}
 	}
 }
