@@ -5,6 +5,7 @@ package k8s
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -160,8 +161,8 @@ func checkServiceAndSlice(t *testing.T, ctx context.Context, c *cluster.Cluster)
 func ptr[T any](v T) *T { return &v }
 
 // checkPods makes 3 nodes with 2 pods each running tcp-echo, and checks
-// that a pod on node 1 reaches every pod, those on node 3 included, with
-// its own address and from its own cgroup.
+// that a pod on node 1 reaches every pod, those on node 3 included, over
+// IPv4 and IPv6, with its own address and from its own cgroup.
 func checkPods(t *testing.T) {
 	echo, err := repo.Bin("tcp-echo")
 	if err != nil {
@@ -178,6 +179,7 @@ func checkPods(t *testing.T) {
 	}
 	for _, pod := range pods {
 		pod.WaitListening(pod.IP.String() + ":9000")
+		pod.WaitListening(net.JoinHostPort(pod.IP6.String(), "9000"))
 	}
 
 	client := pods[0] // on node1
@@ -187,22 +189,28 @@ func checkPods(t *testing.T) {
 	}
 	wantCgroup := strings.TrimPrefix(client.Cgroup, root)
 	for _, server := range pods {
-		addr := server.IP.String() + ":9000"
-		a, err := client.Ask(addr)
-		if err != nil {
-			t.Fatalf("%s to %s (%s): %v", client.Name, server.Name, addr, err)
-		}
-		if a.Prefix != server.Name {
-			t.Errorf("%s to %s: answered by %q", client.Name, addr, a.Prefix)
-		}
-		if a.Peer != netip.MustParseAddrPort(addr) {
-			t.Errorf("%s to %s: getpeername %s", client.Name, addr, a.Peer)
-		}
-		if a.Local.Addr() != netip.MustParseAddr(client.IP.String()) {
-			t.Errorf("%s to %s: from %s, want the pod's address %s", client.Name, addr, a.Local.Addr(), client.IP)
-		}
-		if a.Cgroup != wantCgroup {
-			t.Errorf("%s to %s: the client ran in cgroup %s, want %s", client.Name, addr, a.Cgroup, wantCgroup)
+		for _, ip := range []net.IP{server.IP, server.IP6} {
+			addr := net.JoinHostPort(ip.String(), "9000")
+			a, err := client.Ask(addr)
+			if err != nil {
+				t.Fatalf("%s to %s (%s): %v", client.Name, server.Name, addr, err)
+			}
+			if a.Prefix != server.Name {
+				t.Errorf("%s to %s: answered by %q", client.Name, addr, a.Prefix)
+			}
+			if a.Peer != netip.MustParseAddrPort(addr) {
+				t.Errorf("%s to %s: getpeername %s", client.Name, addr, a.Peer)
+			}
+			from := client.IP
+			if ip.To4() == nil {
+				from = client.IP6
+			}
+			if a.Local.Addr() != netip.MustParseAddr(from.String()) {
+				t.Errorf("%s to %s: from %s, want the pod's address %s", client.Name, addr, a.Local.Addr(), from)
+			}
+			if a.Cgroup != wantCgroup {
+				t.Errorf("%s to %s: the client ran in cgroup %s, want %s", client.Name, addr, a.Cgroup, wantCgroup)
+			}
 		}
 	}
 

@@ -133,7 +133,10 @@ func setupNamespace() error {
 	if err := netlink.LinkSetUp(lo); err != nil {
 		return fmt.Errorf("lo up: %w", err)
 	}
-	return writeSysctl("net/ipv4/ip_forward", "1")
+	if err := skipDAD(); err != nil {
+		return err
+	}
+	return enableForwarding()
 }
 
 // dropInheritedMounts unmounts, in this namespace only, the bpffs and

@@ -18,18 +18,23 @@ import (
 // BPFFS --cgroup CGROUP agent` acts on. Its pods' cgroups are below its
 // cgroup, so connect hooks attached there serve every pod on the node.
 //
-// Addresses for index i: the node is 10.250.i.2 on its eth0, the test's
-// namespace 10.250.i.1 on nodeI; pods are 10.244.i.2, .3, ... (PodCIDR
-// 10.244.i.0/24, routed to the node from the test's namespace).
+// Addresses for index i, dual-stack: the node is 10.250.i.2 and
+// fd00:250:i::2 on its eth0, the test's namespace 10.250.i.1 and
+// fd00:250:i::1 on nodeI; pods are 10.244.i.2, .3, ... and fd00:244:i::2,
+// ::3, ... (PodCIDR 10.244.i.0/24 and fd00:244:i::/64, routed to the node
+// from the test's namespace).
 type Node struct {
-	Name    string
-	Index   int
-	IP      net.IP     // the node's address, 10.250.i.2
-	Gateway net.IP     // the test namespace's side, 10.250.i.1
-	PodCIDR *net.IPNet // 10.244.i.0/24
-	Netns   string     // a bind-mounted network namespace file
-	BPFFS   string     // a bpffs of the node's own
-	Cgroup  string     // the node's cgroup v2 directory
+	Name     string
+	Index    int
+	IP       net.IP     // the node's address, 10.250.i.2
+	IP6      net.IP     // fd00:250:i::2
+	Gateway  net.IP     // the test namespace's side, 10.250.i.1
+	Gateway6 net.IP     // fd00:250:i::1
+	PodCIDR  *net.IPNet // 10.244.i.0/24
+	PodCIDR6 *net.IPNet // fd00:244:i::/64
+	Netns    string     // a bind-mounted network namespace file
+	BPFFS    string     // a bpffs of the node's own
+	Cgroup   string     // the node's cgroup v2 directory
 
 	t    testing.TB
 	ns   *loader.Namespace
@@ -46,12 +51,15 @@ func NewNode(t testing.TB, name string, index int) *Node {
 		t.Fatalf("node %s: index %d is not in 1..250", name, index)
 	}
 	n := &Node{
-		Name:    name,
-		Index:   index,
-		IP:      net.IPv4(10, 250, byte(index), 2).To4(),
-		Gateway: net.IPv4(10, 250, byte(index), 1).To4(),
-		PodCIDR: mustCIDR(fmt.Sprintf("10.244.%d.0/24", index)),
-		t:       t,
+		Name:     name,
+		Index:    index,
+		IP:       net.IPv4(10, 250, byte(index), 2).To4(),
+		IP6:      net.ParseIP(fmt.Sprintf("fd00:250:%x::2", index)),
+		Gateway:  net.IPv4(10, 250, byte(index), 1).To4(),
+		Gateway6: net.ParseIP(fmt.Sprintf("fd00:250:%x::1", index)),
+		PodCIDR:  mustCIDR(fmt.Sprintf("10.244.%d.0/24", index)),
+		PodCIDR6: mustCIDR(fmt.Sprintf("fd00:244:%x::/64", index)),
+		t:        t,
 	}
 	n.dir = filepath.Join(t.TempDir(), "node-"+name)
 	if err := os.Mkdir(n.dir, 0o700); err != nil {
@@ -95,21 +103,27 @@ func (n *Node) connect() error {
 			}
 		}
 	})
-	if err := addVeth(h, n.hostLink(), n.Gateway.String()+"/24", n.ns, "eth0", n.IP.String()+"/24"); err != nil {
+	here := []string{n.Gateway.String() + "/24", n.Gateway6.String() + "/64"}
+	there := []string{n.IP.String() + "/24", n.IP6.String() + "/64"}
+	if err := addVeth(h, n.hostLink(), 100+n.Index, here, n.ns, "eth0", there); err != nil {
 		return err
 	}
-	if err := h.RouteAdd(&netlink.Route{Dst: n.PodCIDR, Gw: n.IP}); err != nil {
-		return fmt.Errorf("route %s via %s: %w", n.PodCIDR, n.IP, err)
+	for _, r := range []netlink.Route{{Dst: n.PodCIDR, Gw: n.IP}, {Dst: n.PodCIDR6, Gw: n.IP6}} {
+		if err := h.RouteAdd(&r); err != nil {
+			return fmt.Errorf("route %s via %s: %w", r.Dst, r.Gw, err)
+		}
 	}
 	nh, err := netlink.NewHandleAt(n.ns.Handle)
 	if err != nil {
 		return err
 	}
 	defer nh.Close()
-	if err := nh.RouteAdd(&netlink.Route{Gw: n.Gateway}); err != nil {
-		return fmt.Errorf("default route via %s: %w", n.Gateway, err)
+	for _, r := range []netlink.Route{{Gw: n.Gateway}, {Dst: mustCIDR("::/0"), Gw: n.Gateway6}} {
+		if err := nh.RouteAdd(&r); err != nil {
+			return fmt.Errorf("default route via %s: %w", r.Gw, err)
+		}
 	}
-	return n.ns.Do(func() error { return writeSysctl("net/ipv4/ip_forward", "1") })
+	return n.ns.Do(enableForwarding)
 }
 
 // Flags are tcpshift's global flags that make it act on the node:
