@@ -71,6 +71,7 @@ func Start(t testing.TB) *Cluster {
 	if err := installCRDs(context.Background(), c.Dynamic); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("kube-apiserver at %s, kubeconfig %s (network namespace of pid %d)", c.URL, c.Kubeconfig, os.Getpid())
 	return c
 }
 
