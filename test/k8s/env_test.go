@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -279,4 +282,84 @@ func kernelState(t *testing.T) state {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestNodeFlags proves that tcpshift, run as a separate process with a
+// node's Flags, acts on that node: its pinned state lands in the node's
+// bpffs and its connect hooks on the node's cgroup, and down removes both.
+func TestNodeFlags(t *testing.T) {
+	bin, err := repo.Bin("tcpshift")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := nodes.NewNode(t, "node1", 1)
+	config := filepath.Join(t.TempDir(), "routes.yaml")
+	err = os.WriteFile(config, []byte(`services:
+- name: tcp-echo
+  listen: 10.96.0.50:9000
+  mode: connect
+  subsets:
+    v1: {endpoints: [10.244.3.2:9000]}
+    v2: {endpoints: [10.244.3.3:9000]}
+  route:
+  - {subset: v1, weight: 80}
+  - {subset: v2, weight: 20}
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcpshift := func(args ...string) {
+		t.Helper()
+		out, err := exec.Command(bin, append(node.Flags(), args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tcpshift %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	fresh := entries(t, node.BPFFS) // a new bpffs holds the kernel's maps.debug and progs.debug
+	tcpshift("apply", "-f", config)
+	if pins := entries(t, node.BPFFS); len(pins) <= len(fresh) {
+		t.Errorf("apply pinned nothing in the node's bpffs: %v", pins)
+	}
+	if n := connectPrograms(t, node.Cgroup); n != 2 {
+		t.Errorf("%d connect programs on the node's cgroup after apply, want 2 (connect4, connect6)", n)
+	}
+	tcpshift("down")
+	if pins := entries(t, node.BPFFS); !reflect.DeepEqual(pins, fresh) {
+		t.Errorf("down left %v in the node's bpffs, a fresh one holds %v", pins, fresh)
+	}
+	if n := connectPrograms(t, node.Cgroup); n != 0 {
+		t.Errorf("%d connect programs on the node's cgroup after down", n)
+	}
+}
+
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, de := range des {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+// connectPrograms counts the connect4 and connect6 programs attached to cgroup dir.
+func connectPrograms(t *testing.T, dir string) int {
+	t.Helper()
+	cg, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	n := 0
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect} {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: at})
+		if err != nil {
+			t.Fatalf("query %s programs: %v", at, err)
+		}
+		n += len(res.Programs)
+	}
+	return n
 }

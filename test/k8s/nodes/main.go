@@ -32,10 +32,13 @@ import (
 
 const (
 	isolatedEnv = "TCPSHIFT_K8S_ISOLATED" // set in the copy that runs the tests
+	cgroupEnv   = "TCPSHIFT_K8S_CGROUP"   // the parent cgroup, for the copy
 	helperEnv   = "TCPSHIFT_K8S_HELPER"   // set in a pod's client helper
 )
 
-// parentCgroup holds the nodes' cgroups; made by Main, removed after the tests.
+// parentCgroup holds the nodes' cgroups. Main makes it before starting the
+// copy that runs the tests and removes it after the copy ends, however it
+// ends (a test timeout kills the copy before its cleanups run).
 var parentCgroup string
 
 // Main runs the package's tests in their own network and mount namespaces
@@ -56,16 +59,29 @@ func Main(m *testing.M) {
 }
 
 // runIsolatedCopy starts the test binary again, with the same arguments, in
-// a new network and mount namespace, and passes on its exit code.
-func runIsolatedCopy() int {
+// a new network and mount namespace, and passes on its exit code. The
+// namespaces, and so the mounts, links and routes the tests make there, end
+// with the copy; the cgroups, which are the host's, are removed here.
+func runIsolatedCopy() (code int) {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "the Kubernetes tests need root (network namespaces, cgroups, bpffs): run sudo make k8s-test")
 		return 1
 	}
+	cg, err := loader.TempCgroup("tcpshift-k8s")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "parent cgroup for the nodes: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if _, err := removeCgroup(cg); err != nil {
+			fmt.Fprintf(os.Stderr, "remove the nodes' cgroups: %v\n", err)
+			code = 1
+		}
+	}()
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), isolatedEnv+"=1")
+	cmd.Env = append(os.Environ(), isolatedEnv+"=1", cgroupEnv+"="+cg)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS,
 		Pdeathsig:  syscall.SIGKILL,
@@ -81,7 +97,7 @@ func runIsolatedCopy() int {
 			cmd.Process.Signal(s) // the copy cleans up and ends
 		}
 	}()
-	err := cmd.Wait()
+	err = cmd.Wait()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -95,23 +111,25 @@ func runIsolatedCopy() int {
 }
 
 // runTests prepares the fresh namespaces (mounts private, lo up, forwarding
-// on: this namespace routes between the nodes) and a parent cgroup, runs
-// the tests and removes the cgroup.
+// on: this namespace routes between the nodes), runs the tests and checks
+// that they left no cgroup behind.
 func runTests(m *testing.M) int {
 	if err := setupNamespace(); err != nil {
 		fmt.Fprintf(os.Stderr, "prepare the tests' namespace: %v\n", err)
 		return 1
 	}
-	cg, err := loader.TempCgroup("tcpshift-k8s")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "parent cgroup for the nodes: %v\n", err)
-		return 1
-	}
-	parentCgroup = cg
+	parentCgroup = os.Getenv(cgroupEnv)
 	code := m.Run()
-	if left, err := removeCgroup(cg); err != nil || left {
-		// A test left a cgroup behind: cleaned now, but a failure.
-		fmt.Fprintf(os.Stderr, "nodes: cgroups were left under %s (removed now: %v)\n", cg, err)
+	entries, err := os.ReadDir(parentCgroup)
+	for _, e := range entries {
+		if e.IsDir() {
+			// Removed by Main after this copy ends, but a failure.
+			fmt.Fprintf(os.Stderr, "nodes: a test left cgroup %s/%s behind\n", parentCgroup, e.Name())
+			code = 1
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nodes: %v\n", err)
 		code = 1
 	}
 	return code

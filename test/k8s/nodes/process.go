@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -26,30 +27,46 @@ type Process struct {
 // printed if the test failed.
 func (p *Pod) Start(argv ...string) *Process {
 	p.t.Helper()
+	return startProcess(p.t, p.dir, "pod "+p.Name, p.startIn, argv)
+}
+
+// Start runs argv in the test's own network namespace, where the API
+// server listens and tcpshift agent runs (with a node's Flags), and in the
+// test's cgroup; otherwise as Pod.Start.
+func Start(t testing.TB, argv ...string) *Process {
+	t.Helper()
+	return startProcess(t, t.TempDir(), "test", func(cmd *exec.Cmd) error {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		return cmd.Start()
+	}, argv)
+}
+
+func startProcess(t testing.TB, dir, where string, start func(*exec.Cmd) error, argv []string) *Process {
+	t.Helper()
 	if len(argv) == 0 {
-		p.t.Fatal("pod.Start: no command")
+		t.Fatal("start: no command")
 	}
-	log := filepath.Join(p.dir, fmt.Sprintf("%s-%d.log", filepath.Base(argv[0]), time.Now().UnixNano()))
+	log := filepath.Join(dir, fmt.Sprintf("%s-%d.log", filepath.Base(argv[0]), time.Now().UnixNano()))
 	f, err := os.Create(log)
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
-	if err := p.startIn(cmd); err != nil {
-		p.t.Fatalf("pod %s: start %s: %v", p.Name, argv[0], err)
+	if err := start(cmd); err != nil {
+		t.Fatalf("%s: start %s: %v", where, argv[0], err)
 	}
 	pr := &Process{Cmd: cmd, Log: log, done: make(chan struct{})}
 	go func() {
 		pr.err = cmd.Wait()
 		close(pr.done)
 	}()
-	p.t.Cleanup(func() {
+	t.Cleanup(func() {
 		pr.Stop()
-		if p.t.Failed() {
+		if t.Failed() {
 			b, _ := os.ReadFile(log)
-			p.t.Logf("---- pod %s: %s (%s) ----\n%s", p.Name, argv[0], log, tail(b, 40))
+			t.Logf("---- %s: %s (%s) ----\n%s", where, argv[0], log, tail(b, 40))
 		}
 	})
 	return pr
