@@ -25,6 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/test/k8s/cluster"
@@ -42,6 +44,7 @@ func TestCluster(t *testing.T) {
 	ctx := context.Background()
 	t.Run("crds", func(t *testing.T) { checkCRDs(t, ctx, c) })
 	t.Run("service", func(t *testing.T) { checkServiceAndSlice(t, ctx, c) })
+	t.Run("pods", func(t *testing.T) { checkNodeAndPod(t, ctx, c) })
 }
 
 // TestNodes proves the simulated nodes and pods: pods on different nodes
@@ -130,22 +133,9 @@ func checkServiceAndSlice(t *testing.T, ctx context.Context, c *cluster.Cluster)
 		t.Errorf("Service came back as ClusterIP %s ports %+v", got.Spec.ClusterIP, got.Spec.Ports)
 	}
 
-	ready, port, name := true, int32(9000), "tcp"
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: "tcp-echo-1", Namespace: "default",
-			Labels: map[string]string{discoveryv1.LabelServiceName: "tcp-echo"},
-		},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints: []discoveryv1.Endpoint{
-			{Addresses: []string{"10.244.1.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}, NodeName: ptr("node1")},
-			{Addresses: []string{"10.244.3.3"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}, NodeName: ptr("node3")},
-		},
-		Ports: []discoveryv1.EndpointPort{{Name: &name, Port: &port}},
-	}
-	if _, err := c.Clientset.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	c.AddEndpointSlice(t, "default", "tcp-echo-1", "tcp-echo", "tcp", 9000,
+		cluster.Endpoint{IP: "10.244.1.2", Node: "node1", Pod: "echo-1a", Ready: true},
+		cluster.Endpoint{IP: "10.244.3.3", Node: "node3", Pod: "echo-3b", Ready: true})
 	list, err := c.Clientset.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=tcp-echo"})
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +151,79 @@ func checkServiceAndSlice(t *testing.T, ctx context.Context, c *cluster.Cluster)
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
+// checkNodeAndPod registers a node and a running pod as a kubelet would,
+// and an informer sees the pod become ready and unready.
+func checkNodeAndPod(t *testing.T, ctx context.Context, c *cluster.Cluster) {
+	node := c.AddNode(t, "node1", []string{"10.244.1.0/24", "fd00:244:1::/64"}, "10.250.1.2", "fd00:250:1::2")
+	if len(node.Status.Addresses) != 2 || node.Status.Conditions[0].Type != corev1.NodeReady {
+		t.Errorf("node came back as %+v", node.Status)
+	}
+	// An informer, as the agent runs them, sees the pod created, running
+	// and ready, then unready.
+	events := make(chan string, 10)
+	factory := informers.NewSharedInformerFactory(c.Clientset, 0)
+	_, err := factory.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { events <- podEvent("add", obj.(*corev1.Pod)) },
+		UpdateFunc: func(_, obj any) { events <- podEvent("update", obj.(*corev1.Pod)) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer func() { close(stop); factory.Shutdown() }()
+	factory.Start(stop)
+	synced := factory.WaitForCacheSync(stop)
+	for typ, ok := range synced {
+		if !ok {
+			t.Fatalf("informer for %v did not sync", typ)
+		}
+	}
+	// A plain watch from now, as kubectl get -w does.
+	watch, err := c.Clientset.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
+	pod := c.AddPod(t, "default", "echo-1a", "node1", map[string]string{"app": "tcp-echo", "version": "v1"}, "10.244.1.2", "fd00:244:1::2")
+	if pod.Status.PodIP != "10.244.1.2" || len(pod.Status.PodIPs) != 2 || pod.Status.Phase != corev1.PodRunning || pod.Spec.NodeName != "node1" {
+		t.Errorf("pod came back as node %s, status %+v", pod.Spec.NodeName, pod.Status)
+	}
+	c.SetPodReady(t, "default", "echo-1a", false)
+	select {
+	case ev := <-watch.ResultChan():
+		if p, ok := ev.Object.(*corev1.Pod); !ok || ev.Type != "ADDED" || p.Name != "echo-1a" {
+			t.Errorf("the watch's first event: %s %+v", ev.Type, ev.Object)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the watch saw nothing")
+	}
+	var seen []string
+	for len(seen) < 3 {
+		select {
+		case ev := <-events:
+			seen = append(seen, ev)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the informer saw only %v", seen)
+		}
+	}
+	want := []string{"add  ready=false", "update 10.244.1.2 ready=true", "update 10.244.1.2 ready=false"}
+	if !reflect.DeepEqual(seen, want) {
+		t.Errorf("the informer saw %v, want %v", seen, want)
+	}
+}
+
+func podEvent(what string, p *corev1.Pod) string {
+	return fmt.Sprintf("%s %s ready=%v", what, p.Status.PodIP, podReady(p))
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
 
 // checkPods makes 3 nodes with 2 pods each running tcp-echo, and checks
 // that a pod on node 1 reaches every pod, those on node 3 included, over
