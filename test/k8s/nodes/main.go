@@ -10,7 +10,19 @@
 // The tests run in a network and mount namespace of their own: a test
 // package's TestMain calls Main, which runs the tests in a copy of the test
 // binary started in fresh namespaces. Everything a test makes is removed
-// when it ends.
+// when it ends. Nodes and pods are made from the test's goroutine, one at a
+// time.
+//
+// An agent test, roughly:
+//
+//	c := cluster.Start(t)
+//	n1, n3 := nodes.NewNode(t, "node1", 1), nodes.NewNode(t, "node3", 3)
+//	client, echo := n1.NewPod("client"), n3.NewPod("echo-v1")
+//	echo.Start(tcpEcho, "9000", "v1")
+//	c.AddPod(t, "default", echo.Name, n3.Name, map[string]string{"app": "tcp-echo"}, echo.IP.String())
+//	argv := append(append([]string{tcpshift}, n1.Flags()...), "agent", "--node", n1.Name, "--kubeconfig", c.Kubeconfig)
+//	nodes.Start(t, argv...)
+//	a, err := client.Ask("10.96.0.50:9000") // a.Prefix "v1"; a.Peer is what getpeername says
 package nodes
 
 import (
