@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 
-.PHONY: help build generate test demo bench bench-smoke deps install uninstall clean
+.PHONY: help build generate test k8s-test demo bench bench-smoke deps install uninstall clean
 
 # Where `make install` puts things; DESTDIR stages them elsewhere (packaging, tests).
 PREFIX ?= /usr/local
@@ -15,7 +15,7 @@ CONFDIR ?= /etc/tcpshift
 UNITDIR ?= /etc/systemd/system
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # What `tcpshift version` reports; empty (no git) falls back to Go's build info.
 # safe.directory: under sudo, git refuses a checkout its user owns.
@@ -35,6 +35,15 @@ test: ## run every test, kernel tests included (needs root); a skipped test fail
 	$(GO) vet ./...
 	$(GO) build -o $(BIN)/summary ./test/summary
 	set -o pipefail; $(GO) test -count=1 -json ./... 2>&1 | $(BIN)/summary -log $(BIN)/test.log
+
+# The apiserver comes from scripts/kube-apiserver.sh: built once (minutes) into a cache outside the
+# clone, then only looked up. bin/k8s-test.log has the whole log.
+k8s-test: build ## run the Kubernetes tests: real etcd and kube-apiserver, simulated nodes and pods (needs root)
+	bash scripts/install-deps.sh k8s
+	$(GO) build -o $(BIN)/summary ./test/summary
+	set -o pipefail; apiserver=$$(bash scripts/kube-apiserver.sh) && \
+	  TCPSHIFT_KUBE_APISERVER=$$apiserver TCPSHIFT_BIN=$(CURDIR)/$(BIN) \
+	  $(GO) test -tags k8s -count=1 -timeout 20m -json ./test/k8s/... 2>&1 | $(BIN)/summary -log $(BIN)/k8s-test.log
 
 demo: build ## run Istio's tcp-echo traffic-shifting task in a private network namespace (needs root)
 	$(BIN)/tcpshift demo
