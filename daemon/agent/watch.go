@@ -100,16 +100,25 @@ func preferred(disc discovery.DiscoveryInterface, want []schema.GroupResource) (
 			missing = append(missing, gr)
 			continue
 		}
-		gv := groups.Groups[i].PreferredVersion.GroupVersion
-		list, err := disc.ServerResourcesForGroupVersion(gv)
-		if err != nil {
-			return nil, nil, fmt.Errorf("discover %s: %w", gv, err)
+		// The preferred version first; a kind may be served only in an
+		// older one (TCPRoute is v1alpha2 beside Gateway's v1).
+		g := groups.Groups[i]
+		versions := append([]metav1.GroupVersionForDiscovery{g.PreferredVersion}, g.Versions...)
+		served := false
+		for _, v := range versions {
+			list, err := disc.ServerResourcesForGroupVersion(v.GroupVersion)
+			if err != nil {
+				return nil, nil, fmt.Errorf("discover %s: %w", v.GroupVersion, err)
+			}
+			if slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == gr.Resource }) {
+				found = append(found, schema.GroupVersionResource{Group: gr.Group, Version: v.Version, Resource: gr.Resource})
+				served = true
+				break
+			}
 		}
-		if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == gr.Resource }) {
+		if !served {
 			missing = append(missing, gr)
-			continue
 		}
-		found = append(found, schema.GroupVersionResource{Group: gr.Group, Version: groups.Groups[i].PreferredVersion.Version, Resource: gr.Resource})
 	}
 	return found, missing, nil
 }

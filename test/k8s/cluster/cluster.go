@@ -45,6 +45,12 @@ type Cluster struct {
 	Kubeconfig string // a kubeconfig file for the admin, for tcpshift agent --kubeconfig and kubectl
 	URL        string // https://127.0.0.1:PORT
 	Token      string // the admin's bearer token
+
+	// How the API server was started, to start it again.
+	apiserver *process
+	bin, dir  string
+	args      []string
+	restarts  int
 }
 
 // Start runs etcd and kube-apiserver for the test, waits until the server
@@ -61,8 +67,8 @@ func Start(t testing.TB) *Cluster {
 	etcd, etcdURL := startEtcd(t, etcdBin, dir)
 	c, apiserver := startAPIServer(t, apiserverBin, dir, etcdURL)
 	t.Cleanup(func() {
-		logTail(t, etcd, apiserver)
-		apiserver.stop(15 * time.Second)
+		logTail(t, etcd, c.apiserver)
+		c.apiserver.stop(15 * time.Second)
 		etcd.stop(10 * time.Second)
 	})
 	if err := waitReady(c, apiserver); err != nil {
@@ -174,21 +180,21 @@ func startAPIServer(t testing.TB, bin, dir, etcdURL string) (*Cluster, *process)
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	p, err := startProcess("kube-apiserver", dir, bin,
-		"--etcd-servers="+etcdURL,
+	args := []string{
+		"--etcd-servers=" + etcdURL,
 		"--etcd-prefix=/registry",
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(port),
-		"--cert-dir="+certs,
-		"--tls-cert-file="+crt,
-		"--tls-private-key-file="+key,
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + certs,
+		"--tls-cert-file=" + crt,
+		"--tls-private-key-file=" + key,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+saKey,
-		"--service-account-signing-key-file="+saKey,
-		"--token-auth-file="+tokenFile,
+		"--service-account-key-file=" + saKey,
+		"--service-account-signing-key-file=" + saKey,
+		"--token-auth-file=" + tokenFile,
 		"--authorization-mode=RBAC",
-		"--service-cluster-ip-range="+ServiceCIDR,
+		"--service-cluster-ip-range=" + ServiceCIDR,
 		// No kubelet or controllers: nothing would keep the kubernetes
 		// Service's endpoints, and no controller makes the default
 		// ServiceAccount that its admission plugin wants for every Pod.
@@ -199,11 +205,12 @@ func startAPIServer(t testing.TB, bin, dir, etcdURL string) (*Cluster, *process)
 		// and a watch from "now" (resourceVersion "") fails with "Too large
 		// resource version". Serving from etcd has no such gap.
 		"--watch-cache=false",
-	)
+	}
+	p, err := startProcess("kube-apiserver", dir, bin, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{URL: fmt.Sprintf("https://127.0.0.1:%d", port), Token: token}
+	c := &Cluster{URL: fmt.Sprintf("https://127.0.0.1:%d", port), Token: token, apiserver: p, bin: bin, dir: dir, args: args}
 	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
 	if err := writeKubeconfig(c.Kubeconfig, c.URL, token, caPEM); err != nil {
 		p.stop(time.Second)
@@ -281,5 +288,26 @@ func waitFor(p *process, what string, check func() error) error {
 			return fmt.Errorf("%s not ready after %s: %v; log %s", what, startTimeout, err, p.log)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// StopAPIServer stops the API server; etcd keeps the cluster's state.
+func (c *Cluster) StopAPIServer(t testing.TB) {
+	t.Helper()
+	c.apiserver.stop(15 * time.Second)
+}
+
+// StartAPIServer starts the API server again, on the same port with the
+// same certificates and tokens, and waits until it is ready.
+func (c *Cluster) StartAPIServer(t testing.TB) {
+	t.Helper()
+	c.restarts++
+	p, err := startProcess(fmt.Sprintf("kube-apiserver-%d", c.restarts+1), c.dir, c.bin, c.args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.apiserver = p
+	if err := waitReady(c, p); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -110,6 +110,8 @@ type Endpoint struct {
 	Node  string
 	Pod   string // the pod's name, for targetRef; empty for none
 	Ready bool
+	// Terminating: the pod is shutting down (its deletion began).
+	Terminating bool
 }
 
 // AddEndpointSlice creates an EndpointSlice for service as the EndpointSlice
@@ -130,9 +132,37 @@ func (c *Cluster) AddEndpointSlice(t testing.TB, namespace, name, service, portN
 		AddressType: family,
 		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port, Protocol: &tcp}},
 	}
+	slice.Endpoints = SliceEndpoints(namespace, endpoints...)
+	created, err := c.Clientset.DiscoveryV1().EndpointSlices(namespace).Create(context.Background(), slice, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create EndpointSlice %s/%s: %v", namespace, name, err)
+	}
+	return created
+}
+
+// SetEndpoints replaces an EndpointSlice's endpoints, as the EndpointSlice
+// controller does when pods come, go, turn ready or start terminating.
+func (c *Cluster) SetEndpoints(t testing.TB, namespace, name string, endpoints ...Endpoint) {
+	t.Helper()
+	ctx := context.Background()
+	slice, err := c.Clientset.DiscoveryV1().EndpointSlices(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get EndpointSlice %s/%s: %v", namespace, name, err)
+	}
+	slice.Endpoints = SliceEndpoints(namespace, endpoints...)
+	if _, err := c.Clientset.DiscoveryV1().EndpointSlices(namespace).Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("update EndpointSlice %s/%s: %v", namespace, name, err)
+	}
+}
+
+// SliceEndpoints makes an EndpointSlice's endpoints with their conditions
+// as the controller sets them (serving: ready, or terminating and ready).
+func SliceEndpoints(namespace string, endpoints ...Endpoint) []discoveryv1.Endpoint {
+	var out []discoveryv1.Endpoint
 	for _, e := range endpoints {
-		ready := e.Ready
-		ep := discoveryv1.Endpoint{Addresses: []string{e.IP}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}
+		ready, terminating := e.Ready && !e.Terminating, e.Terminating
+		serving := e.Ready
+		ep := discoveryv1.Endpoint{Addresses: []string{e.IP}, Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving, Terminating: &terminating}}
 		if e.Node != "" {
 			node := e.Node
 			ep.NodeName = &node
@@ -140,11 +170,7 @@ func (c *Cluster) AddEndpointSlice(t testing.TB, namespace, name, service, portN
 		if e.Pod != "" {
 			ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: namespace, Name: e.Pod}
 		}
-		slice.Endpoints = append(slice.Endpoints, ep)
+		out = append(out, ep)
 	}
-	created, err := c.Clientset.DiscoveryV1().EndpointSlices(namespace).Create(context.Background(), slice, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create EndpointSlice %s/%s: %v", namespace, name, err)
-	}
-	return created
+	return out
 }
