@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -166,8 +167,14 @@ func (a *agent) sync(first time.Time) {
 	if !a.ready.Swap(true) {
 		a.o.Log.Info("first sync applied", "services", len(res.Config.Services), "in", time.Since(start).Round(time.Millisecond))
 	}
-	if len(changes) > 0 {
-		a.o.Log.Info("applied", "changes", len(changes), "services", len(res.Config.Services), "since_event", time.Since(first).Round(time.Millisecond))
+	var changed []string
+	for _, ch := range changes {
+		if ch.Action != "unchanged" {
+			changed = append(changed, ch.Service+" "+ch.Action)
+		}
+	}
+	if len(changed) > 0 {
+		a.o.Log.Info("applied", "changes", strings.Join(changed, ", "), "services", len(res.Config.Services), "since_event", time.Since(first).Round(time.Millisecond))
 	}
 }
 
