@@ -17,6 +17,8 @@ type TcpshiftAffinity struct {
 	_        structs.HostLayout
 	Endpoint uint32
 	Subset   uint32
+	Slot     uint32
+	Pad      uint32
 	Expires  uint64
 }
 
@@ -60,6 +62,14 @@ type TcpshiftEndpoint struct {
 	Addr [4]uint32
 	Port uint16
 	Pad  uint16
+}
+
+type TcpshiftEndpointPlace struct {
+	_       structs.HostLayout
+	Used    uint32
+	Service uint32
+	Subset  uint32
+	Index   uint32
 }
 
 type TcpshiftEndpointStats struct {
@@ -261,12 +271,11 @@ const (
 )
 
 type TcpshiftSubsetMeta struct {
-	_         structs.HostLayout
-	Name      [64]int8
-	Weight    uint64
-	Count     uint32
-	Endpoints [16]uint32
-	_         [4]byte
+	_      structs.HostLayout
+	Name   [64]int8
+	Weight uint64
+	Count  uint32
+	Pad    uint32
 }
 
 type TcpshiftSubsetSlots struct {
@@ -274,8 +283,7 @@ type TcpshiftSubsetSlots struct {
 	Turn      uint32
 	Count     uint32
 	Positions uint32
-	Pad       uint32
-	Endpoints [16]uint32
+	First     uint32
 }
 
 type TcpshiftTable struct {
@@ -304,6 +312,8 @@ const (
 	TcpshiftMapConns                 = "conns"
 	TcpshiftMapEndpointCounts        = "endpoint_counts"
 	TcpshiftMapEndpointHealth        = "endpoint_health"
+	TcpshiftMapEndpointIndex         = "endpoint_index"
+	TcpshiftMapEndpointPlaces        = "endpoint_places"
 	TcpshiftMapEndpoints             = "endpoints"
 	TcpshiftMapFlowStates            = "flow_states"
 	TcpshiftMapFlows                 = "flows"
@@ -311,6 +321,7 @@ const (
 	TcpshiftMapFrontends             = "frontends"
 	TcpshiftMapLayouts               = "layouts"
 	TcpshiftMapListeners             = "listeners"
+	TcpshiftMapLists                 = "lists"
 	TcpshiftMapObjects               = "objects"
 	TcpshiftMapOwners                = "owners"
 	TcpshiftMapRebalanceIds          = "rebalance_ids"
@@ -332,6 +343,7 @@ const (
 	TcpshiftProgTcpshiftRebalance    = "tcpshift_rebalance"
 	TcpshiftProgTcpshiftSockops      = "tcpshift_sockops"
 	TcpshiftVarFlowSeed              = "flow_seed"
+	TcpshiftVarMaxSubsetEndpoints    = "max_subset_endpoints"
 	TcpshiftVarNetnsCookie           = "netns_cookie"
 )
 
@@ -395,6 +407,8 @@ type TcpshiftMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	EndpointCounts *ebpf.MapSpec `ebpf:"endpoint_counts"`
 	EndpointHealth *ebpf.MapSpec `ebpf:"endpoint_health"`
+	EndpointIndex  *ebpf.MapSpec `ebpf:"endpoint_index"`
+	EndpointPlaces *ebpf.MapSpec `ebpf:"endpoint_places"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	FlowStates     *ebpf.MapSpec `ebpf:"flow_states"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
@@ -402,6 +416,7 @@ type TcpshiftMapSpecs struct {
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Layouts        *ebpf.MapSpec `ebpf:"layouts"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	Lists          *ebpf.MapSpec `ebpf:"lists"`
 	Objects        *ebpf.MapSpec `ebpf:"objects"`
 	Owners         *ebpf.MapSpec `ebpf:"owners"`
 	RebalanceIds   *ebpf.MapSpec `ebpf:"rebalance_ids"`
@@ -420,8 +435,9 @@ type TcpshiftMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftVariableSpecs struct {
-	FlowSeed    *ebpf.VariableSpec `ebpf:"flow_seed"`
-	NetnsCookie *ebpf.VariableSpec `ebpf:"netns_cookie"`
+	FlowSeed           *ebpf.VariableSpec `ebpf:"flow_seed"`
+	MaxSubsetEndpoints *ebpf.VariableSpec `ebpf:"max_subset_endpoints"`
+	NetnsCookie        *ebpf.VariableSpec `ebpf:"netns_cookie"`
 }
 
 // TcpshiftObjects contains all objects after they have been loaded into the kernel.
@@ -448,6 +464,8 @@ type TcpshiftMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	EndpointCounts *ebpf.Map `ebpf:"endpoint_counts"`
 	EndpointHealth *ebpf.Map `ebpf:"endpoint_health"`
+	EndpointIndex  *ebpf.Map `ebpf:"endpoint_index"`
+	EndpointPlaces *ebpf.Map `ebpf:"endpoint_places"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	FlowStates     *ebpf.Map `ebpf:"flow_states"`
 	Flows          *ebpf.Map `ebpf:"flows"`
@@ -455,6 +473,7 @@ type TcpshiftMaps struct {
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Layouts        *ebpf.Map `ebpf:"layouts"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
+	Lists          *ebpf.Map `ebpf:"lists"`
 	Objects        *ebpf.Map `ebpf:"objects"`
 	Owners         *ebpf.Map `ebpf:"owners"`
 	RebalanceIds   *ebpf.Map `ebpf:"rebalance_ids"`
@@ -475,6 +494,8 @@ func (m *TcpshiftMaps) Close() error {
 		m.Conns,
 		m.EndpointCounts,
 		m.EndpointHealth,
+		m.EndpointIndex,
+		m.EndpointPlaces,
 		m.Endpoints,
 		m.FlowStates,
 		m.Flows,
@@ -482,6 +503,7 @@ func (m *TcpshiftMaps) Close() error {
 		m.Frontends,
 		m.Layouts,
 		m.Listeners,
+		m.Lists,
 		m.Objects,
 		m.Owners,
 		m.RebalanceIds,
@@ -501,8 +523,9 @@ func (m *TcpshiftMaps) Close() error {
 //
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftVariables struct {
-	FlowSeed    *ebpf.Variable `ebpf:"flow_seed"`
-	NetnsCookie *ebpf.Variable `ebpf:"netns_cookie"`
+	FlowSeed           *ebpf.Variable `ebpf:"flow_seed"`
+	MaxSubsetEndpoints *ebpf.Variable `ebpf:"max_subset_endpoints"`
+	NetnsCookie        *ebpf.Variable `ebpf:"netns_cookie"`
 }
 
 // TcpshiftPrograms contains all programs after they have been loaded into the kernel.

@@ -334,14 +334,14 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	fronts := map[netip.AddrPort]bool{}
 	for _, p := range d.plans {
 		fronts[p.svc.Frontend] = true
-		o := d.old[p.svc.Name]
+		oldIDs := endpointIDs(d.old[p.svc.Name])
 		for i, socks := range p.sockets {
 			for j, sock := range socks {
 				if sock == nil {
 					continue
 				}
 				ep := p.svc.Subsets[i].Endpoints[j]
-				if err := set.RegisterSocket(ep.ID, int(sock.File.Fd()), !known(o, ep.ID)); err != nil {
+				if err := set.RegisterSocket(ep.ID, int(sock.File.Fd()), !oldIDs[ep.ID]); err != nil {
 					return fmt.Errorf("service %s: register %s (%s; did it stop listening?): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
 				}
 				if listen.Account(sock.Addr) {
@@ -406,17 +406,16 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	return set.Commit()
 }
 
-// known reports whether endpoint id belonged to the old service already.
-func known(o *maps.Service, id uint32) bool {
+// endpointIDs returns the endpoint ids of a service in force (nil: none).
+func endpointIDs(o *maps.Service) map[uint32]bool {
+	ids := map[uint32]bool{}
 	if o == nil {
-		return false
+		return ids
 	}
 	for _, sub := range o.Subsets {
 		for _, ep := range sub.Endpoints {
-			if ep.ID == id {
-				return true
-			}
+			ids[ep.ID] = true
 		}
 	}
-	return false
+	return ids
 }

@@ -40,6 +40,9 @@ type Set struct {
 	Stored         *ebpf.Map // input objects (Istio's...), as text
 	Shifts         *ebpf.Map // progressive shifts, by service id
 	TableVersions  *ebpf.Map // bumped with every table write (mmapable)
+	Lists          *ebpf.Map // the tables' endpoint ids (see lists.go)
+	EndpointIndex  *ebpf.Map // an id's place in its subset's ids, for affinity
+	EndpointPlaces *ebpf.Map // an id's place in the descriptions
 
 	j *journal // the transaction in progress, if any
 }
@@ -104,6 +107,8 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapListeners: &s.Listeners, bpf.TcpshiftMapFrontendPorts: &s.FrontendPorts,
 		bpf.TcpshiftMapObjects: &s.Stored, bpf.TcpshiftMapShifts: &s.Shifts,
 		bpf.TcpshiftMapTableVersions: &s.TableVersions,
+		bpf.TcpshiftMapLists:         &s.Lists, bpf.TcpshiftMapEndpointIndex: &s.EndpointIndex,
+		bpf.TcpshiftMapEndpointPlaces: &s.EndpointPlaces,
 	}
 }
 
@@ -135,9 +140,10 @@ var innerSpec = sync.OnceValues(func() (*ebpf.MapSpec, error) {
 	return spec.Maps[bpf.TcpshiftMapTables].InnerMap.Copy(), nil
 })
 
-// SwapTable replaces a service's weight table in one map update: a new inner
-// map is filled first, so no connection ever sees a half-written table. The
-// new table starts at the first position of its sequence.
+// SwapTable replaces a service's weight table in one map update: its
+// endpoint ids are placed in the lists map and a new inner map is filled
+// first, so no connection ever sees a half-written table. The new table
+// starts at the first position of its sequence.
 func (s *Set) SwapTable(svc *Service) error {
 	t, err := svc.Table()
 	if err != nil {
@@ -147,12 +153,26 @@ func (s *Set) SwapTable(svc *Service) error {
 	if err != nil {
 		return err
 	}
+	var prev *bpf.TcpshiftTable
+	if version, err := s.TableVersion(svc.ID); err == nil {
+		if prev, err = tableHead(version); err != nil {
+			return fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	if err := s.placeLists(svc, t, prev); err != nil {
+		return err
+	}
+	if err := s.writeIndex(t); err != nil {
+		return fmt.Errorf("service %s: %w", svc.Name, err)
+	}
 	inner, err := ebpf.NewMap(spec)
 	if err != nil {
 		return fmt.Errorf("service %s: create table: %w", svc.Name, err)
 	}
 	defer inner.Close()
-	if err := inner.Put(uint32(0), &t); err != nil {
+	if err := inner.Put(uint32(0), &t.TcpshiftTable); err != nil {
 		return fmt.Errorf("service %s: fill table: %w", svc.Name, err)
 	}
 	if err := s.putTable(svc.ID, inner); err != nil {
@@ -232,13 +252,26 @@ func (s *Set) Health(id uint32) (Health, error) {
 	return h, nil
 }
 
-// Table reads a service's table in force.
-func (s *Set) Table(id uint32) (*bpf.TcpshiftTable, error) {
+// Table reads a service's table in force with its endpoint ids. The ids of
+// a table no longer in force may be reused: the table is read again until
+// it stayed in force while its ids were read.
+func (s *Set) Table(id uint32) (*Table, error) {
 	version, err := s.TableVersion(id)
-	if err != nil {
-		return nil, err
+	for err == nil {
+		var t *Table
+		if t, err = s.TableAt(version); err != nil {
+			return nil, err
+		}
+		now, err := s.TableVersion(id)
+		if err != nil {
+			return nil, err
+		}
+		if now == version {
+			return t, nil
+		}
+		version = now
 	}
-	return s.TableAt(version)
+	return nil, err
 }
 
 // TableVersion returns the id of the inner map holding a service's table in
@@ -251,19 +284,21 @@ func (s *Set) TableVersion(id uint32) (ebpf.MapID, error) {
 	return innerID, nil
 }
 
-// TableAt reads the table held by one version: swapped tables are never
-// rewritten, so what it returns is exactly that version.
-func (s *Set) TableAt(version ebpf.MapID) (*bpf.TcpshiftTable, error) {
-	inner, err := ebpf.NewMapFromID(version)
+// TableAt reads the table held by one version with its endpoint ids:
+// swapped tables are never rewritten, and their ids do not change while
+// they are in force (see Table for one that may not be any more).
+func (s *Set) TableAt(version ebpf.MapID) (*Table, error) {
+	head, err := tableHead(version)
 	if err != nil {
-		return nil, fmt.Errorf("open table %d: %w", version, err)
+		return nil, err
 	}
-	defer inner.Close()
-	var t bpf.TcpshiftTable
-	if err := inner.Lookup(uint32(0), &t); err != nil {
-		return nil, fmt.Errorf("read table %d: %w", version, err)
+	t := &Table{TcpshiftTable: *head, Endpoints: make([][]uint32, MaxSubsets)}
+	for i, sub := range t.Subsets {
+		if t.Endpoints[i], err = s.readIDs(sub.First, min(sub.Count, MaxSubsetEndpoints)); err != nil {
+			return nil, err
+		}
 	}
-	return &t, nil
+	return t, nil
 }
 
 // Endpoint reads an endpoint id's address and generation.
@@ -332,11 +367,28 @@ func (s *Set) WriteService(svc *Service) error {
 	return nil
 }
 
-// PutMeta records what the user asked for, for the CLI.
+// PutMeta records what the user asked for, for the CLI: the description,
+// and each endpoint id's place in it. Places already right are not
+// rewritten, so a weight change costs one read per endpoint.
 func (s *Set) PutMeta(svc *Service) error {
 	m := svc.meta()
 	if err := s.put(s.Services, svc.ID, &m); err != nil {
 		return fmt.Errorf("service %s: write description: %w", svc.Name, err)
+	}
+	for i, sub := range svc.Subsets {
+		for j, ep := range sub.Endpoints {
+			want := bpf.TcpshiftEndpointPlace{Used: 1, Service: svc.ID, Subset: uint32(i), Index: uint32(j)}
+			var have bpf.TcpshiftEndpointPlace
+			if err := s.EndpointPlaces.Lookup(ep.ID, &have); err != nil {
+				return fmt.Errorf("service %s: read place of endpoint %d: %w", svc.Name, ep.ID, err)
+			}
+			if have == want {
+				continue
+			}
+			if err := s.put(s.EndpointPlaces, ep.ID, &want); err != nil {
+				return fmt.Errorf("service %s: write place of endpoint %d: %w", svc.Name, ep.ID, err)
+			}
+		}
 	}
 	return s.putFile(svc)
 }
@@ -479,26 +531,69 @@ func (s *Set) ReleaseEndpoint(id uint32) error {
 	if err := s.put(s.Endpoints, id, bpf.TcpshiftEndpoint{}); err != nil {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
+	if err := s.put(s.EndpointPlaces, id, bpf.TcpshiftEndpointPlace{}); err != nil {
+		return fmt.Errorf("release endpoint %d: %w", id, err)
+	}
 	return nil
 }
 
-// ServiceList reads every service's description, sorted by name.
+// ServiceList reads every service's description, sorted by name. It reads
+// each map whole, in batches: a few calls for ten thousand services.
 func (s *Set) ServiceList() ([]*Service, error) {
-	var (
-		id   uint32
-		meta bpf.TcpshiftServiceMeta
-		out  []*Service
-	)
-	it := s.Services.Iterate()
-	for it.Next(&id, &meta) {
-		svc, err := s.fromMeta(id, &meta)
-		if err != nil {
-			return nil, err
+	ids, metas, err := readAll[uint32, bpf.TcpshiftServiceMeta](s.Services)
+	if err != nil {
+		return nil, fmt.Errorf("read services: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	places, err := readArray[bpf.TcpshiftEndpointPlace](s.EndpointPlaces)
+	if err != nil {
+		return nil, fmt.Errorf("read endpoint places: %w", err)
+	}
+	addrs, err := readArray[bpf.TcpshiftEndpoint](s.Endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("read endpoints: %w", err)
+	}
+	var health []Health
+	if s.EndpointHealth != nil { // state pinned by a build without health
+		if health, err = readArray[Health](s.EndpointHealth); err != nil {
+			return nil, fmt.Errorf("read endpoint health: %w", err)
 		}
+	}
+	byID := make(map[uint32]*Service, len(ids))
+	out := make([]*Service, 0, len(ids))
+	for i, id := range ids {
+		svc := fromMeta(id, &metas[i])
+		byID[id] = svc
 		out = append(out, svc)
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read services: %w", err)
+	for epID, pl := range places {
+		svc := byID[pl.Service]
+		if pl.Used == 0 || svc == nil || int(pl.Subset) >= len(svc.Subsets) {
+			continue
+		}
+		sub := &svc.Subsets[pl.Subset]
+		if int(pl.Index) >= len(sub.Endpoints) || sub.Endpoints[pl.Index].ID != noID {
+			return nil, fmt.Errorf("service %s subset %s: endpoint id %d claims place %d, which is out of range or taken", svc.Name, sub.Name, epID, pl.Index)
+		}
+		ep := Endpoint{ID: uint32(epID), Addr: endpointAddr(addrs[epID])}
+		if health != nil {
+			ep.Health = health[epID]
+		}
+		sub.Endpoints[pl.Index] = ep
+	}
+	for _, svc := range out {
+		for _, sub := range svc.Subsets {
+			for j, ep := range sub.Endpoints {
+				if ep.ID == noID {
+					return nil, fmt.Errorf("service %s subset %s: no endpoint id holds place %d of %d", svc.Name, sub.Name, j, len(sub.Endpoints))
+				}
+			}
+		}
+		if err := s.readFile(svc); err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(out, func(a, b *Service) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
@@ -518,7 +613,12 @@ func (s *Set) Service(name string) (svc *Service, ok bool, err error) {
 	return nil, false, nil
 }
 
-func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) {
+// noID marks an endpoint place no id filled yet.
+const noID = ^uint32(0)
+
+// fromMeta is a service as its description gives it; its endpoints are left
+// to fill from the endpoint places.
+func fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) *Service {
 	svc := &Service{
 		ID:           id,
 		Name:         getName(m.Name),
@@ -535,23 +635,12 @@ func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) 
 	}
 	for _, sm := range m.Subsets[:min(int(m.SubsetCount), len(m.Subsets))] {
 		sub := Subset{Name: getName(sm.Name), Weight: sm.Weight, FileWeight: sm.Weight}
-		for _, epID := range sm.Endpoints[:min(int(sm.Count), len(sm.Endpoints))] {
-			var e bpf.TcpshiftEndpoint
-			if err := s.Endpoints.Lookup(epID, &e); err != nil {
-				return nil, fmt.Errorf("service %s: read endpoint %d: %w", svc.Name, epID, err)
-			}
-			h, err := s.Health(epID)
-			if err != nil {
-				return nil, fmt.Errorf("service %s: %w", svc.Name, err)
-			}
-			sub.Endpoints = append(sub.Endpoints, Endpoint{ID: epID, Addr: endpointAddr(e), Health: h})
+		for range min(int(sm.Count), MaxSubsetEndpoints) {
+			sub.Endpoints = append(sub.Endpoints, Endpoint{ID: noID})
 		}
 		svc.Subsets = append(svc.Subsets, sub)
 	}
-	if err := s.readFile(svc); err != nil {
-		return nil, err
-	}
-	return svc, nil
+	return svc
 }
 
 // EndpointStats returns an endpoint's counters: connections assigned, and

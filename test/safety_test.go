@@ -329,9 +329,9 @@ func TestConcurrentSetWeightsNeverLose(t *testing.T) {
 			}
 			for i := range have.Subsets {
 				h, w := have.Subsets[i], want.Subsets[i]
-				if h.Positions != w.Positions || h.Count != w.Count || h.Endpoints != w.Endpoints {
+				if h.Positions != w.Positions || h.Count != w.Count || !slices.Equal(have.Endpoints[i], want.Endpoints[i]) {
 					return fmt.Errorf("table in force, subset %d: %d positions, endpoints %v; stored weights make %d positions, endpoints %v",
-						i, h.Positions, h.Endpoints[:h.Count], w.Positions, w.Endpoints[:w.Count])
+						i, h.Positions, have.Endpoints[i], w.Positions, want.Endpoints[i])
 				}
 			}
 			return nil
