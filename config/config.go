@@ -62,7 +62,7 @@ const (
 	MaxServices  = 16384
 	MaxSubsets   = 16   // per service
 	MaxEndpoints = 1024 // per subset
-	MaxNameLen   = 63 // service name and subset name, bytes
+	MaxNameLen   = 63   // service name and subset name, bytes
 
 	// MaxTotalEndpoints is the number of endpoints of all services together
 	// in one network namespace; each endpoint of each service is counted.
