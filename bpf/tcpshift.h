@@ -7,7 +7,7 @@
 #define MAX_SERVICES 16384
 #define MAX_SUBSETS 16
 #define MAX_SUBSET_ENDPOINTS 1024
-#define MAX_ENDPOINTS 65536
+#define MAX_ENDPOINTS 131072
 /* Slots of the lists map, where tables keep their endpoint ids: room for
  * every table in force (at most MAX_ENDPOINTS ids, an id belongs to one
  * subset of one service) and for as many again written by a change before

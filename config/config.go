@@ -66,7 +66,7 @@ const (
 
 	// MaxTotalEndpoints is the number of endpoints of all services together
 	// in one network namespace; each endpoint of each service is counted.
-	MaxTotalEndpoints = 65536
+	MaxTotalEndpoints = 131072
 )
 
 // MaxFileSize is the largest route config accepted, in bytes.

@@ -302,7 +302,7 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("subsets %+v", s.Subsets)
 			}
 		}},
-		// MaxServices services of 4 endpoints each are also
+		// MaxServices services of 8 endpoints each are also
 		// MaxTotalEndpoints endpoints in all.
 		{"limits", limitsYAML(MaxServices, 1, MaxTotalEndpoints/MaxServices), func(t *testing.T, c *Config) {
 			if len(c.Services) != MaxServices {

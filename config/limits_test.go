@@ -389,12 +389,12 @@ func full() []int {
 }
 
 func TestTotalEndpoints(t *testing.T) {
-	if MaxTotalEndpoints != 65536 {
+	if MaxTotalEndpoints != 131072 {
 		t.Fatalf("MaxTotalEndpoints = %d", MaxTotalEndpoints)
 	}
-	// 4 full services hold 65536 endpoints, the same 16384 addresses in
+	// 8 full services hold 131072 endpoints, the same 16384 addresses in
 	// each: an address in two services counts twice.
-	counts := make([][]int, 4)
+	counts := make([][]int, 8)
 	for i := range counts {
 		counts[i] = full()
 	}
@@ -409,23 +409,23 @@ func TestTotalEndpoints(t *testing.T) {
 			total += len(sub.Endpoints)
 		}
 	}
-	if total != MaxTotalEndpoints || cfg.Services[0].Subsets[0].Endpoints[0] != cfg.Services[3].Subsets[0].Endpoints[0] {
+	if total != MaxTotalEndpoints || cfg.Services[0].Subsets[0].Endpoints[0] != cfg.Services[7].Subsets[0].Endpoints[0] {
 		t.Fatalf("%d endpoints", total)
 	}
 
 	// One more endpoint, anywhere, is refused at that endpoint.
 	text, at := endpointsYAML(append(counts, []int{1}))
-	parseError(t, text, fmt.Sprintf("routes.yaml:%d: services[4].subsets.v0.endpoints[0]: endpoint 65537 of the file: at most 65536 endpoints per network namespace (all services together)",
-		at["services[4].subsets.v0.endpoints[0]"]))
+	parseError(t, text, fmt.Sprintf("routes.yaml:%d: services[8].subsets.v0.endpoints[0]: endpoint 131073 of the file: at most 131072 endpoints per network namespace (all services together)",
+		at["services[8].subsets.v0.endpoints[0]"]))
 
-	// 3 × 16384 + 15 × 1024 + 1014 + 4 + 6 endpoints come before
-	// services[4].subsets.v1.endpoints[6].
-	counts = counts[:3]
+	// 7 × 16384 + 15 × 1024 + 1014 + 4 + 6 endpoints come before
+	// services[8].subsets.v1.endpoints[6].
+	counts = counts[:7]
 	last := full()[:15]
 	counts = append(counts, append(last, 1014), []int{4, 16})
 	text, at = endpointsYAML(counts)
-	field := "services[4].subsets.v1.endpoints[6]"
-	parseError(t, text, fmt.Sprintf("routes.yaml:%d: %s: endpoint 65537 of the file: at most 65536 endpoints per network namespace (all services together)", at[field], field))
+	field := "services[8].subsets.v1.endpoints[6]"
+	parseError(t, text, fmt.Sprintf("routes.yaml:%d: %s: endpoint 131073 of the file: at most 131072 endpoints per network namespace (all services together)", at[field], field))
 
 	// The same services through an alias count once per use.
 	aliased := lines(
@@ -441,15 +441,15 @@ func TestTotalEndpoints(t *testing.T) {
 		}
 		aliased += fmt.Sprintf("    v%d: {endpoints: [%s]}\n", j, strings.Join(eps, ", "))
 	}
-	for i := 1; i < 4; i++ {
+	for i := 1; i < 8; i++ {
 		aliased += fmt.Sprintf("- {name: s%d, listen: 127.0.0.1:%d, subsets: *subs}\n", i, 1000+i)
 	}
 	if _, err := Parse("routes.yaml", []byte(aliased)); err != nil {
 		t.Fatal(err)
 	}
-	aliased += "- {name: s4, listen: 127.0.0.1:1004, subsets: *subs}\n"
+	aliased += "- {name: s8, listen: 127.0.0.1:1008, subsets: *subs}\n"
 	// The endpoint past the limit is the anchored node's first endpoint.
-	parseError(t, aliased, "routes.yaml:5: services[4].subsets.v0.endpoints[0]: endpoint 65537 of the file: at most 65536 endpoints per network namespace (all services together)")
+	parseError(t, aliased, "routes.yaml:5: services[8].subsets.v0.endpoints[0]: endpoint 131073 of the file: at most 131072 endpoints per network namespace (all services together)")
 }
 
 func TestConnectFamilies(t *testing.T) {
