@@ -332,6 +332,7 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 		undoRoutes = append(undoRoutes, func() error { return delLocalRoute(t.nl, addr) })
 	}
 	fronts := map[netip.AddrPort]bool{}
+	var written []*maps.Service
 	for _, p := range d.plans {
 		fronts[p.svc.Frontend] = true
 		oldIDs := endpointIDs(d.old[p.svc.Name])
@@ -354,9 +355,17 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 		if !d.write[p.svc.Name] {
 			continue
 		}
-		if err := set.WriteService(p.svc); err != nil {
-			return err
+		// Written in groups: the tables of a group are swapped in by
+		// one update (see maps.Set.SwapTables).
+		if written = append(written, p.svc); len(written) == writeGroup {
+			if err := set.WriteServices(written); err != nil {
+				return err
+			}
+			written = nil
 		}
+	}
+	if err := set.WriteServices(written); err != nil {
+		return err
 	}
 	// A frontend another service took over in this change stays.
 	var drop []uint32
@@ -405,6 +414,9 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	}
 	return set.Commit()
 }
+
+// writeGroup is how many services Apply writes together.
+const writeGroup = 1024
 
 // endpointIDs returns the endpoint ids of a service in force (nil: none).
 func endpointIDs(o *maps.Service) map[uint32]bool {

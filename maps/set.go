@@ -140,86 +140,128 @@ var innerSpec = sync.OnceValues(func() (*ebpf.MapSpec, error) {
 	return spec.Maps[bpf.TcpshiftMapTables].InnerMap.Copy(), nil
 })
 
-// SwapTable replaces a service's weight table in one map update: its
-// endpoint ids are placed in the lists map and a new inner map is filled
-// first, so no connection ever sees a half-written table. The new table
-// starts at the first position of its sequence.
+// SwapTable replaces a service's weight table: see SwapTables.
 func (s *Set) SwapTable(svc *Service) error {
-	t, err := svc.Table()
-	if err != nil {
-		return err
+	return s.SwapTables([]*Service{svc})
+}
+
+// SwapTables replaces services' weight tables: each table's endpoint ids
+// are placed in the lists map and a new inner map is filled first, so no
+// connection ever sees a half-written table; then one update of the tables
+// map swaps them all in. The kernel waits for running programs once per
+// update of a map of maps (about 9 ms here), so ten thousand tables cost
+// that once, not ten thousand times. A new table starts at the first
+// position of its sequence.
+func (s *Set) SwapTables(svcs []*Service) error {
+	// In chunks: each new table is an open map until it is swapped in,
+	// and a transaction holds every table it replaced as well.
+	const chunk = 1024
+	for len(svcs) > chunk {
+		if err := s.swapTables(svcs[:chunk]); err != nil {
+			return err
+		}
+		svcs = svcs[chunk:]
+	}
+	return s.swapTables(svcs)
+}
+
+func (s *Set) swapTables(svcs []*Service) error {
+	if len(svcs) == 0 {
+		return nil
 	}
 	spec, err := innerSpec()
 	if err != nil {
 		return err
 	}
-	var prev *bpf.TcpshiftTable
-	if version, err := s.TableVersion(svc.ID); err == nil {
-		if prev, err = tableHead(version); err != nil {
-			return fmt.Errorf("service %s: %w", svc.Name, err)
+	keys := make([]uint32, len(svcs))
+	fds := make([]uint32, len(svcs))
+	prevs := make([]*ebpf.Map, len(svcs)) // held for a rollback; nil: none
+	for i, svc := range svcs {
+		t, err := svc.Table()
+		if err != nil {
+			return err
 		}
-	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
-	if err := s.placeLists(svc, t, prev); err != nil {
-		return err
-	}
-	if err := s.writeIndex(t); err != nil {
-		return fmt.Errorf("service %s: %w", svc.Name, err)
-	}
-	inner, err := ebpf.NewMap(spec)
-	if err != nil {
-		return fmt.Errorf("service %s: create table: %w", svc.Name, err)
-	}
-	defer inner.Close()
-	if err := inner.Put(uint32(0), &t.TcpshiftTable); err != nil {
-		return fmt.Errorf("service %s: fill table: %w", svc.Name, err)
-	}
-	if err := s.putTable(svc.ID, inner); err != nil {
-		return fmt.Errorf("service %s: swap table: %w", svc.Name, err)
-	}
-	swaps, err := s.Swaps(svc.ID)
-	if err != nil {
-		return err
-	}
-	if err := s.put(s.TableSwaps, svc.ID, swaps+1); err != nil {
-		return fmt.Errorf("service %s: count table swap: %w", svc.Name, err)
-	}
-	return nil
-}
-
-// putTable puts an inner map in the tables array. In a transaction the
-// table it replaces stays open, so a rollback puts that very map back.
-func (s *Set) putTable(id uint32, inner *ebpf.Map) error {
-	var prev *ebpf.Map
-	if s.j != nil {
-		var innerID ebpf.MapID
-		err := s.Tables.Lookup(id, &innerID)
+		var head *bpf.TcpshiftTable
+		version, err := s.TableVersion(svc.ID)
 		switch {
 		case err == nil:
-			if prev, err = ebpf.NewMapFromID(innerID); err != nil {
-				return fmt.Errorf("hold table %d: %w", innerID, err)
+			if head, err = tableHead(version); err != nil {
+				return fmt.Errorf("service %s: %w", svc.Name, err)
 			}
-			s.j.held = append(s.j.held, prev)
+			if s.j != nil {
+				if prevs[i], err = ebpf.NewMapFromID(version); err != nil {
+					return fmt.Errorf("service %s: hold table %d: %w", svc.Name, version, err)
+				}
+				s.j.held = append(s.j.held, prevs[i])
+			}
 		case !errors.Is(err, ebpf.ErrKeyNotExist):
 			return err
 		}
+		if err := s.placeLists(svc, t, head); err != nil {
+			return err
+		}
+		if err := s.writeIndex(t); err != nil {
+			return fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		inner, err := ebpf.NewMap(spec)
+		if err != nil {
+			return fmt.Errorf("service %s: create table: %w", svc.Name, err)
+		}
+		defer inner.Close()
+		if err := inner.Put(uint32(0), &t.TcpshiftTable); err != nil {
+			return fmt.Errorf("service %s: fill table: %w", svc.Name, err)
+		}
+		keys[i], fds[i] = svc.ID, uint32(inner.FD())
 	}
 	if err := s.writing(); err != nil {
 		return err
 	}
-	if err := s.writeTable(id, func() error { return s.Tables.Put(id, inner) }); err != nil {
+	err = s.writeTables(keys, func() error {
+		_, err := s.Tables.BatchUpdate(keys, fds, nil)
 		return err
-	}
-	s.record(func() error {
-		return s.writeTable(id, func() error {
-			if prev == nil {
-				return s.Tables.Delete(id)
-			}
-			return s.Tables.Put(id, prev)
-		})
 	})
+	// Recorded even when the update failed partway: putting back a
+	// table that was not replaced changes nothing.
+	s.record(func() error { return s.restoreTables(keys, prevs) })
+	if err != nil {
+		return fmt.Errorf("swap %d tables (services %s...): %w", len(svcs), svcs[0].Name, err)
+	}
+	for _, svc := range svcs {
+		swaps, err := s.Swaps(svc.ID)
+		if err != nil {
+			return err
+		}
+		if err := s.put(s.TableSwaps, svc.ID, swaps+1); err != nil {
+			return fmt.Errorf("service %s: count table swap: %w", svc.Name, err)
+		}
+	}
 	return nil
+}
+
+// restoreTables puts tables held by a transaction back, in one update, and
+// empties the slots that had none.
+func (s *Set) restoreTables(keys []uint32, prevs []*ebpf.Map) error {
+	var put, fds, del []uint32
+	for i, k := range keys {
+		if prevs[i] == nil {
+			del = append(del, k)
+		} else {
+			put, fds = append(put, k), append(fds, uint32(prevs[i].FD()))
+		}
+	}
+	return s.writeTables(keys, func() error {
+		if len(put) > 0 {
+			if _, err := s.Tables.BatchUpdate(put, fds, nil); err != nil {
+				return fmt.Errorf("put back %d tables: %w", len(put), err)
+			}
+		}
+		for _, k := range del {
+			if err := s.Tables.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("empty table slot %d: %w", k, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Swaps returns how many times a service's table was replaced.
@@ -339,30 +381,35 @@ func (s *Set) AddRefused(id uint32, n uint64) error {
 	return nil
 }
 
-// WriteService makes the kernel hold svc: endpoint addresses and health first, then the
-// table, the description, and the frontend last, so the data path only finds
-// a service once everything it points at is in place. Sockets are registered
-// separately (RegisterSocket) before this.
-func (s *Set) WriteService(svc *Service) error {
-	for _, sub := range svc.Subsets {
-		for _, ep := range sub.Endpoints {
-			if err := s.put(s.Endpoints, ep.ID, endpointValue(ep.Addr)); err != nil {
-				return fmt.Errorf("service %s: write endpoint %s: %w", svc.Name, ep.Addr, err)
-			}
-			if err := s.SetHealth(ep.ID, ep.Health); err != nil {
-				return fmt.Errorf("service %s: %w", svc.Name, err)
+// WriteServices makes the kernel hold svcs: endpoint addresses and health
+// first, then the tables (swapped in together), the descriptions, and the
+// frontends last, so the data path only finds a service once everything it
+// points at is in place. Sockets are registered separately (RegisterSocket)
+// before this.
+func (s *Set) WriteServices(svcs []*Service) error {
+	for _, svc := range svcs {
+		for _, sub := range svc.Subsets {
+			for _, ep := range sub.Endpoints {
+				if err := s.put(s.Endpoints, ep.ID, endpointValue(ep.Addr)); err != nil {
+					return fmt.Errorf("service %s: write endpoint %s: %w", svc.Name, ep.Addr, err)
+				}
+				if err := s.SetHealth(ep.ID, ep.Health); err != nil {
+					return fmt.Errorf("service %s: %w", svc.Name, err)
+				}
 			}
 		}
 	}
-	if err := s.SwapTable(svc); err != nil {
+	if err := s.SwapTables(svcs); err != nil {
 		return err
 	}
-	if err := s.PutMeta(svc); err != nil {
-		return err
-	}
-	fe := bpf.TcpshiftFrontend{Service: svc.ID, Mode: svc.Mode}
-	if err := s.put(s.Frontends, FrontendKey(svc.Frontend), fe); err != nil {
-		return fmt.Errorf("service %s: write frontend %s: %w", svc.Name, svc.Frontend, err)
+	for _, svc := range svcs {
+		if err := s.PutMeta(svc); err != nil {
+			return err
+		}
+		fe := bpf.TcpshiftFrontend{Service: svc.ID, Mode: svc.Mode}
+		if err := s.put(s.Frontends, FrontendKey(svc.Frontend), fe); err != nil {
+			return fmt.Errorf("service %s: write frontend %s: %w", svc.Name, svc.Frontend, err)
+		}
 	}
 	return nil
 }
