@@ -390,10 +390,10 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	}
 	// Counters the kernel keeps updating are reset late: a rollback puts
 	// back snapshots of them, so as little as possible may fail after.
+	if err := set.DeleteServices(d.removed); err != nil {
+		return err
+	}
 	for _, o := range d.removed {
-		if err := set.DeleteService(o); err != nil {
-			return err
-		}
 		for _, sub := range o.Subsets {
 			for _, ep := range sub.Endpoints {
 				drop = append(drop, ep.ID)

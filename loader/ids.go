@@ -83,7 +83,7 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 	for _, p := range plans {
 		planned[p.svc.Name] = true
 	}
-	// Endpoints of removed services go with them (Set.DeleteService).
+	// Endpoints of removed services go with them (Set.DeleteServices).
 	for k, ep := range oldEp {
 		if planned[k.service] && !kept[ep.ID] {
 			released = append(released, ep.ID)
