@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"net"
 	"os"
 	"path/filepath"
@@ -308,6 +311,16 @@ func scaleMarkdown(r *scaleResult) string {
 	for _, st := range r.States {
 		fmt.Fprintf(&b, "| %s | %.1f MiB | %.1f MiB | %.1f MiB | %.1f MiB | %.0f | %.0f |\n", names[st.Name], mib(st.Memlock),
 			mib(st.ByMap[bpf.TcpshiftMapTables]), mib(st.ByMap[bpf.TcpshiftMapLists]), mib(st.ByMap[bpf.TcpshiftMapEndpointCounts]), st.LookupNs, st.Connect4s)
+	}
+	if n := len(r.States); n > 0 {
+		last := r.States[n-1]
+		names := slices.Collect(maps.Keys(last.ByMap))
+		slices.SortFunc(names, func(a, b string) int { return cmp.Compare(last.ByMap[b], last.ByMap[a]) })
+		b.WriteString("\nPer map, in the last state:")
+		for _, name := range names {
+			fmt.Fprintf(&b, " %s %.2f MiB;", name, mib(last.ByMap[name]))
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "\nFirst apply of %d services (%d endpoints): %v. One service's weight change among them: %v.\n",
 		r.Services, r.Endpoints, r.FirstApply.Round(time.Millisecond), r.WeightChange.Round(time.Millisecond))
