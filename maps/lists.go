@@ -26,31 +26,27 @@ import (
 //     a rollback that puts the old tables back finds their ids intact, and
 //     the slots it wrote get their old contents back (the state is exactly as
 //     it was, free slots included);
+//   - only the slots a table needs are read or written: a change of one
+//     service costs in proportion to its endpoints.
 //   - a table whose ids did not change (a weight change) points at the same
 //     slots as the table it replaces: nothing is written.
 
 // listSpace is the lists map as one writer sees it.
 type listSpace struct {
-	ids  []uint32 // every slot's content
-	used []bool   // slots a table in force points at, or written by this writer
-	next int      // where the next search for free slots starts
+	used []bool // slots a table in force points at, or written by this writer
+	next int    // where the next search for free slots starts
 }
 
-// space returns the writer's view of the lists map, read on first use. In a
-// transaction it lasts until Commit or Rollback; without one, for one call.
-func (s *Set) space() (*listSpace, error) {
-	if s.j != nil && s.j.lists != nil {
-		return s.j.lists, nil
-	}
-	ids, err := readArray[uint32](s.Lists)
-	if err != nil {
-		return nil, fmt.Errorf("read endpoint lists: %w", err)
-	}
-	sp := &listSpace{ids: ids}
+// space returns the writer's view of the lists map. In a transaction it
+// lasts until Commit or Rollback; without one, for one call.
+func (s *Set) space() *listSpace {
 	if s.j != nil {
-		s.j.lists = sp
+		if s.j.lists == nil {
+			s.j.lists = &listSpace{}
+		}
+		return s.j.lists
 	}
-	return sp, nil
+	return &listSpace{}
 }
 
 // markInForce marks the slots every table in force points at. It reads every
@@ -59,7 +55,7 @@ func (s *Set) markInForce(sp *listSpace) error {
 	if sp.used != nil {
 		return nil
 	}
-	sp.used = make([]bool, len(sp.ids))
+	sp.used = make([]bool, s.Lists.MaxEntries())
 	var (
 		svc     uint32
 		innerID ebpf.MapID
@@ -89,20 +85,20 @@ func (s *Set) markInForce(sp *listSpace) error {
 // in force (prev, nil for none) where its ids are the same, new ones
 // written now otherwise. It runs before the table is swapped in.
 func (s *Set) placeLists(svc *Service, t *Table, prev *bpf.TcpshiftTable) error {
-	sp, err := s.space()
-	if err != nil {
-		return err
-	}
+	sp := s.space()
 	for i := range t.Subsets {
 		sub, ids := &t.Subsets[i], t.Endpoints[i]
 		sub.First = 0
 		if len(ids) == 0 {
 			continue
 		}
-		if prev != nil {
-			p := prev.Subsets[i]
-			if int(p.Count) == len(ids) && int(p.First)+len(ids) <= len(sp.ids) && slices.Equal(sp.ids[p.First:int(p.First)+len(ids)], ids) {
-				sub.First = p.First
+		if prev != nil && int(prev.Subsets[i].Count) == len(ids) {
+			have, err := s.readIDs(prev.Subsets[i].First, uint32(len(ids)))
+			if err != nil {
+				return fmt.Errorf("service %s: %w", svc.Name, err)
+			}
+			if slices.Equal(have, ids) {
+				sub.First = prev.Subsets[i].First
 				continue
 			}
 		}
@@ -110,7 +106,7 @@ func (s *Set) placeLists(svc *Service, t *Table, prev *bpf.TcpshiftTable) error 
 		if err != nil {
 			return fmt.Errorf("service %s subset %d: %w", svc.Name, i, err)
 		}
-		if err := s.writeList(sp, first, ids); err != nil {
+		if err := s.writeList(first, ids); err != nil {
 			return fmt.Errorf("service %s: write endpoint ids: %w", svc.Name, err)
 		}
 		sub.First = uint32(first)
@@ -154,7 +150,7 @@ func (s *Set) allocList(sp *listSpace, n int) (int, error) {
 }
 
 // writeList writes ids from slot first on, journaling what was there.
-func (s *Set) writeList(sp *listSpace, first int, ids []uint32) error {
+func (s *Set) writeList(first int, ids []uint32) error {
 	if err := s.writing(); err != nil {
 		return err
 	}
@@ -162,16 +158,17 @@ func (s *Set) writeList(sp *listSpace, first int, ids []uint32) error {
 	for k := range keys {
 		keys[k] = uint32(first + k)
 	}
-	old := slices.Clone(sp.ids[first : first+len(ids)])
+	old, err := s.readIDs(uint32(first), uint32(len(ids)))
+	if err != nil {
+		return err
+	}
 	if _, err := s.Lists.BatchUpdate(keys, ids, nil); err != nil {
 		return err
 	}
-	copy(sp.ids[first:], ids)
 	s.record(func() error {
 		if _, err := s.Lists.BatchUpdate(keys, old, nil); err != nil {
 			return fmt.Errorf("map %s: %w", s.Lists, err)
 		}
-		copy(sp.ids[first:], old)
 		return nil
 	})
 	return nil
@@ -229,8 +226,29 @@ func tableHead(version ebpf.MapID) (*bpf.TcpshiftTable, error) {
 
 // readArray reads every entry of an array map in a few batch calls.
 func readArray[V any](m *ebpf.Map) ([]V, error) {
-	_, vals, err := readAll[uint32, V](m)
-	return vals, err
+	return readArrayUntil[V](m, func([]V) bool { return false })
+}
+
+// readArrayUntil reads an array map's entries from key 0 on, in batches of
+// 4096, until done says the entries read so far suffice or the map ends.
+func readArrayUntil[V any](m *ebpf.Map, done func([]V) bool) ([]V, error) {
+	const batch = 4096
+	var (
+		cursor ebpf.MapBatchCursor
+		vals   []V
+		kb     = make([]uint32, batch)
+		vb     = make([]V, batch)
+	)
+	for {
+		n, err := m.BatchLookup(&cursor, kb, vb, nil)
+		vals = append(vals, vb[:n]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && done(vals) {
+			return vals, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("map %s: %w", m, err)
+		}
+	}
 }
 
 // readAll reads every entry of a map in batches of 4096.

@@ -610,17 +610,40 @@ func (s *Set) ServiceList() ([]*Service, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	places, err := readArray[bpf.TcpshiftEndpointPlace](s.EndpointPlaces)
+	// Ids are handed out lowest first: the places of every endpoint are
+	// usually found long before the map's end, and the addresses and
+	// health are read only up to the highest id found.
+	total, found, last := 0, 0, 0
+	for i := range metas {
+		for _, sm := range metas[i].Subsets[:min(int(metas[i].SubsetCount), len(metas[i].Subsets))] {
+			total += int(sm.Count)
+		}
+	}
+	places, err := readArrayUntil(s.EndpointPlaces, func(read []bpf.TcpshiftEndpointPlace) bool {
+		for id := found; id < len(read); id++ {
+			if read[id].Used != 0 {
+				last = id
+			}
+		}
+		found = len(read)
+		n := 0
+		for _, pl := range read {
+			if pl.Used != 0 {
+				n++
+			}
+		}
+		return n >= total
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read endpoint places: %w", err)
 	}
-	addrs, err := readArray[bpf.TcpshiftEndpoint](s.Endpoints)
+	addrs, err := readArrayUntil(s.Endpoints, func(read []bpf.TcpshiftEndpoint) bool { return len(read) > last })
 	if err != nil {
 		return nil, fmt.Errorf("read endpoints: %w", err)
 	}
 	var health []Health
 	if s.EndpointHealth != nil { // state pinned by a build without health
-		if health, err = readArray[Health](s.EndpointHealth); err != nil {
+		if health, err = readArrayUntil(s.EndpointHealth, func(read []Health) bool { return len(read) > last }); err != nil {
 			return nil, fmt.Errorf("read endpoint health: %w", err)
 		}
 	}
@@ -633,7 +656,7 @@ func (s *Set) ServiceList() ([]*Service, error) {
 	}
 	for epID, pl := range places {
 		svc := byID[pl.Service]
-		if pl.Used == 0 || svc == nil || int(pl.Subset) >= len(svc.Subsets) {
+		if pl.Used == 0 || svc == nil || int(pl.Subset) >= len(svc.Subsets) || epID >= len(addrs) {
 			continue
 		}
 		sub := &svc.Subsets[pl.Subset]
@@ -641,7 +664,7 @@ func (s *Set) ServiceList() ([]*Service, error) {
 			return nil, fmt.Errorf("service %s subset %s: endpoint id %d claims place %d, which is out of range or taken", svc.Name, sub.Name, epID, pl.Index)
 		}
 		ep := Endpoint{ID: uint32(epID), Addr: endpointAddr(addrs[epID])}
-		if health != nil {
+		if epID < len(health) {
 			ep.Health = health[epID]
 		}
 		sub.Endpoints[pl.Index] = ep
