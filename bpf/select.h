@@ -13,6 +13,10 @@ struct layouts {
 	struct listen_ids listen_ids;
 };
 
+/* MAX_SUBSET_ENDPOINTS, which no map size carries, for userspace to check
+ * its own copy against (maps.MaxSubsetEndpoints). */
+volatile const __u32 max_subset_endpoints = MAX_SUBSET_ENDPOINTS;
+
 /* Never used at run time (the loader drops it): it carries struct layouts. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -66,6 +70,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } affinities SEC(".maps");
 
+/* The endpoint ids of every table, a subset's in count slots from its first
+ * (see struct subset_slots). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LIST_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lists SEC(".maps");
+
+/* Each endpoint id's place in its subset's ids (from first) in the newest
+ * table written for a service with affinity: a client's endpoint is found
+ * in a table whose ids moved, in one lookup. Written only for such
+ * services; a stale place is harmless, as the slot it names is checked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} endpoint_index SEC(".maps");
+
 /* Ports that some frontend uses, a bit each: the hooks run for every
  * connection of the namespace or cgroup, and most are not a service's, so
  * they first test one bit instead of looking up a hash map. */
@@ -90,6 +116,7 @@ struct choice {
 	struct subset_slots *subset;
 	__u32 index; /* of the subset */
 	__u32 turn;
+	__u32 slot; /* of lists, of the endpoint endpoint_at returned last */
 };
 
 /* find_frontend returns the service for a destination: the exact address,
@@ -155,24 +182,36 @@ static __always_inline int choose(struct table *t, struct choice *c)
 	return 0;
 }
 
-/* endpoint_at returns the endpoint id for the i-th try after the chosen turn. */
+/* endpoint_at returns the endpoint id for the i-th try after the chosen
+ * turn: one array lookup, whatever the subset's size. */
 static __always_inline int endpoint_at(struct choice *c, __u32 i, __u32 *id)
 {
 	__u32 count = c->subset->count;
 	if (count == 0 || count > MAX_SUBSET_ENDPOINTS || i >= count)
 		return -1;
-	__u32 slot = (c->turn + i) % count;
-	/* clang knows slot < count <= MAX and would drop the check below, but
-	 * the verifier does not follow the modulo: hide slot's origin. */
-	asm volatile("" : "+r"(slot));
-	if (slot >= MAX_SUBSET_ENDPOINTS)
+	__u32 slot = c->subset->first + (c->turn + i) % count;
+	__u32 *e = bpf_map_lookup_elem(&lists, &slot);
+	if (!e)
 		return -1;
-	*id = c->subset->endpoints[slot];
+	c->slot = slot;
+	*id = *e;
 	return 0;
 }
 
+/* listed reports whether a subset's ids hold id at slot. */
+static __always_inline int listed(struct subset_slots *sub, __u32 slot, __u32 id)
+{
+	if (slot - sub->first >= sub->count) /* unsigned: below first too */
+		return 0;
+	__u32 *e = bpf_map_lookup_elem(&lists, &slot);
+	return e && *e == id;
+}
+
 /* sticky returns the endpoint a client is pinned to, if it is still fresh
- * and still in the table with a weight above 0; stale entries are dropped. */
+ * and still in the table with a weight above 0; stale entries are dropped.
+ * The endpoint is looked for where it was last chosen, then at its place in
+ * the newest table written (its subset's ids may have moved): two lookups at
+ * most, whatever the subset's size. */
 static __always_inline int sticky(struct table *t, struct affinity_key *k, __u32 *id)
 {
 	if (t->affinity_ttl == 0)
@@ -181,21 +220,24 @@ static __always_inline int sticky(struct table *t, struct affinity_key *k, __u32
 	if (!a)
 		return -1;
 	__u64 now = bpf_ktime_get_ns();
-	__u32 idx = a->subset;
+	__u32 idx = a->subset, ep = a->endpoint;
 	if (a->expires < now || idx >= MAX_SUBSETS)
 		goto drop;
 	struct subset_slots *sub = &t->subsets[idx];
 	if (sub->positions == 0)
 		goto drop;
-	for (__u32 i = 0; i < MAX_SUBSET_ENDPOINTS; i++) {
-		if (i >= sub->count)
-			break;
-		if (sub->endpoints[i] == a->endpoint) {
-			*id = a->endpoint;
-			a->expires = now + t->affinity_ttl;
-			return 0;
-		}
+	if (!listed(sub, a->slot, ep)) {
+		__u32 *place = bpf_map_lookup_elem(&endpoint_index, &ep);
+		if (!place || *place >= sub->count)
+			goto drop;
+		__u32 slot = sub->first + *place;
+		if (!listed(sub, slot, ep))
+			goto drop;
+		a->slot = slot;
 	}
+	*id = ep;
+	a->expires = now + t->affinity_ttl;
+	return 0;
 drop:
 	bpf_map_delete_elem(&affinities, k);
 	return -1;
@@ -208,6 +250,7 @@ static __always_inline void stick(struct table *t, struct affinity_key *k, struc
 	struct affinity a = {
 		.endpoint = id,
 		.subset = c->index,
+		.slot = c->slot,
 		.expires = bpf_ktime_get_ns() + t->affinity_ttl,
 	};
 	bpf_map_update_elem(&affinities, k, &a, BPF_ANY);

@@ -40,11 +40,22 @@ struct {
 /* The configuration behind each service, for the CLI only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory as used, not for MAX */
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, __u32);
 	__type(value, struct service_meta);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } services SEC(".maps");
+
+/* Where each endpoint id sits in the descriptions (struct endpoint_place),
+ * for the CLI only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct endpoint_place);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} endpoint_places SEC(".maps");
 
 /* Endpoint health (enum health), indexed by endpoint id: written by the
  * daemon's checks, read by whoever builds a table. */
@@ -89,6 +100,7 @@ struct {
 /* Shifts in progress or ended, by service id (see struct shift). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory as used, not for MAX */
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, __u32);
 	__type(value, struct shift);
@@ -108,6 +120,7 @@ struct {
 /* What each service's route config said, by service id, for the CLI. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory as used, not for MAX */
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, __u32);
 	__type(value, struct service_file);
@@ -118,6 +131,7 @@ struct {
  * backend's listener the moment it listens (see struct listen_ids). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory as used, not for MAX */
 	__uint(max_entries, MAX_ENDPOINTS * 3);
 	__type(key, struct endpoint);
 	__type(value, struct listen_ids);
@@ -209,8 +223,8 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	if (choose(t, &c) < 0)
 		goto refuse;
 	/* Closed listeners leave the sockmap by themselves: try the subset's
-	 * other endpoints before refusing. */
-	for (__u32 i = 0; i < MAX_SUBSET_ENDPOINTS; i++) {
+	 * next endpoints before refusing, LOOKUP_TRIES at most. */
+	for (__u32 i = 0; i < LOOKUP_TRIES; i++) {
 		if (endpoint_at(&c, i, &id) < 0)
 			break;
 		if (assign(ctx, id, &cookie) == 0) {

@@ -4,10 +4,19 @@
 
 #include <linux/types.h>
 
-#define MAX_SERVICES 256
+#define MAX_SERVICES 16384
 #define MAX_SUBSETS 16
-#define MAX_SUBSET_ENDPOINTS 16
-#define MAX_ENDPOINTS 4096
+#define MAX_SUBSET_ENDPOINTS 1024
+#define MAX_ENDPOINTS 131072
+/* Slots of the lists map, where tables keep their endpoint ids: room for
+ * every table in force (at most MAX_ENDPOINTS ids, an id belongs to one
+ * subset of one service) and for as many again written by a change before
+ * the tables it replaces are gone, with room to spare against gaps. */
+#define LIST_SLOTS (4 * MAX_ENDPOINTS)
+/* Endpoints of a subset sk_lookup tries, from the chosen one on, before it
+ * refuses a connection: a bound, so that selection costs the same whatever
+ * a subset's size. */
+#define LOOKUP_TRIES 16
 /* Positions in a weight table; a power of two so the verifier can bound indexes. */
 #define TABLE_SLOTS 4096
 #define NAME_LEN 64
@@ -69,16 +78,22 @@ struct frontend {
 	enum mode mode;
 };
 
+/* A subset's endpoint ids are not in the table: they are the count slots
+ * of the lists map from first on. A writer never changes slots that a table
+ * in force points at; it writes a new table's ids into free slots first, and
+ * slots become free once no table in force points at them (see maps/lists.go).
+ * So a table still reads as one state, and stays small whatever the
+ * endpoints: selection reads one more array slot. */
 struct subset_slots {
 	__u32 turn;      /* next endpoint's turn, advanced atomically */
 	__u32 count;     /* endpoints in use */
 	__u32 positions; /* positions in seq: 0 means no new connections */
-	__u32 pad;
-	__u32 endpoints[MAX_SUBSET_ENDPOINTS]; /* endpoint ids */
+	__u32 first;     /* slot of lists holding its first endpoint id */
 };
 
 /* A service's complete selection state. It lives alone in an inner map that
- * is replaced whole on every change, so a reader never sees half of it. */
+ * is replaced whole on every change, so a reader never sees half of it (the
+ * endpoint ids it points at in lists do not change while it is in force). */
 struct table {
 	__u64 next;   /* next position in seq, advanced atomically */
 	__u32 len;    /* positions in use; 0 refuses every connection */
@@ -196,16 +211,27 @@ struct affinity_key {
 struct affinity {
 	__u32 endpoint;
 	__u32 subset;
+	__u32 slot;    /* of lists, where endpoint was when last chosen */
+	__u32 pad;
 	__u64 expires; /* bpf_ktime_get_ns */
 };
 
 /* What the user asked for, kept for the stateless CLI. The data path never
- * reads it. */
+ * reads it. A subset's endpoints are the ids whose endpoint_place names it:
+ * up to 16 × 1024 ids would make every description 64 KiB. */
 struct subset_meta {
 	char name[NAME_LEN];
 	__u64 weight;
 	__u32 count;
-	__u32 endpoints[MAX_SUBSET_ENDPOINTS];
+	__u32 pad;
+};
+
+/* Where an endpoint id sits in the descriptions, for the CLI only. */
+struct endpoint_place {
+	__u32 used; /* 1: the id belongs to the service below */
+	__u32 service;
+	__u32 subset; /* index in service_meta.subsets */
+	__u32 index;  /* in the subset's endpoints as the user listed them */
 };
 
 struct service_meta {

@@ -17,6 +17,8 @@ type TcpshiftAffinity struct {
 	_        structs.HostLayout
 	Endpoint uint32
 	Subset   uint32
+	Slot     uint32
+	Pad      uint32
 	Expires  uint64
 }
 
@@ -60,6 +62,14 @@ type TcpshiftEndpoint struct {
 	Addr [4]uint32
 	Port uint16
 	Pad  uint16
+}
+
+type TcpshiftEndpointPlace struct {
+	_       structs.HostLayout
+	Used    uint32
+	Service uint32
+	Subset  uint32
+	Index   uint32
 }
 
 type TcpshiftEndpointStats struct {
@@ -267,12 +277,11 @@ const (
 )
 
 type TcpshiftSubsetMeta struct {
-	_         structs.HostLayout
-	Name      [64]int8
-	Weight    uint64
-	Count     uint32
-	Endpoints [16]uint32
-	_         [4]byte
+	_      structs.HostLayout
+	Name   [64]int8
+	Weight uint64
+	Count  uint32
+	Pad    uint32
 }
 
 type TcpshiftSubsetSlots struct {
@@ -280,8 +289,7 @@ type TcpshiftSubsetSlots struct {
 	Turn      uint32
 	Count     uint32
 	Positions uint32
-	Pad       uint32
-	Endpoints [16]uint32
+	First     uint32
 }
 
 type TcpshiftTable struct {
@@ -310,6 +318,8 @@ const (
 	TcpshiftMapConns                 = "conns"
 	TcpshiftMapEndpointCounts        = "endpoint_counts"
 	TcpshiftMapEndpointHealth        = "endpoint_health"
+	TcpshiftMapEndpointIndex         = "endpoint_index"
+	TcpshiftMapEndpointPlaces        = "endpoint_places"
 	TcpshiftMapEndpoints             = "endpoints"
 	TcpshiftMapFlowStates            = "flow_states"
 	TcpshiftMapFlows                 = "flows"
@@ -317,6 +327,7 @@ const (
 	TcpshiftMapFrontends             = "frontends"
 	TcpshiftMapLayouts               = "layouts"
 	TcpshiftMapListeners             = "listeners"
+	TcpshiftMapLists                 = "lists"
 	TcpshiftMapObjects               = "objects"
 	TcpshiftMapOwners                = "owners"
 	TcpshiftMapRebalanceIds          = "rebalance_ids"
@@ -339,6 +350,7 @@ const (
 	TcpshiftProgTcpshiftSockops      = "tcpshift_sockops"
 	TcpshiftVarEveryNetns            = "every_netns"
 	TcpshiftVarFlowSeed              = "flow_seed"
+	TcpshiftVarMaxSubsetEndpoints    = "max_subset_endpoints"
 	TcpshiftVarNetnsCookie           = "netns_cookie"
 )
 
@@ -402,6 +414,8 @@ type TcpshiftMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	EndpointCounts *ebpf.MapSpec `ebpf:"endpoint_counts"`
 	EndpointHealth *ebpf.MapSpec `ebpf:"endpoint_health"`
+	EndpointIndex  *ebpf.MapSpec `ebpf:"endpoint_index"`
+	EndpointPlaces *ebpf.MapSpec `ebpf:"endpoint_places"`
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	FlowStates     *ebpf.MapSpec `ebpf:"flow_states"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
@@ -409,6 +423,7 @@ type TcpshiftMapSpecs struct {
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Layouts        *ebpf.MapSpec `ebpf:"layouts"`
 	Listeners      *ebpf.MapSpec `ebpf:"listeners"`
+	Lists          *ebpf.MapSpec `ebpf:"lists"`
 	Objects        *ebpf.MapSpec `ebpf:"objects"`
 	Owners         *ebpf.MapSpec `ebpf:"owners"`
 	RebalanceIds   *ebpf.MapSpec `ebpf:"rebalance_ids"`
@@ -427,9 +442,10 @@ type TcpshiftMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftVariableSpecs struct {
-	EveryNetns  *ebpf.VariableSpec `ebpf:"every_netns"`
-	FlowSeed    *ebpf.VariableSpec `ebpf:"flow_seed"`
-	NetnsCookie *ebpf.VariableSpec `ebpf:"netns_cookie"`
+	EveryNetns         *ebpf.VariableSpec `ebpf:"every_netns"`
+	FlowSeed           *ebpf.VariableSpec `ebpf:"flow_seed"`
+	MaxSubsetEndpoints *ebpf.VariableSpec `ebpf:"max_subset_endpoints"`
+	NetnsCookie        *ebpf.VariableSpec `ebpf:"netns_cookie"`
 }
 
 // TcpshiftObjects contains all objects after they have been loaded into the kernel.
@@ -456,6 +472,8 @@ type TcpshiftMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	EndpointCounts *ebpf.Map `ebpf:"endpoint_counts"`
 	EndpointHealth *ebpf.Map `ebpf:"endpoint_health"`
+	EndpointIndex  *ebpf.Map `ebpf:"endpoint_index"`
+	EndpointPlaces *ebpf.Map `ebpf:"endpoint_places"`
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	FlowStates     *ebpf.Map `ebpf:"flow_states"`
 	Flows          *ebpf.Map `ebpf:"flows"`
@@ -463,6 +481,7 @@ type TcpshiftMaps struct {
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Layouts        *ebpf.Map `ebpf:"layouts"`
 	Listeners      *ebpf.Map `ebpf:"listeners"`
+	Lists          *ebpf.Map `ebpf:"lists"`
 	Objects        *ebpf.Map `ebpf:"objects"`
 	Owners         *ebpf.Map `ebpf:"owners"`
 	RebalanceIds   *ebpf.Map `ebpf:"rebalance_ids"`
@@ -483,6 +502,8 @@ func (m *TcpshiftMaps) Close() error {
 		m.Conns,
 		m.EndpointCounts,
 		m.EndpointHealth,
+		m.EndpointIndex,
+		m.EndpointPlaces,
 		m.Endpoints,
 		m.FlowStates,
 		m.Flows,
@@ -490,6 +511,7 @@ func (m *TcpshiftMaps) Close() error {
 		m.Frontends,
 		m.Layouts,
 		m.Listeners,
+		m.Lists,
 		m.Objects,
 		m.Owners,
 		m.RebalanceIds,
@@ -509,9 +531,10 @@ func (m *TcpshiftMaps) Close() error {
 //
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftVariables struct {
-	EveryNetns  *ebpf.Variable `ebpf:"every_netns"`
-	FlowSeed    *ebpf.Variable `ebpf:"flow_seed"`
-	NetnsCookie *ebpf.Variable `ebpf:"netns_cookie"`
+	EveryNetns         *ebpf.Variable `ebpf:"every_netns"`
+	FlowSeed           *ebpf.Variable `ebpf:"flow_seed"`
+	MaxSubsetEndpoints *ebpf.Variable `ebpf:"max_subset_endpoints"`
+	NetnsCookie        *ebpf.Variable `ebpf:"netns_cookie"`
 }
 
 // TcpshiftPrograms contains all programs after they have been loaded into the kernel.

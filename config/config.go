@@ -59,18 +59,18 @@ import (
 
 // Limits imposed by the fixed sizes of the BPF maps.
 const (
-	MaxServices  = 256
-	MaxSubsets   = 16 // per service
-	MaxEndpoints = 16 // per subset
-	MaxNameLen   = 63 // service name and subset name, bytes
+	MaxServices  = 16384
+	MaxSubsets   = 16   // per service
+	MaxEndpoints = 1024 // per subset
+	MaxNameLen   = 63   // service name and subset name, bytes
 
 	// MaxTotalEndpoints is the number of endpoints of all services together
 	// in one network namespace; each endpoint of each service is counted.
-	MaxTotalEndpoints = 4096
+	MaxTotalEndpoints = 131072
 )
 
 // MaxFileSize is the largest route config accepted, in bytes.
-const MaxFileSize = 4 << 20
+const MaxFileSize = 16 << 20
 
 // DefaultAffinityTTL is used when an affinity key is given without a ttl.
 const DefaultAffinityTTL = 30 * time.Second

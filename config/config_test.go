@@ -302,14 +302,14 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("subsets %+v", s.Subsets)
 			}
 		}},
-		// MaxServices services of MaxEndpoints endpoints each are also
+		// MaxServices services of 8 endpoints each are also
 		// MaxTotalEndpoints endpoints in all.
-		{"limits", limitsYAML(MaxServices, 1, MaxEndpoints), func(t *testing.T, c *Config) {
+		{"limits", limitsYAML(MaxServices, 1, MaxTotalEndpoints/MaxServices), func(t *testing.T, c *Config) {
 			if len(c.Services) != MaxServices {
 				t.Fatalf("%d services", len(c.Services))
 			}
 			for _, s := range c.Services {
-				if len(s.Subsets) != 1 || len(s.Subsets[0].Endpoints) != MaxEndpoints {
+				if len(s.Subsets) != 1 || len(s.Subsets[0].Endpoints) != MaxTotalEndpoints/MaxServices {
 					t.Fatalf("service %s: %d subsets", s.Name, len(s.Subsets))
 				}
 			}
@@ -358,7 +358,7 @@ func limitsYAML(services, subsets, endpoints int) string {
 				if k > 0 {
 					b.WriteString(", ")
 				}
-				fmt.Fprintf(&b, "10.0.%d.%d:80", j, k+1)
+				fmt.Fprintf(&b, "10.%d.%d.%d:80", j, k/250, k%250+1)
 			}
 			b.WriteString("]}\n")
 		}
@@ -996,9 +996,9 @@ func TestParseErrors(t *testing.T) {
 		), 5, "services[0].subsets." + strings.Repeat("v", MaxNameLen+1), "is too long (64 bytes, max 63)"},
 
 		// Limits.
-		{"too many services", limitsYAML(MaxServices+1, 1, 1), 1 + 4*MaxServices + 1, "services[256]", "too many services (max 256)"},
+		{"too many services", limitsYAML(MaxServices+1, 1, 1), 1 + 4*MaxServices + 1, "services[16384]", "too many services (max 16384)"},
 		{"too many subsets", limitsYAML(1, MaxSubsets+1, 1), 5 + MaxSubsets, "services[0].subsets.v16", "too many subsets (max 16)"},
-		{"too many endpoints", limitsYAML(1, 1, MaxEndpoints+1), 5, "services[0].subsets.v0.endpoints[16]", "too many endpoints (max 16)"},
+		{"too many endpoints", limitsYAML(1, 1, MaxEndpoints+1), 5, "services[0].subsets.v0.endpoints[1024]", "too many endpoints (max 1024)"},
 
 		// The first problem in file order wins.
 		{"first error in file order", lines(

@@ -122,7 +122,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 	sources := []string{
 		example,
 		exportSource,
-		limitsYAML(MaxServices, 1, MaxEndpoints),
+		limitsYAML(MaxServices, 1, MaxTotalEndpoints/MaxServices),
 		limitsYAML(1, MaxSubsets, MaxEndpoints),
 		lines(
 			"services:",

@@ -88,7 +88,7 @@ func sparseFile(t *testing.T, name string, size int64) string {
 }
 
 func TestFileSize(t *testing.T) {
-	if MaxFileSize != 4<<20 {
+	if MaxFileSize != 16<<20 {
 		t.Fatalf("MaxFileSize = %d", MaxFileSize)
 	}
 	t.Run("Load stats a big file", func(t *testing.T) {
@@ -96,15 +96,15 @@ func TestFileSize(t *testing.T) {
 		// at MaxFileSize+1 bytes and would only know "larger than".
 		path := sparseFile(t, "big.yaml", 200<<20)
 		_, err := Load(path)
-		wantError(t, err, path+": 200.0 MiB is over the 4.0 MiB limit for a route config")
+		wantError(t, err, path+": 200.0 MiB is over the 16.0 MiB limit for a route config")
 		path = sparseFile(t, "huge.yaml", 1<<40)
 		_, err = Load(path)
-		wantError(t, err, path+": 1048576.0 MiB is over the 4.0 MiB limit for a route config")
+		wantError(t, err, path+": 1048576.0 MiB is over the 16.0 MiB limit for a route config")
 	})
 	t.Run("one byte over rounds up", func(t *testing.T) {
 		path := sparseFile(t, "over.yaml", MaxFileSize+1)
 		_, err := Load(path)
-		wantError(t, err, path+": 4.1 MiB is over the 4.0 MiB limit for a route config")
+		wantError(t, err, path+": 16.1 MiB is over the 16.0 MiB limit for a route config")
 	})
 	t.Run("exactly the limit", func(t *testing.T) {
 		data := []byte(example)
@@ -129,16 +129,16 @@ func TestFileSize(t *testing.T) {
 		}
 		data = append(data, '\n')
 		_, err := Parse("routes.yaml", data)
-		wantError(t, err, "routes.yaml: 4.1 MiB is over the 4.0 MiB limit for a route config")
+		wantError(t, err, "routes.yaml: 16.1 MiB is over the 16.0 MiB limit for a route config")
 	})
 	t.Run("Parse", func(t *testing.T) {
-		_, err := Parse("routes.yaml", make([]byte, 5<<20))
-		wantError(t, err, "routes.yaml: 5.0 MiB is over the 4.0 MiB limit for a route config")
+		_, err := Parse("routes.yaml", make([]byte, 17<<20))
+		wantError(t, err, "routes.yaml: 17.0 MiB is over the 16.0 MiB limit for a route config")
 	})
 	t.Run("LoadReader reads at most MaxFileSize+1 bytes", func(t *testing.T) {
 		r := &endless{}
 		_, err := LoadReader("stdin", r)
-		wantError(t, err, "stdin: larger than the 4.0 MiB limit for a route config")
+		wantError(t, err, "stdin: larger than the 16.0 MiB limit for a route config")
 		if r.n != MaxFileSize+1 {
 			t.Errorf("read %d bytes, want %d", r.n, MaxFileSize+1)
 		}
@@ -172,7 +172,7 @@ func TestFileSize(t *testing.T) {
 			}
 		}()
 		_, err := Load(path)
-		wantError(t, err, path+": larger than the 4.0 MiB limit for a route config")
+		wantError(t, err, path+": larger than the 16.0 MiB limit for a route config")
 		select {
 		case err := <-done:
 			if err != nil {
@@ -372,7 +372,7 @@ func endpointsYAML(counts [][]int) (string, map[string]int) {
 			w("      endpoints:")
 			for k := range n {
 				at[fmt.Sprintf("services[%d].subsets.v%d.endpoints[%d]", i, j, k)] = line
-				w("      - 10.0.%d.%d:80", j, k+1)
+				w("      - 10.%d.%d.%d:80", j, k/250, k%250+1)
 			}
 		}
 	}
@@ -389,12 +389,12 @@ func full() []int {
 }
 
 func TestTotalEndpoints(t *testing.T) {
-	if MaxTotalEndpoints != 4096 {
+	if MaxTotalEndpoints != 131072 {
 		t.Fatalf("MaxTotalEndpoints = %d", MaxTotalEndpoints)
 	}
-	// 16 full services hold 4096 endpoints, the same 256 addresses in each:
-	// an address in two services counts twice.
-	counts := make([][]int, 16)
+	// 8 full services hold 131072 endpoints, the same 16384 addresses in
+	// each: an address in two services counts twice.
+	counts := make([][]int, 8)
 	for i := range counts {
 		counts[i] = full()
 	}
@@ -409,22 +409,23 @@ func TestTotalEndpoints(t *testing.T) {
 			total += len(sub.Endpoints)
 		}
 	}
-	if total != MaxTotalEndpoints || cfg.Services[0].Subsets[0].Endpoints[0] != cfg.Services[15].Subsets[0].Endpoints[0] {
+	if total != MaxTotalEndpoints || cfg.Services[0].Subsets[0].Endpoints[0] != cfg.Services[7].Subsets[0].Endpoints[0] {
 		t.Fatalf("%d endpoints", total)
 	}
 
 	// One more endpoint, anywhere, is refused at that endpoint.
 	text, at := endpointsYAML(append(counts, []int{1}))
-	parseError(t, text, fmt.Sprintf("routes.yaml:%d: services[16].subsets.v0.endpoints[0]: endpoint 4097 of the file: at most 4096 endpoints per network namespace (all services together)",
-		at["services[16].subsets.v0.endpoints[0]"]))
+	parseError(t, text, fmt.Sprintf("routes.yaml:%d: services[8].subsets.v0.endpoints[0]: endpoint 131073 of the file: at most 131072 endpoints per network namespace (all services together)",
+		at["services[8].subsets.v0.endpoints[0]"]))
 
-	// 3840 + 249 + 4 endpoints come before services[16].subsets.v1.endpoints[3].
-	counts = counts[:15]
+	// 7 × 16384 + 15 × 1024 + 1014 + 4 + 6 endpoints come before
+	// services[8].subsets.v1.endpoints[6].
+	counts = counts[:7]
 	last := full()[:15]
-	counts = append(counts, append(last, 9), []int{4, 16})
+	counts = append(counts, append(last, 1014), []int{4, 16})
 	text, at = endpointsYAML(counts)
-	field := "services[16].subsets.v1.endpoints[3]"
-	parseError(t, text, fmt.Sprintf("routes.yaml:%d: %s: endpoint 4097 of the file: at most 4096 endpoints per network namespace (all services together)", at[field], field))
+	field := "services[8].subsets.v1.endpoints[6]"
+	parseError(t, text, fmt.Sprintf("routes.yaml:%d: %s: endpoint 131073 of the file: at most 131072 endpoints per network namespace (all services together)", at[field], field))
 
 	// The same services through an alias count once per use.
 	aliased := lines(
@@ -436,19 +437,19 @@ func TestTotalEndpoints(t *testing.T) {
 	for j := range MaxSubsets {
 		eps := make([]string, MaxEndpoints)
 		for k := range eps {
-			eps[k] = fmt.Sprintf("10.0.%d.%d:80", j, k+1)
+			eps[k] = fmt.Sprintf("10.%d.%d.%d:80", j, k/250, k%250+1)
 		}
 		aliased += fmt.Sprintf("    v%d: {endpoints: [%s]}\n", j, strings.Join(eps, ", "))
 	}
-	for i := 1; i < 16; i++ {
+	for i := 1; i < 8; i++ {
 		aliased += fmt.Sprintf("- {name: s%d, listen: 127.0.0.1:%d, subsets: *subs}\n", i, 1000+i)
 	}
 	if _, err := Parse("routes.yaml", []byte(aliased)); err != nil {
 		t.Fatal(err)
 	}
-	aliased += "- {name: s16, listen: 127.0.0.1:1016, subsets: *subs}\n"
+	aliased += "- {name: s8, listen: 127.0.0.1:1008, subsets: *subs}\n"
 	// The endpoint past the limit is the anchored node's first endpoint.
-	parseError(t, aliased, "routes.yaml:5: services[16].subsets.v0.endpoints[0]: endpoint 4097 of the file: at most 4096 endpoints per network namespace (all services together)")
+	parseError(t, aliased, "routes.yaml:5: services[8].subsets.v0.endpoints[0]: endpoint 131073 of the file: at most 131072 endpoints per network namespace (all services together)")
 }
 
 func TestConnectFamilies(t *testing.T) {

@@ -332,16 +332,17 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 		undoRoutes = append(undoRoutes, func() error { return delLocalRoute(t.nl, addr) })
 	}
 	fronts := map[netip.AddrPort]bool{}
+	var written []*maps.Service
 	for _, p := range d.plans {
 		fronts[p.svc.Frontend] = true
-		o := d.old[p.svc.Name]
+		oldIDs := endpointIDs(d.old[p.svc.Name])
 		for i, socks := range p.sockets {
 			for j, sock := range socks {
 				if sock == nil {
 					continue
 				}
 				ep := p.svc.Subsets[i].Endpoints[j]
-				if err := set.RegisterSocket(ep.ID, int(sock.File.Fd()), !known(o, ep.ID)); err != nil {
+				if err := set.RegisterSocket(ep.ID, int(sock.File.Fd()), !oldIDs[ep.ID]); err != nil {
 					return fmt.Errorf("service %s: register %s (%s; did it stop listening?): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
 				}
 				if listen.Account(sock.Addr) {
@@ -354,9 +355,17 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 		if !d.write[p.svc.Name] {
 			continue
 		}
-		if err := set.WriteService(p.svc); err != nil {
-			return err
+		// Written in groups: the tables of a group are swapped in by
+		// one update (see maps.Set.SwapTables).
+		if written = append(written, p.svc); len(written) == writeGroup {
+			if err := set.WriteServices(written); err != nil {
+				return err
+			}
+			written = nil
 		}
+	}
+	if err := set.WriteServices(written); err != nil {
+		return err
 	}
 	// A frontend another service took over in this change stays.
 	var drop []uint32
@@ -381,10 +390,10 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	}
 	// Counters the kernel keeps updating are reset late: a rollback puts
 	// back snapshots of them, so as little as possible may fail after.
+	if err := set.DeleteServices(d.removed); err != nil {
+		return err
+	}
 	for _, o := range d.removed {
-		if err := set.DeleteService(o); err != nil {
-			return err
-		}
 		for _, sub := range o.Subsets {
 			for _, ep := range sub.Endpoints {
 				drop = append(drop, ep.ID)
@@ -406,17 +415,19 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	return set.Commit()
 }
 
-// known reports whether endpoint id belonged to the old service already.
-func known(o *maps.Service, id uint32) bool {
+// writeGroup is how many services Apply writes together.
+const writeGroup = 1024
+
+// endpointIDs returns the endpoint ids of a service in force (nil: none).
+func endpointIDs(o *maps.Service) map[uint32]bool {
+	ids := map[uint32]bool{}
 	if o == nil {
-		return false
+		return ids
 	}
 	for _, sub := range o.Subsets {
 		for _, ep := range sub.Endpoints {
-			if ep.ID == id {
-				return true
-			}
+			ids[ep.ID] = true
 		}
 	}
-	return false
+	return ids
 }

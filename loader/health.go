@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/tcpshift/tcpshift/bpf"
 	"github.com/tcpshift/tcpshift/maps"
 )
 
@@ -98,7 +97,7 @@ func inStep(set *maps.Set, svc *maps.Service) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return sameSelection(have, &want), nil
+	return have.SameSelection(want), nil
 }
 
 func hasEndpoint(svc *maps.Service, id uint32, addr netip.AddrPort) bool {
@@ -110,19 +109,4 @@ func hasEndpoint(svc *maps.Service, id uint32, addr netip.AddrPort) bool {
 		}
 	}
 	return false
-}
-
-// sameSelection compares what two tables choose, not where their counters
-// stand.
-func sameSelection(a, b *bpf.TcpshiftTable) bool {
-	if a.Len != b.Len || a.Policy != b.Policy || a.AffinityTtl != b.AffinityTtl || a.Seq != b.Seq {
-		return false
-	}
-	for i := range a.Subsets {
-		x, y := a.Subsets[i], b.Subsets[i]
-		if x.Count != y.Count || x.Positions != y.Positions || x.Endpoints != y.Endpoints {
-			return false
-		}
-	}
-	return true
 }

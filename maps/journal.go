@@ -20,6 +20,8 @@ type journal struct {
 	// Tables swapped out stay open until the end, so a rollback can put the
 	// very same inner map (and its round-robin position) back.
 	held []*ebpf.Map
+	// lists is the lists map as this transaction sees it (see lists.go).
+	lists *listSpace
 }
 
 // Begin starts a transaction: every write until Commit or Rollback is

@@ -42,11 +42,15 @@ func HealthName(h Health) string {
 
 // Limits of the map layout.
 var (
-	TableSlots         = len(bpf.TcpshiftTable{}.Seq)
-	MaxSubsets         = len(bpf.TcpshiftTable{}.Subsets)
-	MaxSubsetEndpoints = len(bpf.TcpshiftSubsetSlots{}.Endpoints)
-	MaxNameLen         = len(bpf.TcpshiftServiceMeta{}.Name) - 1
+	TableSlots = len(bpf.TcpshiftTable{}.Seq)
+	MaxSubsets = len(bpf.TcpshiftTable{}.Subsets)
+	MaxNameLen = len(bpf.TcpshiftServiceMeta{}.Name) - 1
 )
+
+// MaxSubsetEndpoints is MAX_SUBSET_ENDPOINTS of bpf/tcpshift.h, which no
+// struct or map size carries; TestSubsetEndpointsLimit checks it against the
+// BPF object's max_subset_endpoints.
+const MaxSubsetEndpoints = 1024
 
 // addrWords lays an address out as the kernel sees it: IPv6 or IPv4-mapped
 // IPv6, network byte order in memory.
@@ -107,9 +111,10 @@ func getString(src []int8) string {
 	return string(b)
 }
 
-// Capacity is how many services and endpoint ids the maps hold, read from
-// the BPF object (MAX_SERVICES and MAX_ENDPOINTS in bpf/tcpshift.h).
-type Capacity struct{ Services, Endpoints int }
+// Capacity is how many services, endpoint ids and list slots the maps hold,
+// read from the BPF object (MAX_SERVICES, MAX_ENDPOINTS and LIST_SLOTS in
+// bpf/tcpshift.h).
+type Capacity struct{ Services, Endpoints, ListSlots int }
 
 // Capacities reads the map sizes from the BPF object.
 var Capacities = sync.OnceValues(func() (Capacity, error) {
@@ -120,5 +125,6 @@ var Capacities = sync.OnceValues(func() (Capacity, error) {
 	return Capacity{
 		Services:  int(spec.Maps[bpf.TcpshiftMapServices].MaxEntries),
 		Endpoints: int(spec.Maps[bpf.TcpshiftMapEndpoints].MaxEntries),
+		ListSlots: int(spec.Maps[bpf.TcpshiftMapLists].MaxEntries),
 	}, nil
 })

@@ -48,9 +48,16 @@ var (
 // listening sockets. Ids are sorted, and cut at MaxListenIDs per address.
 func Listeners(svcs []*Service) ListenTable {
 	lt := ListenTable{}
+	// A wildcard key gathers every endpoint on its port: a set per key
+	// keeps thousands of them linear.
+	seen := map[netip.AddrPort]map[ListenID]bool{}
 	add := func(a netip.Addr, port uint16, id ListenID) {
 		k := netip.AddrPortFrom(a, port)
-		if !slices.Contains(lt[k], id) {
+		if seen[k] == nil {
+			seen[k] = map[ListenID]bool{}
+		}
+		if !seen[k][id] {
+			seen[k][id] = true
 			lt[k] = append(lt[k], id)
 		}
 	}

@@ -3,6 +3,7 @@ package maps
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tcpshift/tcpshift/bpf"
@@ -119,13 +120,21 @@ func (sub *Subset) Healthy() []Endpoint {
 	return out
 }
 
+// Table is a service's selection state: the table as the kernel holds it,
+// and each subset's endpoint ids, which the kernel keeps in the lists map
+// (from Subsets[i].First, set when the table is written).
+type Table struct {
+	bpf.TcpshiftTable
+	Endpoints [][]uint32 // per subset, MaxSubsets of them
+}
+
 // Table builds the service's weight table as the data path reads it. Down
 // endpoints are left out: their share goes to their subset's other
 // endpoints, or to the other subsets (see EffectiveWeights).
-func (s *Service) Table() (bpf.TcpshiftTable, error) {
-	var t bpf.TcpshiftTable
+func (s *Service) Table() (*Table, error) {
+	t := &Table{Endpoints: make([][]uint32, MaxSubsets)}
 	if len(s.Subsets) > MaxSubsets {
-		return t, fmt.Errorf("service %s: %d subsets, at most %d", s.Name, len(s.Subsets), MaxSubsets)
+		return nil, fmt.Errorf("service %s: %d subsets, at most %d", s.Name, len(s.Subsets), MaxSubsets)
 	}
 	seq, _ := Sequence(s.EffectiveWeights(), TableSlots)
 	t.Len = uint32(len(seq))
@@ -140,15 +149,33 @@ func (s *Service) Table() (bpf.TcpshiftTable, error) {
 	}
 	for i, sub := range s.Subsets {
 		if len(sub.Endpoints) > MaxSubsetEndpoints {
-			return t, fmt.Errorf("service %s subset %s: %d endpoints, at most %d", s.Name, sub.Name, len(sub.Endpoints), MaxSubsetEndpoints)
+			return nil, fmt.Errorf("service %s subset %s: %d endpoints, at most %d", s.Name, sub.Name, len(sub.Endpoints), MaxSubsetEndpoints)
 		}
 		healthy := sub.Healthy()
 		t.Subsets[i].Count = uint32(len(healthy))
+		ids := make([]uint32, len(healthy))
 		for j, ep := range healthy {
-			t.Subsets[i].Endpoints[j] = ep.ID
+			ids[j] = ep.ID
 		}
+		t.Endpoints[i] = ids
 	}
 	return t, nil
+}
+
+// SameSelection reports whether two tables choose alike: the same
+// positions and endpoints, wherever their ids are kept and whatever their
+// counters.
+func (t *Table) SameSelection(o *Table) bool {
+	if t.Len != o.Len || t.Policy != o.Policy || t.AffinityTtl != o.AffinityTtl || t.Flags != o.Flags || t.Seq != o.Seq {
+		return false
+	}
+	for i := range t.Subsets {
+		x, y := t.Subsets[i], o.Subsets[i]
+		if x.Count != y.Count || x.Positions != y.Positions || !slices.Equal(t.Endpoints[i], o.Endpoints[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Service) meta() bpf.TcpshiftServiceMeta {
@@ -177,16 +204,13 @@ func (s *Service) meta() bpf.TcpshiftServiceMeta {
 		putName(&sm.Name, sub.Name)
 		sm.Weight = sub.Weight
 		sm.Count = uint32(len(sub.Endpoints))
-		for j, ep := range sub.Endpoints {
-			sm.Endpoints[j] = ep.ID
-		}
 	}
 	return m
 }
 
 // Percents returns the share of new connections each subset gets from a
 // table, in percent: the weights actually in force, after any scaling.
-func Percents(t *bpf.TcpshiftTable, subsets int) []float64 {
+func Percents(t *Table, subsets int) []float64 {
 	out := make([]float64, subsets)
 	if t.Len == 0 {
 		return out

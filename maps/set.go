@@ -40,6 +40,9 @@ type Set struct {
 	Stored         *ebpf.Map // input objects (Istio's...), as text
 	Shifts         *ebpf.Map // progressive shifts, by service id
 	TableVersions  *ebpf.Map // bumped with every table write (mmapable)
+	Lists          *ebpf.Map // the tables' endpoint ids (see lists.go)
+	EndpointIndex  *ebpf.Map // an id's place in its subset's ids, for affinity
+	EndpointPlaces *ebpf.Map // an id's place in the descriptions
 
 	j *journal // the transaction in progress, if any
 }
@@ -104,6 +107,8 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapListeners: &s.Listeners, bpf.TcpshiftMapFrontendPorts: &s.FrontendPorts,
 		bpf.TcpshiftMapObjects: &s.Stored, bpf.TcpshiftMapShifts: &s.Shifts,
 		bpf.TcpshiftMapTableVersions: &s.TableVersions,
+		bpf.TcpshiftMapLists:         &s.Lists, bpf.TcpshiftMapEndpointIndex: &s.EndpointIndex,
+		bpf.TcpshiftMapEndpointPlaces: &s.EndpointPlaces,
 	}
 }
 
@@ -135,71 +140,128 @@ var innerSpec = sync.OnceValues(func() (*ebpf.MapSpec, error) {
 	return spec.Maps[bpf.TcpshiftMapTables].InnerMap.Copy(), nil
 })
 
-// SwapTable replaces a service's weight table in one map update: a new inner
-// map is filled first, so no connection ever sees a half-written table. The
-// new table starts at the first position of its sequence.
+// SwapTable replaces a service's weight table: see SwapTables.
 func (s *Set) SwapTable(svc *Service) error {
-	t, err := svc.Table()
-	if err != nil {
-		return err
+	return s.SwapTables([]*Service{svc})
+}
+
+// SwapTables replaces services' weight tables: each table's endpoint ids
+// are placed in the lists map and a new inner map is filled first, so no
+// connection ever sees a half-written table; then one update of the tables
+// map swaps them all in. The kernel waits for running programs once per
+// update of a map of maps (about 9 ms here), so ten thousand tables cost
+// that once, not ten thousand times. A new table starts at the first
+// position of its sequence.
+func (s *Set) SwapTables(svcs []*Service) error {
+	// In chunks: each new table is an open map until it is swapped in,
+	// and a transaction holds every table it replaced as well.
+	const chunk = 1024
+	for len(svcs) > chunk {
+		if err := s.swapTables(svcs[:chunk]); err != nil {
+			return err
+		}
+		svcs = svcs[chunk:]
+	}
+	return s.swapTables(svcs)
+}
+
+func (s *Set) swapTables(svcs []*Service) error {
+	if len(svcs) == 0 {
+		return nil
 	}
 	spec, err := innerSpec()
 	if err != nil {
 		return err
 	}
-	inner, err := ebpf.NewMap(spec)
-	if err != nil {
-		return fmt.Errorf("service %s: create table: %w", svc.Name, err)
-	}
-	defer inner.Close()
-	if err := inner.Put(uint32(0), &t); err != nil {
-		return fmt.Errorf("service %s: fill table: %w", svc.Name, err)
-	}
-	if err := s.putTable(svc.ID, inner); err != nil {
-		return fmt.Errorf("service %s: swap table: %w", svc.Name, err)
-	}
-	swaps, err := s.Swaps(svc.ID)
-	if err != nil {
-		return err
-	}
-	if err := s.put(s.TableSwaps, svc.ID, swaps+1); err != nil {
-		return fmt.Errorf("service %s: count table swap: %w", svc.Name, err)
-	}
-	return nil
-}
-
-// putTable puts an inner map in the tables array. In a transaction the
-// table it replaces stays open, so a rollback puts that very map back.
-func (s *Set) putTable(id uint32, inner *ebpf.Map) error {
-	var prev *ebpf.Map
-	if s.j != nil {
-		var innerID ebpf.MapID
-		err := s.Tables.Lookup(id, &innerID)
+	keys := make([]uint32, len(svcs))
+	fds := make([]uint32, len(svcs))
+	prevs := make([]*ebpf.Map, len(svcs)) // held for a rollback; nil: none
+	for i, svc := range svcs {
+		t, err := svc.Table()
+		if err != nil {
+			return err
+		}
+		var head *bpf.TcpshiftTable
+		version, err := s.TableVersion(svc.ID)
 		switch {
 		case err == nil:
-			if prev, err = ebpf.NewMapFromID(innerID); err != nil {
-				return fmt.Errorf("hold table %d: %w", innerID, err)
+			if head, err = tableHead(version); err != nil {
+				return fmt.Errorf("service %s: %w", svc.Name, err)
 			}
-			s.j.held = append(s.j.held, prev)
+			if s.j != nil {
+				if prevs[i], err = ebpf.NewMapFromID(version); err != nil {
+					return fmt.Errorf("service %s: hold table %d: %w", svc.Name, version, err)
+				}
+				s.j.held = append(s.j.held, prevs[i])
+			}
 		case !errors.Is(err, ebpf.ErrKeyNotExist):
 			return err
 		}
+		if err := s.placeLists(svc, t, head); err != nil {
+			return err
+		}
+		if err := s.writeIndex(t); err != nil {
+			return fmt.Errorf("service %s: %w", svc.Name, err)
+		}
+		inner, err := ebpf.NewMap(spec)
+		if err != nil {
+			return fmt.Errorf("service %s: create table: %w", svc.Name, err)
+		}
+		defer inner.Close()
+		if err := inner.Put(uint32(0), &t.TcpshiftTable); err != nil {
+			return fmt.Errorf("service %s: fill table: %w", svc.Name, err)
+		}
+		keys[i], fds[i] = svc.ID, uint32(inner.FD())
 	}
 	if err := s.writing(); err != nil {
 		return err
 	}
-	if err := s.writeTable(id, func() error { return s.Tables.Put(id, inner) }); err != nil {
+	err = s.writeTables(keys, func() error {
+		_, err := s.Tables.BatchUpdate(keys, fds, nil)
 		return err
-	}
-	s.record(func() error {
-		return s.writeTable(id, func() error {
-			if prev == nil {
-				return s.Tables.Delete(id)
-			}
-			return s.Tables.Put(id, prev)
-		})
 	})
+	// Recorded even when the update failed partway: putting back a
+	// table that was not replaced changes nothing.
+	s.record(func() error { return s.restoreTables(keys, prevs) })
+	if err != nil {
+		return fmt.Errorf("swap %d tables (services %s...): %w", len(svcs), svcs[0].Name, err)
+	}
+	for _, svc := range svcs {
+		swaps, err := s.Swaps(svc.ID)
+		if err != nil {
+			return err
+		}
+		if err := s.put(s.TableSwaps, svc.ID, swaps+1); err != nil {
+			return fmt.Errorf("service %s: count table swap: %w", svc.Name, err)
+		}
+	}
 	return nil
+}
+
+// restoreTables puts tables held by a transaction back, in one update, and
+// empties the slots that had none.
+func (s *Set) restoreTables(keys []uint32, prevs []*ebpf.Map) error {
+	var put, fds, del []uint32
+	for i, k := range keys {
+		if prevs[i] == nil {
+			del = append(del, k)
+		} else {
+			put, fds = append(put, k), append(fds, uint32(prevs[i].FD()))
+		}
+	}
+	return s.writeTables(keys, func() error {
+		if len(put) > 0 {
+			if _, err := s.Tables.BatchUpdate(put, fds, nil); err != nil {
+				return fmt.Errorf("put back %d tables: %w", len(put), err)
+			}
+		}
+		for _, k := range del {
+			if err := s.Tables.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("empty table slot %d: %w", k, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Swaps returns how many times a service's table was replaced.
@@ -232,13 +294,26 @@ func (s *Set) Health(id uint32) (Health, error) {
 	return h, nil
 }
 
-// Table reads a service's table in force.
-func (s *Set) Table(id uint32) (*bpf.TcpshiftTable, error) {
+// Table reads a service's table in force with its endpoint ids. The ids of
+// a table no longer in force may be reused: the table is read again until
+// it stayed in force while its ids were read.
+func (s *Set) Table(id uint32) (*Table, error) {
 	version, err := s.TableVersion(id)
-	if err != nil {
-		return nil, err
+	for err == nil {
+		var t *Table
+		if t, err = s.TableAt(version); err != nil {
+			return nil, err
+		}
+		now, err := s.TableVersion(id)
+		if err != nil {
+			return nil, err
+		}
+		if now == version {
+			return t, nil
+		}
+		version = now
 	}
-	return s.TableAt(version)
+	return nil, err
 }
 
 // TableVersion returns the id of the inner map holding a service's table in
@@ -251,19 +326,21 @@ func (s *Set) TableVersion(id uint32) (ebpf.MapID, error) {
 	return innerID, nil
 }
 
-// TableAt reads the table held by one version: swapped tables are never
-// rewritten, so what it returns is exactly that version.
-func (s *Set) TableAt(version ebpf.MapID) (*bpf.TcpshiftTable, error) {
-	inner, err := ebpf.NewMapFromID(version)
+// TableAt reads the table held by one version with its endpoint ids:
+// swapped tables are never rewritten, and their ids do not change while
+// they are in force (see Table for one that may not be any more).
+func (s *Set) TableAt(version ebpf.MapID) (*Table, error) {
+	head, err := tableHead(version)
 	if err != nil {
-		return nil, fmt.Errorf("open table %d: %w", version, err)
+		return nil, err
 	}
-	defer inner.Close()
-	var t bpf.TcpshiftTable
-	if err := inner.Lookup(uint32(0), &t); err != nil {
-		return nil, fmt.Errorf("read table %d: %w", version, err)
+	t := &Table{TcpshiftTable: *head, Endpoints: make([][]uint32, MaxSubsets)}
+	for i, sub := range t.Subsets {
+		if t.Endpoints[i], err = s.readIDs(sub.First, min(sub.Count, MaxSubsetEndpoints)); err != nil {
+			return nil, err
+		}
 	}
-	return &t, nil
+	return t, nil
 }
 
 // Endpoint reads an endpoint id's address and generation.
@@ -304,39 +381,61 @@ func (s *Set) AddRefused(id uint32, n uint64) error {
 	return nil
 }
 
-// WriteService makes the kernel hold svc: endpoint addresses and health first, then the
-// table, the description, and the frontend last, so the data path only finds
-// a service once everything it points at is in place. Sockets are registered
-// separately (RegisterSocket) before this.
-func (s *Set) WriteService(svc *Service) error {
-	for _, sub := range svc.Subsets {
-		for _, ep := range sub.Endpoints {
-			if err := s.put(s.Endpoints, ep.ID, endpointValue(ep.Addr)); err != nil {
-				return fmt.Errorf("service %s: write endpoint %s: %w", svc.Name, ep.Addr, err)
-			}
-			if err := s.SetHealth(ep.ID, ep.Health); err != nil {
-				return fmt.Errorf("service %s: %w", svc.Name, err)
+// WriteServices makes the kernel hold svcs: endpoint addresses and health
+// first, then the tables (swapped in together), the descriptions, and the
+// frontends last, so the data path only finds a service once everything it
+// points at is in place. Sockets are registered separately (RegisterSocket)
+// before this.
+func (s *Set) WriteServices(svcs []*Service) error {
+	for _, svc := range svcs {
+		for _, sub := range svc.Subsets {
+			for _, ep := range sub.Endpoints {
+				if err := s.put(s.Endpoints, ep.ID, endpointValue(ep.Addr)); err != nil {
+					return fmt.Errorf("service %s: write endpoint %s: %w", svc.Name, ep.Addr, err)
+				}
+				if err := s.SetHealth(ep.ID, ep.Health); err != nil {
+					return fmt.Errorf("service %s: %w", svc.Name, err)
+				}
 			}
 		}
 	}
-	if err := s.SwapTable(svc); err != nil {
+	if err := s.SwapTables(svcs); err != nil {
 		return err
 	}
-	if err := s.PutMeta(svc); err != nil {
-		return err
-	}
-	fe := bpf.TcpshiftFrontend{Service: svc.ID, Mode: svc.Mode}
-	if err := s.put(s.Frontends, FrontendKey(svc.Frontend), fe); err != nil {
-		return fmt.Errorf("service %s: write frontend %s: %w", svc.Name, svc.Frontend, err)
+	for _, svc := range svcs {
+		if err := s.PutMeta(svc); err != nil {
+			return err
+		}
+		fe := bpf.TcpshiftFrontend{Service: svc.ID, Mode: svc.Mode}
+		if err := s.put(s.Frontends, FrontendKey(svc.Frontend), fe); err != nil {
+			return fmt.Errorf("service %s: write frontend %s: %w", svc.Name, svc.Frontend, err)
+		}
 	}
 	return nil
 }
 
-// PutMeta records what the user asked for, for the CLI.
+// PutMeta records what the user asked for, for the CLI: the description,
+// and each endpoint id's place in it. Places already right are not
+// rewritten, so a weight change costs one read per endpoint.
 func (s *Set) PutMeta(svc *Service) error {
 	m := svc.meta()
 	if err := s.put(s.Services, svc.ID, &m); err != nil {
 		return fmt.Errorf("service %s: write description: %w", svc.Name, err)
+	}
+	for i, sub := range svc.Subsets {
+		for j, ep := range sub.Endpoints {
+			want := bpf.TcpshiftEndpointPlace{Used: 1, Service: svc.ID, Subset: uint32(i), Index: uint32(j)}
+			var have bpf.TcpshiftEndpointPlace
+			if err := s.EndpointPlaces.Lookup(ep.ID, &have); err != nil {
+				return fmt.Errorf("service %s: read place of endpoint %d: %w", svc.Name, ep.ID, err)
+			}
+			if have == want {
+				continue
+			}
+			if err := s.put(s.EndpointPlaces, ep.ID, &want); err != nil {
+				return fmt.Errorf("service %s: write place of endpoint %d: %w", svc.Name, ep.ID, err)
+			}
+		}
 	}
 	return s.putFile(svc)
 }
@@ -349,68 +448,84 @@ func (s *Set) DeleteFrontend(svc *Service) error {
 	return nil
 }
 
-// DeleteService removes a service and its endpoints' addresses, counters
-// and health. Its frontend is the caller's (DeleteFrontend), who knows
-// whether another service takes that address over in the same change, and
-// so are its endpoints' sockets (DropSocket, last).
-func (s *Set) DeleteService(svc *Service) error {
-	if err := s.deleteTable(svc.ID); err != nil {
-		return fmt.Errorf("service %s: delete: %w", svc.Name, err)
-	}
-	for _, m := range []*ebpf.Map{s.Services, s.ServiceFiles, s.Shifts} {
-		if m == nil { // state pinned by an older build
-			continue
-		}
-		if err := s.del(m, svc.ID); err != nil {
-			return fmt.Errorf("service %s: delete: %w", svc.Name, err)
+// DeleteServices removes services and their endpoints' addresses, counters
+// and health. Their frontends are the caller's (DeleteFrontend), who knows
+// whether another service takes an address over in the same change, and
+// so are their endpoints' sockets (DropSocket, last).
+func (s *Set) DeleteServices(svcs []*Service) error {
+	const chunk = 1024
+	for rest := svcs; len(rest) > 0; rest = rest[min(chunk, len(rest)):] {
+		if err := s.deleteTables(rest[:min(chunk, len(rest))]); err != nil {
+			return err
 		}
 	}
-	if err := s.put(s.ServiceCounts, svc.ID, bpf.TcpshiftServiceStats{}); err != nil {
-		return fmt.Errorf("service %s: reset counters: %w", svc.Name, err)
-	}
-	for _, sub := range svc.Subsets {
-		for _, ep := range sub.Endpoints {
-			if err := s.ReleaseEndpoint(ep.ID); err != nil {
-				return fmt.Errorf("service %s: %w", svc.Name, err)
+	for _, svc := range svcs {
+		for _, m := range []*ebpf.Map{s.Services, s.ServiceFiles, s.Shifts} {
+			if m == nil { // state pinned by an older build
+				continue
+			}
+			if err := s.del(m, svc.ID); err != nil {
+				return fmt.Errorf("service %s: delete: %w", svc.Name, err)
+			}
+		}
+		if err := s.put(s.ServiceCounts, svc.ID, bpf.TcpshiftServiceStats{}); err != nil {
+			return fmt.Errorf("service %s: reset counters: %w", svc.Name, err)
+		}
+		for _, sub := range svc.Subsets {
+			for _, ep := range sub.Endpoints {
+				if err := s.ReleaseEndpoint(ep.ID); err != nil {
+					return fmt.Errorf("service %s: %w", svc.Name, err)
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// deleteTable empties a service's slot in the tables array.
-func (s *Set) deleteTable(id uint32) error {
-	var prev *ebpf.Map
-	if s.j != nil {
-		var innerID ebpf.MapID
-		err := s.Tables.Lookup(id, &innerID)
+// deleteTables empties services' slots in the tables array; a rollback puts
+// the tables back in one update.
+func (s *Set) deleteTables(svcs []*Service) error {
+	var (
+		keys  []uint32
+		prevs []*ebpf.Map
+	)
+	for _, svc := range svcs {
+		version, err := s.TableVersion(svc.ID)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
+			continue
 		}
 		if err != nil {
 			return err
 		}
-		if prev, err = ebpf.NewMapFromID(innerID); err != nil {
-			return fmt.Errorf("hold table %d: %w", innerID, err)
+		var prev *ebpf.Map
+		if s.j != nil {
+			if prev, err = ebpf.NewMapFromID(version); err != nil {
+				return fmt.Errorf("service %s: hold table %d: %w", svc.Name, version, err)
+			}
+			s.j.held = append(s.j.held, prev)
 		}
-		s.j.held = append(s.j.held, prev)
+		keys, prevs = append(keys, svc.ID), append(prevs, prev)
+	}
+	if len(keys) == 0 {
+		return nil
 	}
 	if err := s.writing(); err != nil {
 		return err
 	}
-	err := s.writeTable(id, func() error {
-		if err := s.Tables.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return err
+	// This kernel has no batch delete for a map of maps: one delete per
+	// table, each waiting for running programs (~9 ms here), so removing
+	// thousands of services takes that many times as long.
+	err := s.writeTables(keys, func() error {
+		for _, k := range keys {
+			if err := s.Tables.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return err
+			}
 		}
 		return nil
 	})
+	s.record(func() error { return s.restoreTables(keys, prevs) })
 	if err != nil {
-		return err
-	}
-	if prev != nil {
-		s.record(func() error {
-			return s.writeTable(id, func() error { return s.Tables.Put(id, prev) })
-		})
+		return fmt.Errorf("delete %d tables: %w", len(keys), err)
 	}
 	return nil
 }
@@ -479,26 +594,92 @@ func (s *Set) ReleaseEndpoint(id uint32) error {
 	if err := s.put(s.Endpoints, id, bpf.TcpshiftEndpoint{}); err != nil {
 		return fmt.Errorf("release endpoint %d: %w", id, err)
 	}
+	if err := s.put(s.EndpointPlaces, id, bpf.TcpshiftEndpointPlace{}); err != nil {
+		return fmt.Errorf("release endpoint %d: %w", id, err)
+	}
 	return nil
 }
 
-// ServiceList reads every service's description, sorted by name.
+// ServiceList reads every service's description, sorted by name. It reads
+// each map whole, in batches: a few calls for ten thousand services.
 func (s *Set) ServiceList() ([]*Service, error) {
-	var (
-		id   uint32
-		meta bpf.TcpshiftServiceMeta
-		out  []*Service
-	)
-	it := s.Services.Iterate()
-	for it.Next(&id, &meta) {
-		svc, err := s.fromMeta(id, &meta)
-		if err != nil {
-			return nil, err
+	ids, metas, err := readAll[uint32, bpf.TcpshiftServiceMeta](s.Services)
+	if err != nil {
+		return nil, fmt.Errorf("read services: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	// Ids are handed out lowest first: the places of every endpoint are
+	// usually found long before the map's end, and the addresses and
+	// health are read only up to the highest id found.
+	total, found, last := 0, 0, 0
+	for i := range metas {
+		for _, sm := range metas[i].Subsets[:min(int(metas[i].SubsetCount), len(metas[i].Subsets))] {
+			total += int(sm.Count)
 		}
+	}
+	places, err := readArrayUntil(s.EndpointPlaces, func(read []bpf.TcpshiftEndpointPlace) bool {
+		for id := found; id < len(read); id++ {
+			if read[id].Used != 0 {
+				last = id
+			}
+		}
+		found = len(read)
+		n := 0
+		for _, pl := range read {
+			if pl.Used != 0 {
+				n++
+			}
+		}
+		return n >= total
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read endpoint places: %w", err)
+	}
+	addrs, err := readArrayUntil(s.Endpoints, func(read []bpf.TcpshiftEndpoint) bool { return len(read) > last })
+	if err != nil {
+		return nil, fmt.Errorf("read endpoints: %w", err)
+	}
+	var health []Health
+	if s.EndpointHealth != nil { // state pinned by a build without health
+		if health, err = readArrayUntil(s.EndpointHealth, func(read []Health) bool { return len(read) > last }); err != nil {
+			return nil, fmt.Errorf("read endpoint health: %w", err)
+		}
+	}
+	byID := make(map[uint32]*Service, len(ids))
+	out := make([]*Service, 0, len(ids))
+	for i, id := range ids {
+		svc := fromMeta(id, &metas[i])
+		byID[id] = svc
 		out = append(out, svc)
 	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read services: %w", err)
+	for epID, pl := range places {
+		svc := byID[pl.Service]
+		if pl.Used == 0 || svc == nil || int(pl.Subset) >= len(svc.Subsets) || epID >= len(addrs) {
+			continue
+		}
+		sub := &svc.Subsets[pl.Subset]
+		if int(pl.Index) >= len(sub.Endpoints) || sub.Endpoints[pl.Index].ID != noID {
+			return nil, fmt.Errorf("service %s subset %s: endpoint id %d claims place %d, which is out of range or taken", svc.Name, sub.Name, epID, pl.Index)
+		}
+		ep := Endpoint{ID: uint32(epID), Addr: endpointAddr(addrs[epID])}
+		if epID < len(health) {
+			ep.Health = health[epID]
+		}
+		sub.Endpoints[pl.Index] = ep
+	}
+	for _, svc := range out {
+		for _, sub := range svc.Subsets {
+			for j, ep := range sub.Endpoints {
+				if ep.ID == noID {
+					return nil, fmt.Errorf("service %s subset %s: no endpoint id holds place %d of %d", svc.Name, sub.Name, j, len(sub.Endpoints))
+				}
+			}
+		}
+		if err := s.readFile(svc); err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(out, func(a, b *Service) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
@@ -518,7 +699,12 @@ func (s *Set) Service(name string) (svc *Service, ok bool, err error) {
 	return nil, false, nil
 }
 
-func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) {
+// noID marks an endpoint place no id filled yet.
+const noID = ^uint32(0)
+
+// fromMeta is a service as its description gives it; its endpoints are left
+// to fill from the endpoint places.
+func fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) *Service {
 	svc := &Service{
 		ID:           id,
 		Name:         getName(m.Name),
@@ -535,23 +721,12 @@ func (s *Set) fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) (*Service, error) 
 	}
 	for _, sm := range m.Subsets[:min(int(m.SubsetCount), len(m.Subsets))] {
 		sub := Subset{Name: getName(sm.Name), Weight: sm.Weight, FileWeight: sm.Weight}
-		for _, epID := range sm.Endpoints[:min(int(sm.Count), len(sm.Endpoints))] {
-			var e bpf.TcpshiftEndpoint
-			if err := s.Endpoints.Lookup(epID, &e); err != nil {
-				return nil, fmt.Errorf("service %s: read endpoint %d: %w", svc.Name, epID, err)
-			}
-			h, err := s.Health(epID)
-			if err != nil {
-				return nil, fmt.Errorf("service %s: %w", svc.Name, err)
-			}
-			sub.Endpoints = append(sub.Endpoints, Endpoint{ID: epID, Addr: endpointAddr(e), Health: h})
+		for range min(int(sm.Count), MaxSubsetEndpoints) {
+			sub.Endpoints = append(sub.Endpoints, Endpoint{ID: noID})
 		}
 		svc.Subsets = append(svc.Subsets, sub)
 	}
-	if err := s.readFile(svc); err != nil {
-		return nil, err
-	}
-	return svc, nil
+	return svc
 }
 
 // EndpointStats returns an endpoint's counters: connections assigned, and

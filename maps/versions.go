@@ -23,6 +23,20 @@ func (s *Set) writeTable(id uint32, write func() error) error {
 	return errors.Join(write(), s.bumpVersion(id))
 }
 
+// writeTables is writeTable for several slots written by one update.
+func (s *Set) writeTables(ids []uint32, write func() error) error {
+	for _, id := range ids {
+		if err := s.bumpVersion(id); err != nil {
+			return err
+		}
+	}
+	err := write()
+	for _, id := range ids {
+		err = errors.Join(err, s.bumpVersion(id))
+	}
+	return err
+}
+
 func (s *Set) bumpVersion(id uint32) error {
 	if s.TableVersions == nil {
 		return nil

@@ -329,9 +329,9 @@ func TestConcurrentSetWeightsNeverLose(t *testing.T) {
 			}
 			for i := range have.Subsets {
 				h, w := have.Subsets[i], want.Subsets[i]
-				if h.Positions != w.Positions || h.Count != w.Count || h.Endpoints != w.Endpoints {
+				if h.Positions != w.Positions || h.Count != w.Count || !slices.Equal(have.Endpoints[i], want.Endpoints[i]) {
 					return fmt.Errorf("table in force, subset %d: %d positions, endpoints %v; stored weights make %d positions, endpoints %v",
-						i, h.Positions, h.Endpoints[:h.Count], w.Positions, w.Endpoints[:w.Count])
+						i, h.Positions, have.Endpoints[i], w.Positions, want.Endpoints[i])
 				}
 			}
 			return nil
@@ -361,7 +361,7 @@ func endpointsConfig(network, services, subsets, endpoints int) string {
 		for j := range subsets {
 			eps := make([]string, endpoints)
 			for k := range eps {
-				eps[k] = fmt.Sprintf("10.%d.%d.%d:9000", network, s*16+j, k+1)
+				eps[k] = fmt.Sprintf("10.%d.%d.%d:%d", network, s*16+j, k%250+1, 9000+k/250)
 			}
 			fmt.Fprintf(&b, "    v%d: {endpoints: [%s]}\n", j, strings.Join(eps, ", "))
 		}
@@ -388,9 +388,9 @@ func TestRefusalsLeaveKernelUnchanged(t *testing.T) {
 		apply(t, tg, echoConfig)
 		before := env.KernelState()
 
-		// More than 4096 endpoints in all: 17 × 16 × 16.
-		_, err = config.Parse("routes.yaml", []byte(endpointsConfig(1, 17, 16, 16)))
-		wantErr(t, "4352 endpoints", err, "services[16].subsets.v0.endpoints[0]", "4096")
+		// More than 131072 endpoints in all: 9 × 16 × 1024.
+		_, err = config.Parse("routes.yaml", []byte(endpointsConfig(1, 9, 16, 1024)))
+		wantErr(t, "147456 endpoints", err, "services[8].subsets.v0.endpoints[0]", "131072")
 
 		for _, text := range []string{"", "services: []\n"} {
 			_, err := config.Parse("routes.yaml", []byte(text))
@@ -470,15 +470,15 @@ func TestRefusalsLeaveKernelUnchanged(t *testing.T) {
 		env := testenv.New(t)
 		tg := env.Target()
 		start := time.Now()
-		apply(t, tg, endpointsConfig(1, 12, 16, 16)) // 3072 endpoints
-		t.Logf("applied 3072 endpoints in %v", time.Since(start).Round(time.Millisecond))
+		apply(t, tg, endpointsConfig(1, 5, 16, 1024)) // 81920 endpoints
+		t.Logf("applied 81920 endpoints in %v", time.Since(start).Round(time.Millisecond))
 		before := env.KernelState()
 		// The same services, every endpoint new: old and new ids would
 		// coexist while the tables are swapped.
-		_, err := tg.Apply(parse(t, endpointsConfig(2, 12, 16, 16)))
-		wantErr(t, "3072 endpoints replacing 3072 others", err, "at most 4096", "3072 endpoints in force")
+		_, err := tg.Apply(parse(t, endpointsConfig(2, 5, 16, 1024)))
+		wantErr(t, "81920 endpoints replacing 81920 others", err, "at most 131072", "81920 endpoints in force")
 		env.RequireUnchanged(before)
-		if st, err := tg.Status(""); err != nil || len(st.Services) != 12 || st.Services[0].Subsets[0].Endpoints[0].Address != "10.1.0.1:9000" {
+		if st, err := tg.Status(""); err != nil || len(st.Services) != 5 || st.Services[0].Subsets[0].Endpoints[0].Address != "10.1.0.1:9000" {
 			t.Fatalf("state after the refused apply: %v", err)
 		}
 	})
@@ -712,6 +712,10 @@ func requireUnchangedButWriteSeq(t *testing.T, env *testenv.Env, before *testenv
 				clear(b[16:24])
 				l = subj + " = " + hex.EncodeToString(b)
 				n++
+			}
+			// Counters at zero are counted in one line (see the snapshot).
+			if strings.HasPrefix(subj, "map ") && strings.HasSuffix(subj, "/"+bpf.TcpshiftMapTableVersions+"/zero entries") {
+				continue
 			}
 			if strings.HasPrefix(subj, "map ") && strings.Contains(subj, "/"+bpf.TcpshiftMapTableVersions+"[") {
 				b, err := hex.DecodeString(val)

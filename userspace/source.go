@@ -99,10 +99,24 @@ func (k *KernelSource) read(service uint32, count uint64, counted bool) (*Table,
 		prev = k.far[service]
 	}
 	var tb *Table
-	if prev != nil && prev.version == version {
-		tb = prev.table
-	} else if tb, err = k.readTable(version); err != nil {
-		return nil, err
+	for tb == nil {
+		if prev != nil && prev.version == version {
+			tb = prev.table
+			break
+		}
+		if tb, err = k.readTable(version); err != nil {
+			return nil, err
+		}
+		// The ids of a table swapped out meanwhile may have been
+		// reused: keep only a table still in force after its ids
+		// were read.
+		now, err := k.set.TableVersion(service)
+		if err != nil {
+			return nil, err
+		}
+		if now != version {
+			tb, version = nil, now
+		}
 	}
 	v := &versioned{count: count, version: version, table: tb}
 	if counted {
@@ -119,8 +133,8 @@ func (k *KernelSource) readTable(version ebpf.MapID) (*Table, error) {
 		return nil, err
 	}
 	endpoints := map[uint32]Endpoint{}
-	for _, sub := range t.Subsets {
-		for _, id := range sub.Endpoints[:min(int(sub.Count), len(sub.Endpoints))] {
+	for i := range t.Subsets {
+		for _, id := range listed(t, i) {
 			addr, gen, err := k.set.Endpoint(id)
 			if err != nil {
 				return nil, err
@@ -164,7 +178,7 @@ func NewStaticSource(svcs []*maps.Service) (*StaticSource, error) {
 				endpoints[ep.ID] = Endpoint{ID: ep.ID, Addr: ep.Addr}
 			}
 		}
-		s.tables[svc.ID] = NewTable(&t, endpoints)
+		s.tables[svc.ID] = NewTable(t, endpoints)
 	}
 	return s, nil
 }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"sync/atomic"
 
-	"github.com/tcpshift/tcpshift/bpf"
 	"github.com/tcpshift/tcpshift/maps"
 )
 
@@ -25,15 +24,29 @@ type Endpoint struct {
 // kernel, or built in Go by maps.Service.Table, splits exactly as the BPF
 // programs split.
 type Table struct {
-	t         *bpf.TcpshiftTable
+	t         *maps.Table
 	endpoints map[uint32]Endpoint
+	members   []map[uint32]bool // per subset: the ids it lists
 	next      atomic.Uint64
 	turns     []atomic.Uint32 // per subset
 }
 
 // NewTable wraps a table; endpoints resolves the ids it names.
-func NewTable(t *bpf.TcpshiftTable, endpoints map[uint32]Endpoint) *Table {
-	return &Table{t: t, endpoints: endpoints, turns: make([]atomic.Uint32, len(t.Subsets))}
+func NewTable(t *maps.Table, endpoints map[uint32]Endpoint) *Table {
+	members := make([]map[uint32]bool, len(t.Subsets))
+	for i := range members {
+		members[i] = map[uint32]bool{}
+		for _, id := range listed(t, i) {
+			members[i][id] = true
+		}
+	}
+	return &Table{t: t, endpoints: endpoints, members: members, turns: make([]atomic.Uint32, len(t.Subsets))}
+}
+
+// listed returns the ids a subset lists, as the kernel bounds them.
+func listed(t *maps.Table, subset int) []uint32 {
+	ids := t.Endpoints[subset]
+	return ids[:min(int(t.Subsets[subset].Count), len(ids))]
 }
 
 // Pick chooses the subset for a new connection and returns it with the
@@ -60,8 +73,8 @@ func (tb *Table) pick(buf []Endpoint) (subset int, order []Endpoint, ok bool) {
 	if subset >= len(t.Subsets) {
 		return 0, nil, false
 	}
-	sub := &t.Subsets[subset]
-	count := min(int(sub.Count), len(sub.Endpoints))
+	ids := listed(t, subset)
+	count := len(ids)
 	if count == 0 {
 		return subset, nil, false
 	}
@@ -72,7 +85,7 @@ func (tb *Table) pick(buf []Endpoint) (subset int, order []Endpoint, ok bool) {
 		turn = tb.turns[subset].Add(1) - 1
 	}
 	for i := range count {
-		if ep, found := tb.endpoints[sub.Endpoints[(int(turn)+i)%count]]; found {
+		if ep, found := tb.endpoints[ids[(int(turn)+i)%count]]; found {
 			order = append(order, ep)
 		}
 	}
@@ -85,16 +98,10 @@ func (tb *Table) Has(subset int, id uint32) bool {
 	if subset < 0 || subset >= len(tb.t.Subsets) {
 		return false
 	}
-	sub := &tb.t.Subsets[subset]
-	if sub.Positions == 0 {
+	if tb.t.Subsets[subset].Positions == 0 {
 		return false
 	}
-	for _, e := range sub.Endpoints[:min(int(sub.Count), len(sub.Endpoints))] {
-		if e == id {
-			return true
-		}
-	}
-	return false
+	return tb.members[subset][id]
 }
 
 // Endpoint returns the endpoint with id, if the table names it.

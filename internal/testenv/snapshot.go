@@ -368,6 +368,14 @@ func dumpMap(subject string, m *ebpf.Map, add func(string, ...any)) error {
 		}
 		values = make([][]byte, n)
 	}
+	// Arrays hold every key: their zero entries (most of a map sized for
+	// a cluster) are counted, not listed; any change to one still shows.
+	zeros := 0
+	defer func() {
+		if zeros > 0 {
+			add("%s/zero entries = %d", subject, zeros)
+		}
+	}()
 	for {
 		var ok bool
 		if perCPU {
@@ -377,6 +385,10 @@ func dumpMap(subject string, m *ebpf.Map, add func(string, ...any)) error {
 		}
 		if !ok {
 			break
+		}
+		if info.Type == ebpf.Array && !slices.ContainsFunc(value, func(b byte) bool { return b != 0 }) {
+			zeros++
+			continue
 		}
 		entry := fmt.Sprintf("%s[%s]", subject, hex.EncodeToString(key))
 		switch {

@@ -54,6 +54,7 @@ func run() error {
 	flag.StringVar(&s.out, "out", "docs/benchmarks", "directory for results.md, results.json and results.png")
 	flag.StringVar(&s.bin, "bin", "bin", "directory with the tcpshift and tcp-echo binaries")
 	only := flag.String("paths", "", "comma-separated paths to measure (direct is always measured); all when empty")
+	scaleOnly := flag.Bool("scale-only", false, "run only the scale step (maps' memory and BPF time per selection at 1, 10 000 services and a 1000-endpoint subset); writes scale.md")
 	flag.Parse()
 	if s.smoke {
 		// Short unless asked otherwise.
@@ -97,15 +98,47 @@ func run() error {
 	if s.bin, err = filepath.Abs(s.bin); err != nil {
 		return err
 	}
+	if *scaleOnly {
+		return runScale(s)
+	}
 
 	w, err := newWorld(s)
 	if err != nil {
 		return err
 	}
-	defer w.close()
+	defer func() {
+		if w != nil {
+			w.close()
+		}
+	}()
 	res, err := w.measureAll()
 	if err != nil {
 		return err
 	}
-	return writeResults(s, res)
+	if err := writeResults(s, res); err != nil {
+		return err
+	}
+	// The scale step runs in a namespace of its own, on a quiet machine.
+	w.close()
+	w = nil
+	return runScale(s)
+}
+
+// runScale runs the scale step (small in a smoke run) and writes scale.md.
+func runScale(s settings) error {
+	services, big, conns := 10000, 1000, 2000
+	if s.smoke {
+		services, big, conns = 1000, 100, 200
+	}
+	fmt.Fprintf(os.Stderr, "\r\033[Kscale: %d services, a subset of %d endpoints\n", services, big)
+	r, err := measureScale(s, services, big, conns)
+	if err != nil {
+		return fmt.Errorf("scale: %w", err)
+	}
+	md := scaleMarkdown(r)
+	fmt.Print(md)
+	if err := os.MkdirAll(s.out, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.out, "scale.md"), []byte(md), 0o644)
 }
