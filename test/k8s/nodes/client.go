@@ -160,6 +160,26 @@ func (p *Pod) Count(addr string, n int) map[string]int {
 	return got
 }
 
+// Connect calls connect() to addr n times from inside the pod, on fresh
+// blocking sockets closed at once, and returns how many succeeded and
+// failed (an unreachable endpoint fails at once), for measurements of the
+// connect hooks' cost.
+func (p *Pod) Connect(addr string, n int) (ok, failed int, err error) {
+	cmd := p.helper("connect", addr, n)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := p.startIn(cmd); err != nil {
+		return 0, 0, fmt.Errorf("pod %s: start client: %w", p.Name, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return 0, 0, fmt.Errorf("pod %s: client: %v %s", p.Name, err, strings.TrimSpace(stderr.String()))
+	}
+	if _, err := fmt.Sscan(stdout.String(), &ok, &failed); err != nil {
+		return 0, 0, fmt.Errorf("pod %s: client said %q: %w", p.Name, stdout.String(), err)
+	}
+	return ok, failed, nil
+}
+
 // helper is the command that runs this test binary as a pod's client.
 func (p *Pod) helper(mode, addr string, n int) *exec.Cmd {
 	cmd := exec.Command("/proc/self/exe")

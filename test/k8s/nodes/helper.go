@@ -34,6 +34,13 @@ func runHelper(mode string) int {
 			return 2
 		}
 		return helpAsk(addr, n)
+	case "connect":
+		n, err := strconv.Atoi(os.Getenv("TCPSHIFT_K8S_COUNT"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "TCPSHIFT_K8S_COUNT:", err)
+			return 2
+		}
+		return helpConnect(addr, n)
 	}
 	fmt.Fprintf(os.Stderr, "unknown %s %q\n", helperEnv, mode)
 	return 2
@@ -148,4 +155,32 @@ func ownCgroup() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no cgroup v2 line in /proc/self/cgroup: %q", b)
+}
+
+// helpConnect calls connect() n times on fresh sockets, whatever the
+// outcome, and prints how many succeeded and how many failed: the connect
+// hooks run for each, which is what a measurement of their cost needs.
+func helpConnect(addr string, n int) int {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	ok, failed := 0, 0
+	for range n {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if unix.Connect(fd, sa) == nil {
+			ok++
+		} else {
+			failed++
+		}
+		unix.Close(fd)
+	}
+	fmt.Printf("%d %d\n", ok, failed)
+	return 0
 }
