@@ -3,6 +3,8 @@ package loader
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/tcpshift/tcpshift/maps"
 )
@@ -50,6 +52,19 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 	var svcCursor, epCursor uint32
 	kept := map[uint32]bool{}
 	newEps := 0
+	// An endpoint keeps its id where it stays; one that moved to another
+	// subset of its service (a terminating pod set apart at weight 0)
+	// keeps the id it had there, with its counters and connections.
+	type move struct {
+		service string
+		addr    netip.AddrPort
+	}
+	moved := map[move][]maps.Endpoint{}
+	for k, ep := range oldEp {
+		moved[move{k.service, k.addr}] = append(moved[move{k.service, k.addr}], ep)
+	}
+	var rest []*maps.Endpoint
+	var restOf []string // "service subset", for errors
 	for _, p := range plans {
 		if id, ok := oldSvc[p.svc.Name]; ok {
 			p.svc.ID = id
@@ -61,23 +76,35 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 			sub := &p.svc.Subsets[i]
 			for j := range sub.Endpoints {
 				ep := &sub.Endpoints[j]
-				if o, ok := oldEp[epKey{p.svc.Name, sub.Name, ep.Addr}]; ok {
-					ep.ID = o.ID
-					// Checks go on where they were; without checks
-					// an endpoint is unchecked again.
-					if p.checked {
-						ep.Health = o.Health
-					}
-				} else {
-					newEps++
-					if ep.ID = next(usedEp, &epCursor); int(ep.ID) >= limits.Endpoints {
-						return nil, fmt.Errorf("service %s subset %s: endpoint %s needs an endpoint id past %d: %d endpoints in force and %d new ones, at most %d per network namespace while both exist: remove services with an apply of their own first",
-							p.svc.Name, sub.Name, ep.Addr, limits.Endpoints, len(oldEp), newEps, limits.Endpoints)
-					}
+				o, ok := oldEp[epKey{p.svc.Name, sub.Name, ep.Addr}]
+				if !ok {
+					rest = append(rest, ep)
+					restOf = append(restOf, p.svc.Name+" subset "+sub.Name)
+					continue
+				}
+				ep.ID = o.ID
+				// Checks go on where they were; without checks
+				// an endpoint is unchecked again.
+				if p.checked {
+					ep.Health = o.Health
 				}
 				kept[ep.ID] = true
 			}
 		}
+	}
+	for i, ep := range rest {
+		service, _, _ := strings.Cut(restOf[i], " subset ")
+		if i := slices.IndexFunc(moved[move{service, ep.Addr}], func(o maps.Endpoint) bool { return !kept[o.ID] }); i >= 0 {
+			ep.ID = moved[move{service, ep.Addr}][i].ID
+			kept[ep.ID] = true
+			continue
+		}
+		newEps++
+		if ep.ID = next(usedEp, &epCursor); int(ep.ID) >= limits.Endpoints {
+			return nil, fmt.Errorf("service %s: endpoint %s needs an endpoint id past %d: %d endpoints in force and %d new ones, at most %d per network namespace while both exist: remove services with an apply of their own first",
+				restOf[i], ep.Addr, limits.Endpoints, len(oldEp), newEps, limits.Endpoints)
+		}
+		kept[ep.ID] = true
 	}
 	planned := map[string]bool{}
 	for _, p := range plans {
