@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN := bin
 
-.PHONY: help build generate test k8s-test demo bench bench-smoke deps install uninstall clean
+.PHONY: help build generate test k8s-test k8s-bench demo bench bench-smoke deps install uninstall clean
 
 # Where `make install` puts things; DESTDIR stages them elsewhere (packaging, tests).
 PREFIX ?= /usr/local
@@ -44,6 +44,14 @@ k8s-test: build ## run the Kubernetes tests: real etcd and kube-apiserver, simul
 	set -o pipefail; apiserver=$$(bash scripts/kube-apiserver.sh) && \
 	  TCPSHIFT_KUBE_APISERVER=$$apiserver TCPSHIFT_BIN=$(CURDIR)/$(BIN) \
 	  $(GO) test -tags k8s -count=1 -timeout 20m -json ./test/k8s/... 2>&1 | $(BIN)/summary -log $(BIN)/k8s-test.log
+
+# The agent at cluster scale (10 000 Services), against the real API server; writes
+# docs/benchmarks/kubernetes.md. Minutes, not seconds: not part of CI.
+k8s-bench: build ## measure the Kubernetes agent with 10 000 Services; writes docs/benchmarks/kubernetes.md (needs root)
+	bash scripts/install-deps.sh k8s
+	apiserver=$$(bash scripts/kube-apiserver.sh) && \
+	  TCPSHIFT_KUBE_APISERVER=$$apiserver TCPSHIFT_BIN=$(CURDIR)/$(BIN) TCPSHIFT_K8S_BENCH_OUT=$(CURDIR)/docs/benchmarks/kubernetes.md \
+	  $(GO) test -tags k8s,k8sbench -count=1 -timeout 60m -run TestScale -v ./test/k8s/
 
 demo: build ## run Istio's tcp-echo traffic-shifting task in a private network namespace (needs root)
 	$(BIN)/tcpshift demo

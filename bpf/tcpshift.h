@@ -267,6 +267,10 @@ struct owner {
 	/* The key of the flows hash, kept so that every program loaded into
 	 * the namespace finds the handshakes its predecessor remembered. */
 	__u64 flow_seed;
+	/* Which programs are attached: a hash of the BPF object and of the
+	 * constants they were loaded with. An apply that would load the same
+	 * again keeps them (the verifier costs tens of ms per apply). */
+	__u64 prog_tag;
 	char daemon_file[REASON_LEN]; /* the route config it follows */
 };
 

@@ -179,6 +179,7 @@ type TcpshiftOwner struct {
 	Flags       TcpshiftOwnerFlags
 	DaemonStart uint64
 	FlowSeed    uint64
+	ProgTag     uint64
 	DaemonFile  [256]int8
 }
 

@@ -101,15 +101,11 @@ func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions
 	if err != nil {
 		return nil, err
 	}
-	coll, undoLoad, err := t.load()
+	set, closeSet, undoLoad, err := t.programs()
 	if err != nil {
 		return nil, err
 	}
-	defer coll.Close()
-	set, err := maps.FromCollection(coll)
-	if err != nil {
-		return nil, errors.Join(err, undoLoad())
-	}
+	defer closeSet()
 	if opts.Daemon {
 		d.daemonFile = opts.DaemonFile
 	}
@@ -118,6 +114,25 @@ func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions
 		return nil, errors.Join(err, undoLoad())
 	}
 	return d.changes, nil
+}
+
+// programs makes sure this build's programs are attached, loading them
+// unless they already are, and returns the maps; undo reverts a load.
+func (t *Target) programs() (_ *maps.Set, closeSet func() error, undo func() error, err error) {
+	set, err := t.attached()
+	if err != nil || set != nil {
+		return set, func() error { return set.Close() }, func() error { return nil }, err
+	}
+	coll, undoLoad, err := t.load()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	set, err = maps.FromCollection(coll)
+	if err != nil {
+		coll.Close()
+		return nil, nil, nil, errors.Join(err, undoLoad())
+	}
+	return set, func() error { coll.Close(); return nil }, undoLoad, nil
 }
 
 // afterPlan runs between planning and taking the lock, for tests of what

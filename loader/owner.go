@@ -68,7 +68,7 @@ func (t *Target) recordOwner(set *maps.Set) error {
 		return err
 	}
 	every := o.Flags&bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS != 0 || !t.EveryNetns
-	if o.NetnsCookie != 0 && (t.flowSeed == 0 || o.FlowSeed == t.flowSeed) && every {
+	if o.NetnsCookie != 0 && (t.flowSeed == 0 || o.FlowSeed == t.flowSeed) && every && (t.loadedTag == 0 || o.ProgTag == t.loadedTag) {
 		return nil
 	}
 	cookie, err := t.cookie()
@@ -81,6 +81,9 @@ func (t *Target) recordOwner(set *maps.Set) error {
 	}
 	if t.EveryNetns {
 		o.Flags |= bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS
+	}
+	if t.loadedTag != 0 {
+		o.ProgTag = t.loadedTag
 	}
 	return set.PutOwner(o)
 }

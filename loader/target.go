@@ -54,6 +54,9 @@ type Target struct {
 	// under Cgroup, not only NS (tcpshift agent: each pod has its own).
 	// Once recorded in the owner record it stays until tcpshift down.
 	EveryNetns bool
+	// loadedTag is the progTag of the programs this apply attached or
+	// found attached, for the owner record.
+	loadedTag uint64
 	// Waiting is told, after LockWaitNotice, that another writer holds
 	// the namespace's lock and who it is; nil says nothing.
 	Waiting func(msg string)
@@ -189,6 +192,9 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 	}
 	if err := spec.Variables["every_netns"].Set(every); err != nil {
 		return nil, nil, fmt.Errorf("set every_netns: %w", err)
+	}
+	if t.loadedTag, err = t.progTag(t.flowSeed, every == 1); err != nil {
+		return nil, nil, err
 	}
 	if err := spec.Variables["flow_seed"].Set(t.flowSeed); err != nil {
 		return nil, nil, fmt.Errorf("set flow seed: %w", err)

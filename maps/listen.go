@@ -1,12 +1,10 @@
 package maps
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 
-	"github.com/cilium/ebpf"
 
 	"github.com/tcpshift/tcpshift/bpf"
 )
@@ -227,10 +225,15 @@ func (s *Set) SyncFrontendPorts(svcs []*Service) error {
 }
 
 func (s *Set) syncPorts(want *frontendWords, keep bool) error {
+	// One batch read, not a lookup per word: this runs on every apply.
+	words, err := readArray[uint64](s.FrontendPorts)
+	if err != nil {
+		return fmt.Errorf("read frontend ports: %w", err)
+	}
 	for i, bits := range want {
 		var have uint64
-		if err := s.FrontendPorts.Lookup(uint32(i), &have); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("read frontend ports: %w", err)
+		if i < len(words) {
+			have = words[i]
 		}
 		if keep {
 			bits |= have

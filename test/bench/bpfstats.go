@@ -3,11 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/tcpshift/tcpshift/internal/bpfmem"
 	"path/filepath"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 
 	"github.com/tcpshift/tcpshift/bpf"
 )
@@ -49,25 +49,8 @@ func (w *world) progCounters() (map[string]progCounter, error) {
 }
 
 func pinnedProgCounter(pin string) (progCounter, error) {
-	l, err := link.LoadPinnedLink(pin, nil)
-	if err != nil {
-		return progCounter{}, err
-	}
-	defer l.Close()
-	info, err := l.Info()
-	if err != nil {
-		return progCounter{}, err
-	}
-	prog, err := ebpf.NewProgramFromID(info.Program)
-	if err != nil {
-		return progCounter{}, err
-	}
-	defer prog.Close()
-	st, err := prog.Stats()
-	if err != nil {
-		return progCounter{}, err
-	}
-	return progCounter{info.Program, st.Runtime, st.RunCount}, nil
+	id, runtime, runs, err := bpfmem.ProgStats(pin)
+	return progCounter{id, runtime, runs}, err
 }
 
 // bpfUse adds up the programs' run time and runs over a path's

@@ -1,16 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
-	"errors"
 	"fmt"
+	"github.com/tcpshift/tcpshift/internal/bpfmem"
 	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -131,7 +129,7 @@ func measureScale(s settings, services, bigSubset, conns int) (_ *scaleResult, e
 			res.WeightChange = time.Since(start)
 		}
 		st := scaleState{Name: name}
-		if st.Memlock, st.ByMap, err = mapMemory(w.tg.Dir); err != nil {
+		if st.Memlock, st.ByMap, err = bpfmem.MapMemory(w.tg.Dir); err != nil {
 			return err
 		}
 		if st.LookupNs, err = w.perRun(bpf.TcpshiftProgTcpshiftLookup, scaleLookup, conns); err != nil {
@@ -224,77 +222,6 @@ func (w *world) perRun(prog, addr string, n int) (float64, error) {
 		return 0, fmt.Errorf("%s ran no time for %d connections to %s", prog, n, addr)
 	}
 	return float64(after.runtime-before.runtime) / float64(runs), nil
-}
-
-// mapMemory adds up the memlock the kernel reports (fdinfo) for every map
-// pinned in dir and every table (inner map) in force.
-func mapMemory(dir string) (total uint64, byMap map[string]uint64, err error) {
-	byMap = map[string]uint64{}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, nil, err
-	}
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), "_link") {
-			continue
-		}
-		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, e.Name()), nil)
-		if err != nil {
-			continue // not a map
-		}
-		n, err := memlock(m)
-		if err == nil && e.Name() == bpf.TcpshiftMapTables {
-			var inner uint64
-			inner, err = innerMemory(m)
-			n += inner
-		}
-		m.Close()
-		if err != nil {
-			return 0, nil, fmt.Errorf("%s: %w", e.Name(), err)
-		}
-		byMap[e.Name()] = n
-		total += n
-	}
-	return total, byMap, nil
-}
-
-func innerMemory(outer *ebpf.Map) (uint64, error) {
-	var (
-		key   uint32
-		id    ebpf.MapID
-		total uint64
-	)
-	it := outer.Iterate()
-	for it.Next(&key, &id) {
-		m, err := ebpf.NewMapFromID(id)
-		if err != nil {
-			return 0, err
-		}
-		n, err := memlock(m)
-		m.Close()
-		if err != nil {
-			return 0, err
-		}
-		total += n
-	}
-	return total, it.Err()
-}
-
-// memlock reads the memlock line of a map's fdinfo: what the kernel
-// charges for it.
-func memlock(m *ebpf.Map) (uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/self/fdinfo/%d", m.FD()))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "memlock:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		}
-	}
-	return 0, errors.New("no memlock in fdinfo")
 }
 
 // scaleMarkdown is the scale step's section of the results.

@@ -116,7 +116,13 @@ func (w *world) startAgent(t *testing.T, i int) {
 	} else {
 		w.agents = append(w.agents, pr)
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	waitReady(t, pr, health, 60*time.Second)
+}
+
+// waitReady waits until an agent's /readyz answers 200.
+func waitReady(t *testing.T, pr *nodes.Process, health string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := http.Get("http://" + health + "/readyz")
 		if err == nil {
@@ -127,7 +133,7 @@ func (w *world) startAgent(t *testing.T, i int) {
 		}
 		if pr.Exited() || time.Now().After(deadline) {
 			log, _ := os.ReadFile(pr.Log)
-			t.Fatalf("%s: agent not ready (exited %v):\n%s", n.Name, pr.Exited(), log)
+			t.Fatalf("agent not ready (exited %v):\n%s", pr.Exited(), log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
