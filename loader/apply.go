@@ -119,6 +119,9 @@ func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions
 // programs makes sure this build's programs are attached, loading them
 // unless they already are, and returns the maps; undo reverts a load.
 func (t *Target) programs() (_ *maps.Set, closeSet func() error, undo func() error, err error) {
+	if err := checkCgroup(t.Cgroup); err != nil {
+		return nil, nil, nil, err
+	}
 	set, err := t.attached()
 	if err != nil || set != nil {
 		return set, func() error { return set.Close() }, func() error { return nil }, err

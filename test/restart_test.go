@@ -154,7 +154,7 @@ func TestDaemonKill9AndRestartUnderLoad(t *testing.T) {
 	}
 
 	// The second daemon adopted the state: same weights, no table swapped,
-	// and its programs took over the same links.
+	// and, being the same build, the programs attached as they were.
 	for _, name := range []string{"tcp-echo", "tcp-echo-remote"} {
 		st, err := tg.Status(name)
 		if err != nil {
@@ -176,8 +176,8 @@ func TestDaemonKill9AndRestartUnderLoad(t *testing.T) {
 		if after[i].Link != before[i].Link {
 			t.Errorf("%s: link %d replaced by %d, want it updated in place", before[i].Program, before[i].Link, after[i].Link)
 		}
-		if after[i].ProgramID == before[i].ProgramID {
-			t.Errorf("%s: still runs program %d, want the restarted daemon's", before[i].Program, before[i].ProgramID)
+		if after[i].ProgramID != before[i].ProgramID {
+			t.Errorf("%s: program %d replaced by %d, want the same build's kept", before[i].Program, before[i].ProgramID, after[i].ProgramID)
 		}
 	}
 
