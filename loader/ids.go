@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/tcpshift/tcpshift/maps"
 )
@@ -20,101 +19,146 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 	if err != nil {
 		return nil, err
 	}
-	type epKey struct {
-		service, subset string
-		addr            netip.AddrPort
-	}
-	oldSvc := map[string]uint32{}
-	oldEp := map[epKey]maps.Endpoint{}
-	usedSvc := map[uint32]bool{}
-	usedEp := map[uint32]bool{}
+	// Ids are small integers below the maps' capacities: sets of them are
+	// slices, and a service that did not change keeps its ids without one
+	// hash per endpoint (ten thousand services make an apply's every sync).
+	usedSvc := make([]bool, limits.Services)
+	usedEp := make([]bool, limits.Endpoints)
+	kept := make([]bool, limits.Endpoints)
+	oldSvc := make(map[string]*maps.Service, len(old))
+	nOldEps := 0
 	for _, o := range old {
-		oldSvc[o.Name] = o.ID
-		usedSvc[o.ID] = true
+		oldSvc[o.Name] = o
+		if int(o.ID) < len(usedSvc) {
+			usedSvc[o.ID] = true
+		}
 		for _, sub := range o.Subsets {
 			for _, ep := range sub.Endpoints {
-				oldEp[epKey{o.Name, sub.Name, ep.Addr}] = ep
-				usedEp[ep.ID] = true
+				if int(ep.ID) < len(usedEp) {
+					usedEp[ep.ID] = true
+				}
+				nOldEps++
 			}
 		}
 	}
 	// Free ids are handed out in order from a cursor per kind, so that
 	// ten thousand new services cost ten thousand steps, not fifty million.
-	next := func(used map[uint32]bool, cursor *uint32) uint32 {
+	next := func(used []bool, cursor *int) int {
 		id := *cursor
-		for used[id] {
+		for id < len(used) && used[id] {
 			id++
 		}
-		used[id] = true
+		if id < len(used) {
+			used[id] = true
+		}
 		*cursor = id + 1
 		return id
 	}
-	var svcCursor, epCursor uint32
-	kept := map[uint32]bool{}
+	var svcCursor, epCursor int
 	newEps := 0
-	// An endpoint keeps its id where it stays; one that moved to another
-	// subset of its service (a terminating pod set apart at weight 0)
-	// keeps the id it had there, with its counters and connections.
-	type move struct {
-		service string
-		addr    netip.AddrPort
+	type unmatched struct {
+		p   *planned
+		sub string
+		ep  *maps.Endpoint
 	}
-	moved := map[move][]maps.Endpoint{}
-	for k, ep := range oldEp {
-		moved[move{k.service, k.addr}] = append(moved[move{k.service, k.addr}], ep)
-	}
-	var rest []*maps.Endpoint
-	var restOf []string // "service subset", for errors
+	var rest []unmatched
 	for _, p := range plans {
-		if id, ok := oldSvc[p.svc.Name]; ok {
-			p.svc.ID = id
-		} else if p.svc.ID = next(usedSvc, &svcCursor); int(p.svc.ID) >= limits.Services {
+		o := oldSvc[p.svc.Name]
+		if o != nil {
+			p.svc.ID = o.ID
+		} else if id := next(usedSvc, &svcCursor); id >= limits.Services {
 			return nil, fmt.Errorf("service %s: %d services would be loaded at once (the file's and the %d in force it removes), at most %d per network namespace: remove services with an apply of their own first",
-				p.svc.Name, len(usedSvc), len(old), limits.Services)
+				p.svc.Name, len(old)+1, len(old), limits.Services)
+		} else {
+			p.svc.ID = uint32(id)
 		}
 		for i := range p.svc.Subsets {
 			sub := &p.svc.Subsets[i]
+			var was []maps.Endpoint
+			if o != nil {
+				if k := slices.IndexFunc(o.Subsets, func(s maps.Subset) bool { return s.Name == sub.Name }); k >= 0 {
+					was = o.Subsets[k].Endpoints
+				}
+			}
+			var byAddr map[netip.AddrPort]maps.Endpoint // built only when the order changed
 			for j := range sub.Endpoints {
 				ep := &sub.Endpoints[j]
-				o, ok := oldEp[epKey{p.svc.Name, sub.Name, ep.Addr}]
-				if !ok {
-					rest = append(rest, ep)
-					restOf = append(restOf, p.svc.Name+" subset "+sub.Name)
+				var prev maps.Endpoint
+				found := false
+				if j < len(was) && was[j].Addr == ep.Addr {
+					prev, found = was[j], true
+				} else if len(was) > 0 {
+					if byAddr == nil {
+						byAddr = make(map[netip.AddrPort]maps.Endpoint, len(was))
+						for _, w := range was {
+							byAddr[w.Addr] = w
+						}
+					}
+					prev, found = byAddr[ep.Addr]
+				}
+				if !found || kept[prev.ID] {
+					rest = append(rest, unmatched{p, sub.Name, ep})
 					continue
 				}
-				ep.ID = o.ID
+				ep.ID = prev.ID
 				// Checks go on where they were; without checks
 				// an endpoint is unchecked again.
 				if p.checked {
-					ep.Health = o.Health
+					ep.Health = prev.Health
 				}
 				kept[ep.ID] = true
 			}
 		}
 	}
-	for i, ep := range rest {
-		service, _, _ := strings.Cut(restOf[i], " subset ")
-		if i := slices.IndexFunc(moved[move{service, ep.Addr}], func(o maps.Endpoint) bool { return !kept[o.ID] }); i >= 0 {
-			ep.ID = moved[move{service, ep.Addr}][i].ID
-			kept[ep.ID] = true
-			continue
+	// An endpoint that moved to another subset of its service (a
+	// terminating pod set apart at weight 0) keeps the id it had there,
+	// with its counters and connections.
+	for _, u := range rest {
+		if o := oldSvc[u.p.svc.Name]; o != nil {
+			if id, ok := movedID(o, u.ep.Addr, kept); ok {
+				u.ep.ID = id
+				kept[id] = true
+				continue
+			}
 		}
 		newEps++
-		if ep.ID = next(usedEp, &epCursor); int(ep.ID) >= limits.Endpoints {
-			return nil, fmt.Errorf("service %s: endpoint %s needs an endpoint id past %d: %d endpoints in force and %d new ones, at most %d per network namespace while both exist: remove services with an apply of their own first",
-				restOf[i], ep.Addr, limits.Endpoints, len(oldEp), newEps, limits.Endpoints)
+		id := next(usedEp, &epCursor)
+		if id >= limits.Endpoints {
+			return nil, fmt.Errorf("service %s subset %s: endpoint %s needs an endpoint id past %d: %d endpoints in force and %d new ones, at most %d per network namespace while both exist: remove services with an apply of their own first",
+				u.p.svc.Name, u.sub, u.ep.Addr, limits.Endpoints, nOldEps, newEps, limits.Endpoints)
 		}
-		kept[ep.ID] = true
+		u.ep.ID = uint32(id)
+		kept[id] = true
 	}
-	planned := map[string]bool{}
+	planned := make(map[string]bool, len(plans))
 	for _, p := range plans {
 		planned[p.svc.Name] = true
 	}
 	// Endpoints of removed services go with them (Set.DeleteServices).
-	for k, ep := range oldEp {
-		if planned[k.service] && !kept[ep.ID] {
-			released = append(released, ep.ID)
+	for _, o := range old {
+		if !planned[o.Name] {
+			continue
+		}
+		for _, sub := range o.Subsets {
+			for _, ep := range sub.Endpoints {
+				if !kept[ep.ID] {
+					released = append(released, ep.ID)
+				}
+			}
 		}
 	}
 	return released, nil
+}
+
+// movedID finds, among a service's endpoints in force, one at addr whose id
+// no planned endpoint kept yet.
+func movedID(o *maps.Service, addr netip.AddrPort, kept []bool) (uint32, bool) {
+	for _, sub := range o.Subsets {
+		for _, ep := range sub.Endpoints {
+			if ep.Addr == addr && !kept[ep.ID] {
+				return ep.ID, true
+			}
+		}
+	}
+	return 0, false
 }
