@@ -3,6 +3,7 @@
 package k8s
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -109,7 +111,8 @@ func (w *world) startAgent(t *testing.T, i int) {
 	n := w.nodes[i]
 	health := fmt.Sprintf("127.0.0.1:%d", 19870+i)
 	argv := append([]string{w.tcpshift}, n.Flags()...)
-	argv = append(argv, "agent", "--node", n.Name, "--kubeconfig", w.c.Kubeconfig, "--health-addr", health, "--log-level", "debug")
+	argv = append(argv, "agent", "--node", n.Name, "--kubeconfig", w.c.Kubeconfig, "--health-addr", health, "--log-level", "debug",
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", 19890+i))
 	pr := nodes.Start(w.t, argv...)
 	if i < len(w.agents) {
 		w.agents[i] = pr
@@ -330,6 +333,11 @@ func patchLatency(t *testing.T, w *world) {
 	p50, p99 := took[len(took)/2], took[len(took)*99/100]
 	report(t, fmt.Sprintf("patch to every node's table in force, 50 patches, 3 nodes: p50 %s, p99 %s, max %s",
 		p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), took[len(took)-1].Round(100*time.Microsecond)))
+	for i := range w.nodes {
+		lag, syncs := agentMetric(t, i, "tcpshift_agent_event_to_applied_seconds"), agentMetric(t, i, "tcpshift_agent_sync_seconds")
+		report(t, fmt.Sprintf("%s's agent: first event of a burst to its tables in force %.1f ms on average, of which deriving and applying %.1f ms (its metrics)",
+			w.nodes[i].Name, lag*1000, syncs*1000))
+	}
 	w.waitTables(t, w.setWeights(t, 80, 20), fmt.Sprintf("v1=80[%s] v2=20[%s]", e1, e2))
 }
 
@@ -509,4 +517,32 @@ func apiServerRestart(t *testing.T, w *world) {
 	took := w.waitTables(t, w.setWeights(t, 0, 100), fmt.Sprintf("v1=0[%s] v2=100[%s]", e1, e2))
 	report(t, fmt.Sprintf("after an API server restart, a patch in force on every node in %s", took.Round(time.Millisecond)))
 	w.countAll(t, 10, map[string]int{"two-a": 5, "two-b": 5})
+}
+
+// agentMetric is the mean of one of node i's agent's histograms (sum/count).
+func agentMetric(t *testing.T, i int, name string) float64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", 19890+i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum, count float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case name + "_sum":
+			sum = v
+		case name + "_count":
+			count = v
+		}
+	}
+	if count == 0 {
+		t.Fatalf("agent %d: no %s", i, name)
+	}
+	return sum / count
 }
