@@ -12,6 +12,7 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -35,6 +36,9 @@ type Options struct {
 	// OnlyRouted leaves Services no VirtualService or TCPRoute routes
 	// alone (kube-proxy or another serves them).
 	OnlyRouted bool
+	// Node is this node's name, for Services whose internal traffic
+	// policy is Local (only this node's endpoints).
+	Node string
 }
 
 // Result is the node's services and what was left out.
@@ -68,8 +72,12 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 	}
 	var hosts []istio.RegistryHost
 	terminating := map[netip.Addr]bool{}
+	sticky := map[istio.Key]*config.Affinity{}
 	for _, svc := range s.Services {
-		h, ok := registryHost(svc, slicesOf[svc.Namespace+"/"+svc.Name], s.Pod, domain, terminating)
+		if a := sessionAffinity(svc); a != nil {
+			sticky[istio.Key{Kind: istio.KindKubeService, Namespace: svc.Namespace, Name: svc.Name}] = a
+		}
+		h, ok := registryHost(svc, slicesOf[svc.Namespace+"/"+svc.Name], s.Pod, domain, opts.Node, terminating)
 		if ok {
 			hosts = append(hosts, h)
 		}
@@ -88,7 +96,7 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 	}
 	if !opts.OnlyRouted {
 		for _, h := range hosts {
-			for _, svc := range plainServices(h, taken) {
+			for _, svc := range plainServices(h, taken, sticky[h.Key]) {
 				cfg.Services = append(cfg.Services, svc)
 				out.Origins[svc.Name] = h.Key.String()
 			}
@@ -105,7 +113,8 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 // registryHost makes a Service with a cluster IP into a registry host whose
 // members are its ready and terminating endpoints; terminating collects the
 // latter's addresses.
-func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod func(ns, name string) *corev1.Pod, domain string, terminating map[netip.Addr]bool) (istio.RegistryHost, bool) {
+func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod func(ns, name string) *corev1.Pod, domain, node string, terminating map[netip.Addr]bool) (istio.RegistryHost, bool) {
+	local := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
 	h := istio.RegistryHost{
 		Key:   istio.Key{Kind: istio.KindKubeService, Namespace: svc.Namespace, Name: svc.Name},
 		Hosts: []string{fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, domain)},
@@ -150,6 +159,9 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 			if len(ep.Addresses) == 0 || (!ready && !term) {
 				continue
 			}
+			if local && (ep.NodeName == nil || *ep.NodeName != node) {
+				continue // internalTrafficPolicy: Local keeps traffic on the node
+			}
 			addr, err := netip.ParseAddr(ep.Addresses[0])
 			if err != nil || seen[addr.Unmap()] {
 				continue
@@ -182,7 +194,7 @@ func deref(s *string) string {
 
 // plainServices gives each port of a host no route took every member with
 // an equal share, as kube-proxy does.
-func plainServices(h istio.RegistryHost, taken map[netip.AddrPort]bool) []config.Service {
+func plainServices(h istio.RegistryHost, taken map[netip.AddrPort]bool, affinity *config.Affinity) []config.Service {
 	var out []config.Service
 	for _, p := range h.Ports {
 		listen := netip.AddrPortFrom(h.Addresses[0], p.Number)
@@ -204,6 +216,7 @@ func plainServices(h istio.RegistryHost, taken map[netip.AddrPort]bool) []config
 			Policy:     config.PolicyRoundRobin,
 			Failover:   true,
 			Accounting: true,
+			Affinity:   affinity,
 			Subsets:    []config.Subset{{Name: PlainSubset, Endpoints: eps, Weight: 1}},
 		})
 	}
@@ -244,4 +257,18 @@ func drainTerminating(svc *config.Service, terminating map[netip.Addr]bool) int 
 	}
 	svc.Subsets = append(svc.Subsets, config.Subset{Name: TerminatingSubset, Endpoints: drain})
 	return len(drain)
+}
+
+// sessionAffinity is a Service's sessionAffinity: ClientIP, as tcpshift's
+// client affinity (in connect mode a client is a process in its network
+// namespace: a pod's process), nil for None.
+func sessionAffinity(svc *corev1.Service) *config.Affinity {
+	if svc.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+		return nil
+	}
+	ttl := 10800 * time.Second // Kubernetes' default timeoutSeconds
+	if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		ttl = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+	}
+	return &config.Affinity{Key: config.AffinityKeyClient, TTL: ttl}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -217,5 +218,34 @@ spec:
 	want := "tcp-echo 10.96.0.20:9000 connect: tcp-echo-v1=80[10.244.1.2:9000] tcp-echo-v2=20[10.244.2.2:9000]\n"
 	if got := describe(res.Config); got != want || len(res.Rejected) != 0 {
 		t.Fatalf("services:\n%s\nwant:\n%s\nrejected %v", got, want, res.Rejected)
+	}
+}
+
+// internalTrafficPolicy: Local keeps a node's pods on its own endpoints;
+// sessionAffinity: ClientIP becomes client affinity with its timeout.
+func TestDerivePolicies(t *testing.T) {
+	s := snapshot(t, "")
+	local, timeout := corev1.ServiceInternalTrafficPolicyLocal, int32(60)
+	s.Services[1].Spec.InternalTrafficPolicy = &local
+	s.Services[0].Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+	s.Services[0].Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
+	node1, node2 := "node1", "node2"
+	s.Slices[1].Endpoints = append(s.Slices[1].Endpoints, s.Slices[1].Endpoints[0])
+	s.Slices[1].Endpoints[0].NodeName = &node1
+	s.Slices[1].Endpoints[1].Addresses = []string{"10.244.2.9"}
+	s.Slices[1].Endpoints[1].NodeName = &node2
+	res, err := Derive(s, Options{Node: "node2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "other.default-8080 10.96.0.30:8080 connect: endpoints=1[10.244.2.9:8081]\n" +
+		"tcp-echo.default-9000 10.96.0.20:9000 connect: endpoints=1[10.244.1.2:9000 10.244.2.2:9000] terminating=0[10.244.3.2:9000]\n"
+	if got := describe(res.Config); got != want {
+		t.Fatalf("services:\n%s\nwant:\n%s", got, want)
+	}
+	for _, svc := range res.Config.Services {
+		if a := svc.Affinity; (svc.Name == "tcp-echo.default-9000") != (a != nil && a.TTL == time.Minute && a.Key == config.AffinityKeyClient) {
+			t.Fatalf("%s: affinity %+v", svc.Name, a)
+		}
 	}
 }

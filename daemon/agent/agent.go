@@ -141,7 +141,7 @@ func Run(ctx context.Context, o Options) error {
 func (a *agent) sync(first time.Time) {
 	start := time.Now()
 	snap, rejected := a.watch.snapshot()
-	res, err := kube.Derive(snap, kube.Options{ClusterDomain: a.o.ClusterDomain, OnlyRouted: a.o.OnlyRouted})
+	res, err := kube.Derive(snap, kube.Options{ClusterDomain: a.o.ClusterDomain, OnlyRouted: a.o.OnlyRouted, Node: a.o.Node})
 	if err != nil {
 		a.failed("derive", err)
 		return
@@ -154,7 +154,7 @@ func (a *agent) sync(first time.Time) {
 	built := &loader.Built{Config: res.Config, Origins: res.Origins}
 	changes, err := a.o.Target.ApplyBuilt(func(_ []maps.StoredObject, _ []*maps.Service) (*loader.Built, error) {
 		return built, nil
-	}, loader.ApplyOptions{Daemon: true, DaemonFile: loader.AgentFile + a.o.Node, Force: true, KeepOverrides: true})
+	}, loader.ApplyOptions{Daemon: true, DaemonFile: loader.AgentFile + a.o.Node, KeepOverrides: true})
 	if err != nil {
 		a.failed("apply", err)
 		return
