@@ -73,6 +73,10 @@ type agent struct {
 	watch   *watch
 	ready   atomic.Bool
 	metrics *metrics
+	changed chan struct{}
+	// retry is how long after a failed sync the agent tries again without
+	// waiting for a change (doubling to a minute, reset by a success).
+	retry time.Duration
 }
 
 // Run follows the cluster until ctx ends. The kernel state stays when it
@@ -100,8 +104,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	o.Target.EveryNetns = true
 	reg := prometheus.NewRegistry()
-	a := &agent{o: o, metrics: newMetrics(reg)}
 	changed := make(chan struct{}, 1)
+	a := &agent{o: o, metrics: newMetrics(reg), changed: changed}
 	// Discovery may fail while the API server is away: retry, bounded.
 	var typedF interface{ Start(<-chan struct{}) }
 	var dynF interface{ Start(<-chan struct{}) }
@@ -159,6 +163,7 @@ func (a *agent) sync(first time.Time) {
 		a.failed("apply", err)
 		return
 	}
+	a.retry = 0
 	a.metrics.syncs.Inc()
 	a.metrics.services.Set(float64(len(res.Config.Services)))
 	a.metrics.terminating.Set(float64(res.Terminating))
@@ -180,7 +185,9 @@ func (a *agent) sync(first time.Time) {
 
 func (a *agent) failed(what string, err error) {
 	a.metrics.failures.WithLabelValues(what).Inc()
-	a.o.Log.Error("sync failed; the tables in force stay", "step", what, "err", err)
+	a.retry = min(max(2*a.retry, time.Second), time.Minute)
+	a.o.Log.Error("sync failed; the tables in force stay", "step", what, "err", err, "retry_in", a.retry)
+	time.AfterFunc(a.retry, func() { signal(a.changed) })
 }
 
 // serve starts the metrics and health endpoints the flags ask for.
