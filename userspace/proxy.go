@@ -28,10 +28,10 @@ type Options struct {
 	Attempts int
 	// Workers is how many event loops serve the connections; 0 is
 	// DefaultWorkers. The proxy raises GOMAXPROCS to Workers+1 when it
-	// is lower: a worker holds one of Go's processors while it waits (see
-	// worker.wait), and the spare one runs the rest of the process. Without
-	// it, 2 workers on 2 processors cost 90 µs of CPU per short connection
-	// against 77 (the runtime taking processors back and handing them over).
+	// is lower: a worker waiting in epoll_wait holds one of Go's
+	// processors, and while every processor is held the runtime keeps
+	// taking them back and handing them over (2 workers on 2 processors:
+	// 90 µs of CPU per short connection, against 77 with a third).
 	Workers int
 	// InNamespace runs fn where the proxy's sockets must be created (a
 	// network namespace); nil runs it in place. Each worker runs its
@@ -40,14 +40,13 @@ type Options struct {
 	Log         *slog.Logger
 }
 
-// DefaultWorkers is one worker per processor Go runs on (GOMAXPROCS), so
-// that accepting and forwarding spread over every CPU. On the benchmark's
-// 2 CPUs, 2 workers against 1 differed by less than the noise of a shared
-// machine in connection rate (two batches of 15 interleaved runs disagreed
-// on the sign); the second worker keeps a connection from waiting behind
-// another's work when a CPU is free.
+// DefaultWorkers leaves one of Go's processors (GOMAXPROCS) to the rest
+// of the process, at least 1. On the benchmark's 2 CPUs one worker served
+// short connections with less CPU than two (64-74 against 75-77 µs each)
+// and at least as fast (against HAProxy's best, per repetition: 1.06 and
+// 0.89 against 1.03 and 0.81 in two batches of 15 interleaved runs).
 func DefaultWorkers() int {
-	return procs
+	return max(1, procs-1)
 }
 
 // procs is GOMAXPROCS before any proxy raised it.

@@ -77,10 +77,3 @@ func family(ap netip.AddrPort) int {
 	}
 	return unix.AF_INET6
 }
-
-// sysEpollWait waits on epfd without the runtime's syscall bookkeeping; see
-// worker.wait for why, and why only briefly.
-func sysEpollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
-	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), uintptr(msec), 0, 0)
-	return int(n), errnoErr(e)
-}

@@ -19,7 +19,6 @@ type worker struct {
 	wakefd int // eventfd: commands are waiting
 	events []unix.EpollEvent
 	now    time.Time // when the last wait returned
-	busy   bool      // the last wait brought events
 
 	mu     sync.Mutex
 	cmds   []func(*worker)
@@ -68,7 +67,6 @@ const (
 	maxSpare     = 64 // buffers and pipes kept for reuse, each
 	acceptPause  = 50 * time.Millisecond
 	maxEvents    = 256
-	busyWait     = 1 // ms, see wait
 	connEvents   = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
 	listenEvents = unix.EPOLLIN | unix.EPOLLEXCLUSIVE
 )
@@ -109,7 +107,7 @@ func (w *worker) post(fn func(*worker)) {
 func (w *worker) run() {
 	defer w.close()
 	for !w.stopping || w.live > 0 {
-		n, err := w.wait()
+		n, err := unix.EpollWait(w.epfd, w.events, w.timeout())
 		w.now = time.Now()
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			w.p.opts.Log.Error("proxy worker stopped", "err", err)
@@ -121,32 +119,6 @@ func (w *worker) run() {
 		}
 		w.expire()
 	}
-}
-
-// wait waits for events. A busy worker (its last wait brought some) waits
-// at most busyWait without telling the Go runtime it entered a syscall:
-// a wait the runtime sees as a blocking syscall keeps the runtime's
-// monitor (sysmon) waking to take the processor back, ~3000 times a
-// second under the benchmark's short connections, each a context switch
-// on a loaded CPU. Held this way the processor looks busy, the monitor
-// backs off, and CPU per connection fell 8% (76 -> 70 µs, 15 runs) with
-// context switches from 2.5 to 2.1 per connection. The bound keeps the
-// garbage collector's stop-the-world from waiting longer than that (the
-// runtime's preemption signal also interrupts the wait), and an idle
-// worker waits the ordinary way, releasing its processor.
-func (w *worker) wait() (int, error) {
-	timeout := w.timeout()
-	if !w.busy {
-		n, err := unix.EpollWait(w.epfd, w.events, timeout)
-		w.busy = n > 0
-		return n, err
-	}
-	if timeout < 0 || timeout > busyWait {
-		timeout = busyWait
-	}
-	n, err := sysEpollWait(w.epfd, w.events, timeout)
-	w.busy = n > 0
-	return n, err
 }
 
 func (w *worker) handle(ev *unix.EpollEvent) {
