@@ -59,7 +59,8 @@ func (w *worker) move(f *flow) error {
 	return nil
 }
 
-// fill reads from the source once, and writes what it read at once.
+// fill reads from the source once, and writes what it read at once; move
+// calls it only when the flow holds nothing.
 func (w *worker) fill(f *flow) error {
 	if f.bulk && f.pipe == nil {
 		f.pipe = w.getPipe()
@@ -101,15 +102,15 @@ func (w *worker) fill(f *flow) error {
 	return nil
 }
 
-// fillPipe splices from the source into the flow's pipe. EAGAIN with
-// bytes in the pipe may mean a full pipe, not an empty socket.
+// fillPipe splices from the source into the flow's pipe, which move keeps
+// for when it is empty: EAGAIN then means an empty socket, never a full
+// pipe. A short splice proves nothing (the pipe may have run out of slots
+// first), so the source stays readable until EAGAIN.
 func (w *worker) fillPipe(f *flow) error {
-	n, err := sysSplice(f.src.fd, f.pipe.w, f.pipe.size-f.piped)
+	n, err := sysSplice(f.src.fd, f.pipe.w, f.pipe.size)
 	switch {
 	case err == unix.EAGAIN:
-		if f.piped == 0 {
-			f.src.readable = false
-		}
+		f.src.readable = false
 		return nil
 	case err == unix.EINTR:
 		return nil

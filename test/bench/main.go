@@ -27,6 +27,7 @@ type settings struct {
 	out       string        // where results go
 	bin       string        // tcpshift and tcp-echo binaries
 	smoke     bool
+	rateOnly  bool // only the short-connection runs
 }
 
 func main() {
@@ -53,6 +54,7 @@ func run() error {
 	flag.IntVar(&s.flips, "flips", 1000, "weight flips under load")
 	flag.StringVar(&s.out, "out", "docs/benchmarks", "directory for results.md, results.json and results.png")
 	flag.StringVar(&s.bin, "bin", "bin", "directory with the tcpshift and tcp-echo binaries")
+	flag.BoolVar(&s.rateOnly, "rate-only", false, "measure only the short-connection runs (no iperf3, weight changes or flips, no scale step): for profiling a path's connection rate")
 	only := flag.String("paths", "", "comma-separated paths to measure (direct is always measured); all when empty")
 	scaleOnly := flag.Bool("scale-only", false, "run only the scale step (maps' memory and BPF time per selection at 1, 10 000 services and a 1000-endpoint subset); writes scale.md")
 	flag.Parse()
@@ -117,6 +119,9 @@ func run() error {
 	}
 	if err := writeResults(s, res); err != nil {
 		return err
+	}
+	if s.rateOnly {
+		return nil
 	}
 	// The scale step runs in a namespace of its own, on a quiet machine.
 	w.close()

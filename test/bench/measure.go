@@ -60,6 +60,8 @@ type results struct {
 	// IdleCPU is what the cgroup used while nothing was measured.
 	IdleCPU float64       `json:"idle_cgroup_cpu_ms_per_second"`
 	Paths   []*pathResult `json:"paths"`
+	// RateOnly: only the short-connection runs were measured (-rate-only).
+	RateOnly bool `json:"rate_only,omitempty"`
 }
 
 // progress prints one line that the next call overwrites.
@@ -77,6 +79,7 @@ func (w *world) measureAll() (*results, error) {
 		Date:     time.Now().UTC().Format(time.RFC3339),
 		Kernel:   unix.ByteSliceToString(uts.Release[:]),
 		CPUs:     cores(),
+		RateOnly: w.s.rateOnly,
 		Settings: fmt.Sprintf("%d repetitions, iperf3 %v per run, short connections %v per run with %d workers, %d weight flips", w.s.reps, w.s.iperfTime, w.s.rateTime, w.s.workers, w.s.flips),
 	}
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
@@ -103,7 +106,11 @@ func (w *world) measureAll() (*results, error) {
 			byPath[p.name], use[p.name] = r, &bpfUse{}
 		}
 	}
-	pr := &progress{total: len(measured) * (3*w.s.reps + 2)}
+	steps := 3*w.s.reps + 2
+	if w.s.rateOnly {
+		steps = w.s.reps
+	}
+	pr := &progress{total: len(measured) * steps}
 	// Repetitions go round the paths, so whatever drifts during the run
 	// (heat, kernel state) weighs on every path alike.
 	for rep := range w.s.reps {
@@ -111,6 +118,9 @@ func (w *world) measureAll() (*results, error) {
 			w.cur = p
 			r := byPath[p.name]
 			for _, streams := range []int{1, 4} {
+				if w.s.rateOnly {
+					break
+				}
 				pr.show(p.name, fmt.Sprintf("iperf3 -P %d, run %d/%d", streams, rep+1, w.s.reps))
 				run, err := w.iperf(p, streams, rep)
 				if err != nil {
@@ -139,6 +149,9 @@ func (w *world) measureAll() (*results, error) {
 			if err := w.checkNoAccounting(p); err != nil {
 				r.problem(err.Error())
 			}
+		}
+		if w.s.rateOnly {
+			continue
 		}
 		// A peer misbehaving here is a result, not a reason to throw the
 		// whole run away.
