@@ -232,15 +232,18 @@ func readArray[V any](m *ebpf.Map) ([]V, error) {
 // readArrayUntil reads an array map's entries from key 0 on, in batches of
 // 4096, until done says the entries read so far suffice or the map ends.
 func readArrayUntil[V any](m *ebpf.Map, done func([]V) bool) ([]V, error) {
-	const batch = 4096
+	// Batches grow from 64 entries: a namespace with a few endpoints reads
+	// a few, and set-weight, which reads a service back before and after
+	// its write, stays well under a millisecond.
+	const first, most = 64, 4096
 	var (
 		cursor ebpf.MapBatchCursor
 		vals   []V
-		kb     = make([]uint32, batch)
-		vb     = make([]V, batch)
+		kb     = make([]uint32, most)
+		vb     = make([]V, most)
 	)
-	for {
-		n, err := m.BatchLookup(&cursor, kb, vb, nil)
+	for batch := first; ; batch = min(2*batch, most) {
+		n, err := m.BatchLookup(&cursor, kb[:batch], vb[:batch], nil)
 		vals = append(vals, vb[:n]...)
 		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && done(vals) {
 			return vals, nil
