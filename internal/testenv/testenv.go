@@ -271,6 +271,29 @@ func (e *Env) Remote() *Env {
 			e.t.Fatal(err)
 		}
 	}
+	// The pair carries nothing until both ends have carrier, which a busy
+	// machine gives a veth up to a second later; the kernel adds the
+	// link-local addresses and routes only then. Return once it has, so
+	// a snapshot taken now is one that stays.
+	for _, side := range []struct {
+		h    *netlink.Handle
+		name string
+	}{{h, "here"}, {rh, "there"}} {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			l, err := side.h.LinkByName(side.name)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			if l.Attrs().OperState == netlink.OperUp {
+				break
+			}
+			if time.Now().After(deadline) {
+				e.t.Fatalf("veth %s: no carrier after 5 s (operstate %s)", side.name, l.Attrs().OperState)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return &Env{t: e.t, NS: remote, BPFFS: e.BPFFS, Cgroup: e.Cgroup}
 }
 
