@@ -256,15 +256,17 @@ func readArrayUntil[V any](m *ebpf.Map, done func([]V) bool) ([]V, error) {
 
 // readAll reads every entry of a map in batches of 4096.
 func readAll[K, V any](m *ebpf.Map) ([]K, []V, error) {
-	const batch = 4096
+	// Batches grow from 64 entries, as in readArrayUntil: a service
+	// description is kilobytes, and 4096 of them were megabytes allocated
+	// and cleared for a namespace of a few services.
+	const first, most = 64, 4096
 	var (
 		cursor ebpf.MapBatchCursor
 		keys   []K
 		vals   []V
-		kb     = make([]K, batch)
-		vb     = make([]V, batch)
 	)
-	for {
+	for batch := first; ; batch = min(2*batch, most) {
+		kb, vb := make([]K, batch), make([]V, batch)
 		n, err := m.BatchLookup(&cursor, kb, vb, nil)
 		keys, vals = append(keys, kb[:n]...), append(vals, vb[:n]...)
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
