@@ -115,9 +115,12 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 	// with its counters and connections.
 	for _, u := range rest {
 		if o := oldSvc[u.p.svc.Name]; o != nil {
-			if id, ok := movedID(o, u.ep.Addr, kept); ok {
-				u.ep.ID = id
-				kept[id] = true
+			if prev, ok := movedEndpoint(o, u.ep.Addr, kept); ok {
+				u.ep.ID = prev.ID
+				if u.p.checked {
+					u.ep.Health = prev.Health
+				}
+				kept[prev.ID] = true
 				continue
 			}
 		}
@@ -150,15 +153,15 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 	return released, nil
 }
 
-// movedID finds, among a service's endpoints in force, one at addr whose id
-// no planned endpoint kept yet.
-func movedID(o *maps.Service, addr netip.AddrPort, kept []bool) (uint32, bool) {
+// movedEndpoint finds, among a service's endpoints in force, one at addr
+// whose id no planned endpoint kept yet.
+func movedEndpoint(o *maps.Service, addr netip.AddrPort, kept []bool) (maps.Endpoint, bool) {
 	for _, sub := range o.Subsets {
 		for _, ep := range sub.Endpoints {
 			if ep.Addr == addr && !kept[ep.ID] {
-				return ep.ID, true
+				return ep, true
 			}
 		}
 	}
-	return 0, false
+	return maps.Endpoint{}, false
 }

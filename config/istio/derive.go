@@ -63,12 +63,19 @@ func DeriveWith(objs []*Object, opts Options) (*Result, error) {
 		return nil
 	}
 	// derived adds what one object makes, all of it or (KeepGoing) none.
+	// Two objects routing one frontend is the later one's mistake, as
+	// Istio keeps the first of VirtualServices for one host.
+	fronts := map[netip.AddrPort]string{}
 	derived := func(o *Object, svcs []config.Service, origins [][]Key, err error) error {
 		if err == nil {
 			names := map[string]bool{}
 			for _, s := range svcs {
 				if _, dup := res.Origins[s.Name]; dup || names[s.Name] {
 					err = &config.Error{Path: o.Path, Line: o.Line, Field: o.Key.String(), Msg: fmt.Sprintf("makes service %s, which %s makes too: rename one", s.Name, res.Origins[s.Name])}
+					break
+				}
+				if prev, dup := fronts[s.Listen]; dup {
+					err = &config.Error{Path: o.Path, Line: o.Line, Field: o.Key.String(), Msg: fmt.Sprintf("routes %s, which service %s (%s) routes already: one route per frontend", s.Listen, prev, res.OriginText(prev))}
 					break
 				}
 				names[s.Name] = true
@@ -85,6 +92,7 @@ func DeriveWith(objs []*Object, opts Options) (*Result, error) {
 			if err := add(s, origins[i], o); err != nil {
 				return err
 			}
+			fronts[s.Listen] = s.Name
 		}
 		return nil
 	}
@@ -200,10 +208,12 @@ func sameHost(ref, declared, ns string) bool {
 }
 
 // entry returns the ServiceEntry that declares host for an object of ns.
+// A short host (tcp-echo) names one in ns only; a qualified one names its
+// namespace already.
 func (w *world) entry(host, ns string) *serviceEntry {
 	for _, se := range w.entries {
 		for _, h := range se.hosts {
-			if sameHost(host, h, ns) {
+			if sameHost(host, h, ns) && (strings.Contains(h, ".") || se.Namespace == ns) {
 				return se
 			}
 		}
@@ -211,9 +221,20 @@ func (w *world) entry(host, ns string) *serviceEntry {
 	return nil
 }
 
+// rule returns the DestinationRule for a host as an object of ns routes
+// it: one in ns first, then one elsewhere whose host is qualified (a
+// short host in a DestinationRule means its own namespace's service).
 func (w *world) rule(host, ns string) *destinationRule {
+	match := func(dr *destinationRule) bool {
+		return sameHost(host, dr.host, ns) || sameHost(dr.host, host, ns)
+	}
 	for _, dr := range w.rules {
-		if sameHost(host, dr.host, ns) || sameHost(dr.host, host, ns) {
+		if dr.Namespace == ns && match(dr) {
+			return dr
+		}
+	}
+	for _, dr := range w.rules {
+		if dr.Namespace != ns && strings.Contains(dr.host, ".") && match(dr) {
 			return dr
 		}
 	}

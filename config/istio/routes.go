@@ -201,12 +201,13 @@ func (w *world) tcpRoute(rt *tcpRouteAPI) ([]config.Service, [][]Key, error) {
 			// The mesh: the Service's clients dial its VIP, whose
 			// connects are rewritten (connect mode).
 			se := w.entry(p.name, ns)
-			if se == nil || len(se.addresses) == 0 {
+			if se == nil || se.Kind != KindKubeService || len(se.addresses) == 0 {
 				return nil, nil, failAt(rt.Object, p.node.Line, field, "Service %s/%s is not known with a cluster IP", ns, p.name)
 			}
 			n := 0
 			for _, sp := range se.ports {
-				if p.port == 0 || sp.number == p.port {
+				// sectionName is the Service's port name (GAMMA).
+				if (p.port == 0 || sp.number == p.port) && (p.section == "" || sp.name == p.section) {
 					targets = append(targets, target{netip.AddrPortFrom(se.addresses[0].Addr(), sp.number), se.Key, config.ModeConnect})
 					n++
 				}

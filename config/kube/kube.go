@@ -71,15 +71,17 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 		}
 	}
 	var hosts []istio.RegistryHost
-	terminating := map[netip.Addr]bool{}
+	terminating := map[istio.Key]map[netip.Addr]bool{}
 	sticky := map[istio.Key]*config.Affinity{}
 	for _, svc := range s.Services {
 		if a := sessionAffinity(svc); a != nil {
 			sticky[istio.Key{Kind: istio.KindKubeService, Namespace: svc.Namespace, Name: svc.Name}] = a
 		}
-		h, ok := registryHost(svc, slicesOf[svc.Namespace+"/"+svc.Name], s.Pod, domain, opts.Node, terminating)
+		term := map[netip.Addr]bool{}
+		h, ok := registryHost(svc, slicesOf[svc.Namespace+"/"+svc.Name], s.Pod, domain, opts.Node, term)
 		if ok {
 			hosts = append(hosts, h)
+			terminating[h.Key] = term
 		}
 	}
 	res, err := istio.DeriveWith(s.Objects, istio.Options{Registry: hosts, Dynamic: true, KeepGoing: true})
@@ -89,21 +91,33 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 	out := &Result{Origins: map[string]string{}, Rejected: res.Rejected, Notes: res.Notes}
 	cfg := &config.Config{Path: "kubernetes"}
 	taken := map[netip.AddrPort]bool{}
+	// A service drains the terminating endpoints of the Services behind
+	// it, and no others: two Services may share an address (host-network
+	// pods), and one's pod terminating says nothing of the other's.
+	drainOf := map[string]map[netip.Addr]bool{}
 	for _, svc := range res.Services {
 		taken[svc.Listen] = true
 		cfg.Services = append(cfg.Services, svc)
 		out.Origins[svc.Name] = res.OriginText(svc.Name)
+		set := map[netip.Addr]bool{}
+		for _, k := range res.Origins[svc.Name] {
+			for a := range terminating[k] {
+				set[a] = true
+			}
+		}
+		drainOf[svc.Name] = set
 	}
 	if !opts.OnlyRouted {
 		for _, h := range hosts {
 			for _, svc := range plainServices(h, taken, sticky[h.Key]) {
 				cfg.Services = append(cfg.Services, svc)
 				out.Origins[svc.Name] = h.Key.String()
+				drainOf[svc.Name] = terminating[h.Key]
 			}
 		}
 	}
 	for i := range cfg.Services {
-		out.Terminating += drainTerminating(&cfg.Services[i], terminating)
+		out.Terminating += drainTerminating(&cfg.Services[i], drainOf[cfg.Services[i].Name])
 	}
 	slices.SortFunc(cfg.Services, func(a, b config.Service) int { return cmp.Compare(a.Name, b.Name) })
 	out.Config = cfg
@@ -163,7 +177,9 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 				continue // internalTrafficPolicy: Local keeps traffic on the node
 			}
 			addr, err := netip.ParseAddr(ep.Addresses[0])
-			if err != nil || seen[addr.Unmap()] {
+			// A dual-stack Service is served at its first ClusterIP,
+			// which connect() can rewrite only to its own family.
+			if err != nil || seen[addr.Unmap()] || addr.Unmap().Is4() != h.Addresses[0].Is4() {
 				continue
 			}
 			addr = addr.Unmap()
@@ -239,6 +255,9 @@ func plainName(k istio.Key, port uint16) string {
 // drainTerminating moves a service's terminating endpoints into a subset
 // of weight 0, and returns how many it moved.
 func drainTerminating(svc *config.Service, terminating map[netip.Addr]bool) int {
+	if len(terminating) == 0 || len(svc.Subsets) >= config.MaxSubsets {
+		return 0 // no room for one more subset: they stay where they are
+	}
 	var drain []netip.AddrPort
 	for i := range svc.Subsets {
 		sub := &svc.Subsets[i]
@@ -252,7 +271,7 @@ func drainTerminating(svc *config.Service, terminating map[netip.Addr]bool) int 
 			return false
 		})
 	}
-	if len(drain) == 0 || len(svc.Subsets) >= config.MaxSubsets {
+	if len(drain) == 0 {
 		return 0
 	}
 	svc.Subsets = append(svc.Subsets, config.Subset{Name: TerminatingSubset, Endpoints: drain})

@@ -249,3 +249,88 @@ func TestDerivePolicies(t *testing.T) {
 		}
 	}
 }
+
+// Found in review: each of these broke a node's every sync, or another
+// namespace's or Service's routing.
+func TestDeriveReviewCases(t *testing.T) {
+	t.Run("dual-stack", func(t *testing.T) {
+		s := snapshot(t, "")
+		s.Services[1].Spec.ClusterIPs = []string{"10.96.0.30", "fd00::30"}
+		six := slice("other", 8081, ep{"o6", "fd00:244::9", true, false})
+		six.Name, six.AddressType = "other-six", discoveryv1.AddressTypeIPv6
+		s.Slices = append(s.Slices, six)
+		res, err := Derive(s, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := describe(res.Config); !strings.Contains(got, "other.default-8080 10.96.0.30:8080 connect: endpoints=1[10.244.1.9:8081]\n") {
+			t.Fatalf("an IPv4 ClusterIP got other endpoints than IPv4:\n%s", got)
+		}
+	})
+	t.Run("two routes for one frontend", func(t *testing.T) {
+		second := strings.Replace(strings.SplitN(routes, "---\n", 2)[1], "name: tcp-echo}", "name: tcp-echo-canary}", 1)
+		res, err := Derive(snapshot(t, routes+"---\n"+second), Options{OnlyRouted: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Rejected) != 1 || res.Rejected[0].Key.Name != "tcp-echo-canary" || !strings.Contains(res.Rejected[0].Err.Error(), "routes 10.96.0.20:9000, which service tcp-echo") {
+			t.Fatalf("rejected: %v", res.Rejected)
+		}
+		if got := describe(res.Config); !strings.HasPrefix(got, "tcp-echo 10.96.0.20:9000 connect: v1=80") || strings.Count(got, "\n") != 1 {
+			t.Fatalf("services:\n%s", got)
+		}
+	})
+	t.Run("a DestinationRule of another namespace", func(t *testing.T) {
+		other := `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: aaa, namespace: a-team}
+spec:
+  host: tcp-echo
+  subsets:
+  - {name: v1, labels: {version: v2}}
+---
+`
+		res, err := Derive(snapshot(t, other+routes), Options{OnlyRouted: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := describe(res.Config); !strings.HasPrefix(got, "tcp-echo 10.96.0.20:9000 connect: v1=80[10.244.1.2:9000] v2=20[10.244.2.2:9000]") || len(res.Rejected) != 0 {
+			t.Fatalf("a-team's DestinationRule took over default's:\n%s\nrejected %v", got, res.Rejected)
+		}
+	})
+	t.Run("terminating at a shared address", func(t *testing.T) {
+		s := snapshot(t, "")
+		// Host-network pods of two Services on one node share its IP.
+		s.Slices[1].Endpoints[0].Addresses = []string{"10.244.3.2"} // tcp-echo's terminating pod's IP
+		res, err := Derive(s, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := describe(res.Config); !strings.Contains(got, "other.default-8080 10.96.0.30:8080 connect: endpoints=1[10.244.3.2:8081]\n") {
+			t.Fatalf("another Service's pod terminating drained this one:\n%s", got)
+		}
+	})
+	t.Run("a Service parent's sectionName", func(t *testing.T) {
+		route := `apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: r}
+spec:
+  parentRefs:
+  - {kind: Service, name: two-ports, sectionName: b}
+  rules:
+  - backendRefs:
+    - {name: other, port: 8080}
+`
+		svc := service("two-ports", "10.96.0.40")
+		svc.Spec.Ports = []corev1.ServicePort{{Name: "a", Port: 1000}, {Name: "b", Port: 2000}}
+		s := snapshot(t, route)
+		s.Services = append(s.Services, svc)
+		res, err := Derive(s, Options{OnlyRouted: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := describe(res.Config); got != "r 10.96.0.40:2000 connect: other=1[10.244.1.9:8081]\n" {
+			t.Fatalf("services:\n%s\nrejected %v", got, res.Rejected)
+		}
+	})
+}

@@ -132,9 +132,21 @@ func Run(ctx context.Context, o Options) error {
 	o.Log.Info("waiting for the caches", "node", o.Node, "routes", fmt.Sprint(a.watch.routeGVRs))
 	// Nothing is applied before every cache is full: a partial view
 	// would remove services that are only not listed yet.
+	// Say what is holding the first sync back (a kind the role may not
+	// list, an API server that does not answer) rather than wait silently.
+	waiting := time.NewTicker(30 * time.Second)
+	defer waiting.Stop()
+	go func() {
+		for range waiting.C {
+			if names := a.watch.unsynced(); len(names) > 0 {
+				o.Log.Warn("still waiting for the first list of these resources; nothing is applied until every one is in (check the ClusterRole and the API server)", "resources", strings.Join(names, ", "))
+			}
+		}
+	}()
 	if !cache.WaitForCacheSync(ctx.Done(), a.watch.synced...) {
 		return nil
 	}
+	waiting.Stop()
 	signal(changed)
 	batches(ctx, changed, o.Debounce, o.MaxDelay, a.sync)
 	o.Log.Info("stopping; the kernel state stays in place")

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 
 	"gopkg.in/yaml.v3"
@@ -42,6 +43,18 @@ type watch struct {
 	routes    []cache.GenericLister
 	routeGVRs []schema.GroupVersionResource
 	synced    []cache.InformerSynced
+	names     []string // of synced's informers, for messages
+}
+
+// unsynced names the informers whose first list has not completed.
+func (w *watch) unsynced() []string {
+	var out []string
+	for i, ok := range w.synced {
+		if !ok() {
+			out = append(out, w.names[i])
+		}
+	}
+	return out
 }
 
 // newWatch sets up the informers; every change signals changed.
@@ -62,12 +75,23 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 	if err := w.pods.SetTransform(podLabelsOnly); err != nil {
 		return nil, nil, nil, fmt.Errorf("pod informer: %w", err)
 	}
-	for _, inf := range []cache.SharedIndexInformer{w.services, w.slices, w.pods} {
-		if _, err := inf.AddEventHandler(handler); err != nil {
+	// A pod matters only for its labels: its status changes (most of a
+	// cluster's events) make no sync.
+	podHandler := handler
+	podHandler.UpdateFunc = func(old, cur any) {
+		o, ok1 := old.(*corev1.Pod)
+		c, ok2 := cur.(*corev1.Pod)
+		if !ok1 || !ok2 || !maps.Equal(o.Labels, c.Labels) {
+			signal(changed)
+		}
+	}
+	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandlerFuncs{w.services: handler, w.slices: handler, w.pods: podHandler} {
+		if _, err := inf.AddEventHandler(h); err != nil {
 			return nil, nil, nil, err
 		}
-		w.synced = append(w.synced, inf.HasSynced)
 	}
+	w.synced = append(w.synced, w.services.HasSynced, w.slices.HasSynced, w.pods.HasSynced)
+	w.names = append(w.names, "services", "endpointslices", "pods")
 	gvrs, missing, err := preferred(disc, routeKinds)
 	if err != nil {
 		return nil, nil, nil, err
@@ -83,6 +107,7 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 		w.routes = append(w.routes, inf.Lister())
 		w.routeGVRs = append(w.routeGVRs, gvr)
 		w.synced = append(w.synced, inf.Informer().HasSynced)
+		w.names = append(w.names, gvr.GroupResource().String())
 	}
 	return w, typed, dyn, nil
 }
