@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 
-
 	"github.com/tcpshift/tcpshift/bpf"
 )
 
