@@ -239,11 +239,10 @@ func readArrayUntil[V any](m *ebpf.Map, done func([]V) bool) ([]V, error) {
 	var (
 		cursor ebpf.MapBatchCursor
 		vals   []V
-		kb     = make([]uint32, most)
-		vb     = make([]V, most)
 	)
 	for batch := first; ; batch = min(2*batch, most) {
-		n, err := m.BatchLookup(&cursor, kb[:batch], vb[:batch], nil)
+		kb, vb := make([]uint32, batch), make([]V, batch)
+		n, err := m.BatchLookup(&cursor, kb, vb, nil)
 		vals = append(vals, vb[:n]...)
 		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && done(vals) {
 			return vals, nil

@@ -70,17 +70,8 @@ func (w *worker) fill(f *flow) error {
 		return w.fillPipe(f)
 	}
 	n, err := sysRead(f.src.fd, w.buf)
-	switch {
-	case err == unix.EAGAIN:
-		f.src.readable = false
-		return nil
-	case err == unix.EINTR:
-		return nil
-	case err != nil:
+	if none, err := nothingRead(f, n, err); none {
 		return err
-	case n == 0:
-		f.eof = true
-		return nil
 	}
 	// A short read emptied the socket, unless a FIN or an error came
 	// with the data: only a read returns those.
@@ -102,23 +93,33 @@ func (w *worker) fill(f *flow) error {
 	return nil
 }
 
+// nothingRead handles a read or splice from the source that brought no
+// bytes (empty for now, interrupted, failed or at its end): none is true
+// then, with the error to return.
+func nothingRead(f *flow, n int, err error) (none bool, _ error) {
+	switch {
+	case err == unix.EAGAIN:
+		f.src.readable = false
+		return true, nil
+	case err == unix.EINTR:
+		return true, nil
+	case err != nil:
+		return true, err
+	case n == 0:
+		f.eof = true
+		return true, nil
+	}
+	return false, nil
+}
+
 // fillPipe splices from the source into the flow's pipe, which move keeps
 // for when it is empty: EAGAIN then means an empty socket, never a full
 // pipe. A short splice proves nothing (the pipe may have run out of slots
 // first), so the source stays readable until EAGAIN.
 func (w *worker) fillPipe(f *flow) error {
 	n, err := sysSplice(f.src.fd, f.pipe.w, f.pipe.size)
-	switch {
-	case err == unix.EAGAIN:
-		f.src.readable = false
-		return nil
-	case err == unix.EINTR:
-		return nil
-	case err != nil:
+	if none, err := nothingRead(f, n, err); none {
 		return err
-	case n == 0:
-		f.eof = true
-		return nil
 	}
 	f.piped += n
 	f.moved += int64(n)
