@@ -40,16 +40,13 @@ type Options struct {
 	Log         *slog.Logger
 }
 
-// DefaultWorkers is one event loop per processor Go was given (GOMAXPROCS
-// at start, the CPUs unless limited), as HAProxy's nbthread and nginx's
-// worker_processes are set; the proxy adds a spare processor for the rest
-// of the process. On the benchmark's 2 CPUs, with events handled in two
-// passes, two workers against one: p50 of a short connection 345-364 µs
-// against 398-449, connection rate 1.02-1.12× HAProxy's best against
-// 0.91-1.02× (three alternating rate-only runs each), for 65-70 µs of
-// proxy CPU per connection against 61-66.
+// DefaultWorkers leaves one of Go's processors (GOMAXPROCS) to the rest
+// of the process, at least 1. On the benchmark's 2 CPUs one worker served
+// short connections with less CPU than two (64-74 against 75-77 µs each)
+// and at least as fast (against HAProxy's best, per repetition: 1.06 and
+// 0.89 against 1.03 and 0.81 in two batches of 15 interleaved runs).
 func DefaultWorkers() int {
-	return max(1, procs)
+	return max(1, procs-1)
 }
 
 // procs is GOMAXPROCS before any proxy raised it.
