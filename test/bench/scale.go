@@ -6,7 +6,6 @@ import (
 	"github.com/tcpshift/tcpshift/internal/bpfmem"
 	"maps"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -53,20 +52,7 @@ const (
 func measureScale(s settings, services, bigSubset, conns int) (_ *scaleResult, err error) {
 	w := &world{s: s}
 	defer w.close()
-	if w.dir, err = os.MkdirTemp("", "tcpshift-scale-"); err != nil {
-		return nil, err
-	}
-	if w.ns, err = loader.NewNamespace(); err != nil {
-		return nil, err
-	}
-	w.bpffs = filepath.Join(w.dir, "bpffs")
-	if err := os.Mkdir(w.bpffs, 0o700); err != nil {
-		return nil, err
-	}
-	if err := unix.Mount("bpffs", w.bpffs, "bpf", 0, "mode=0700"); err != nil {
-		return nil, fmt.Errorf("mount bpffs: %w", err)
-	}
-	if w.cgroup, err = loader.TempCgroup("tcpshift-scale"); err != nil {
+	if err := w.makePrivate("tcpshift-scale"); err != nil {
 		return nil, err
 	}
 	if w.restore, err = loader.JoinCgroup(w.cgroup); err != nil {

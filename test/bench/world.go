@@ -116,6 +116,26 @@ type world struct {
 	servers map[string]*exec.Cmd // the proxy process of a path
 }
 
+// makePrivate gives w its own directory, network namespace, bpffs and
+// cgroup, all named after name; close removes them.
+func (w *world) makePrivate(name string) (err error) {
+	if w.dir, err = os.MkdirTemp("", name+"-"); err != nil {
+		return err
+	}
+	if w.ns, err = loader.NewNamespace(); err != nil {
+		return err
+	}
+	w.bpffs = filepath.Join(w.dir, "bpffs")
+	if err := os.Mkdir(w.bpffs, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("bpffs", w.bpffs, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs: %w", err)
+	}
+	w.cgroup, err = loader.TempCgroup(name)
+	return err
+}
+
 func newWorld(s settings) (_ *world, err error) {
 	w := &world{s: s, sockets: map[string]string{}, servers: map[string]*exec.Cmd{}}
 	defer func() {
@@ -123,20 +143,7 @@ func newWorld(s settings) (_ *world, err error) {
 			w.close()
 		}
 	}()
-	if w.dir, err = os.MkdirTemp("", "tcpshift-bench-"); err != nil {
-		return nil, err
-	}
-	if w.ns, err = loader.NewNamespace(); err != nil {
-		return nil, err
-	}
-	w.bpffs = filepath.Join(w.dir, "bpffs")
-	if err := os.Mkdir(w.bpffs, 0o700); err != nil {
-		return nil, err
-	}
-	if err := unix.Mount("bpffs", w.bpffs, "bpf", 0, "mode=0700"); err != nil {
-		return nil, fmt.Errorf("mount bpffs: %w", err)
-	}
-	if w.cgroup, err = loader.TempCgroup("tcpshift-bench"); err != nil {
+	if err := w.makePrivate("tcpshift-bench"); err != nil {
 		return nil, err
 	}
 	// Every process of the benchmark runs in the cgroup: the connect hooks
