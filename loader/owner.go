@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/tcpshift/tcpshift/bpf"
@@ -60,6 +61,30 @@ func (t *Target) checkOwner(set *maps.Set) error {
 	return nil
 }
 
+// pinnedOwner reads the owner record pinned in dir; ok is false when there
+// is none (no state yet, or a record that cannot be read).
+func pinnedOwner(dir string) (o bpf.TcpshiftOwner, ok bool, err error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.TcpshiftMapOwners), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return o, false, nil
+	}
+	if err != nil {
+		return o, false, err
+	}
+	defer m.Close()
+	if err := m.Lookup(uint32(0), &o); err != nil {
+		return bpf.TcpshiftOwner{}, false, nil
+	}
+	return o, true, nil
+}
+
+// everyNetns tells whether the connect hooks serve every network namespace
+// under the cgroup: asked now, or recorded by an earlier writer (kept until
+// down).
+func (t *Target) everyNetns(o bpf.TcpshiftOwner) bool {
+	return t.EveryNetns || o.Flags&bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS != 0
+}
+
 // recordOwner writes this namespace into the owner record if it is not
 // there yet (new state, or state pinned by an older build).
 func (t *Target) recordOwner(set *maps.Set) error {
@@ -67,8 +92,8 @@ func (t *Target) recordOwner(set *maps.Set) error {
 	if err != nil {
 		return err
 	}
-	every := o.Flags&bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS != 0 || !t.EveryNetns
-	if o.NetnsCookie != 0 && (t.flowSeed == 0 || o.FlowSeed == t.flowSeed) && every && (t.loadedTag == 0 || o.ProgTag == t.loadedTag) {
+	everyKept := o.Flags&bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS != 0 || !t.EveryNetns
+	if o.NetnsCookie != 0 && (t.flowSeed == 0 || o.FlowSeed == t.flowSeed) && everyKept && (t.loadedTag == 0 || o.ProgTag == t.loadedTag) {
 		return nil
 	}
 	cookie, err := t.cookie()

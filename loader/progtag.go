@@ -2,12 +2,9 @@ package loader
 
 import (
 	"encoding/binary"
-	"errors"
 	"hash/fnv"
 	"os"
 	"path/filepath"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/tcpshift/tcpshift/bpf"
 	"github.com/tcpshift/tcpshift/maps"
@@ -38,21 +35,11 @@ func (t *Target) progTag(seed uint64, every bool) (uint64, error) {
 // attached returns the pinned maps when the programs attached are those
 // load would attach (same tag, every hook's link pinned); nil otherwise.
 func (t *Target) attached() (*maps.Set, error) {
-	m, err := ebpf.LoadPinnedMap(filepath.Join(t.Dir, bpf.TcpshiftMapOwners), nil)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	o, ok, err := pinnedOwner(t.Dir)
+	if err != nil || !ok || o.FlowSeed == 0 {
 		return nil, err
 	}
-	var o bpf.TcpshiftOwner
-	err = m.Lookup(uint32(0), &o)
-	m.Close()
-	if err != nil || o.FlowSeed == 0 {
-		return nil, nil
-	}
-	every := t.EveryNetns || o.Flags&bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS != 0
-	want, err := t.progTag(o.FlowSeed, every)
+	want, err := t.progTag(o.FlowSeed, t.everyNetns(o))
 	if err != nil || o.ProgTag != want {
 		return nil, err
 	}

@@ -128,9 +128,6 @@ func (t *Target) cookie() (uint64, error) {
 // whole; otherwise links get their old programs back and maps pinned now
 // are unpinned. The caller holds the lock.
 func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
-	if err := checkCgroup(t.Cgroup); err != nil {
-		return nil, nil, err
-	}
 	before, err := os.ReadDir(t.Dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read pin directory: %w", err)
@@ -187,7 +184,7 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 		return nil, nil, err
 	}
 	var every uint32
-	if t.EveryNetns || recorded.Flags&bpf.TcpshiftOwnerFlagsOWNER_EVERY_NETNS != 0 {
+	if t.everyNetns(recorded) {
 		every = 1
 	}
 	if err := spec.Variables["every_netns"].Set(every); err != nil {
@@ -280,13 +277,9 @@ func (t *Target) attach(name string, at ebpf.AttachType, prog *ebpf.Program) (un
 // program loaded with another key than its predecessor's would lose the
 // handshakes in flight at the swap.
 func flowSeed(dir string) (uint64, bpf.TcpshiftOwner, error) {
-	var o bpf.TcpshiftOwner
-	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, bpf.TcpshiftMapOwners), nil)
-	if err == nil {
-		defer m.Close()
-		if err := m.Lookup(uint32(0), &o); err == nil && o.FlowSeed != 0 {
-			return o.FlowSeed, o, nil
-		}
+	o, _, _ := pinnedOwner(dir) // none readable: a new seed
+	if o.FlowSeed != 0 {
+		return o.FlowSeed, o, nil
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {

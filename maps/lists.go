@@ -229,35 +229,25 @@ func readArray[V any](m *ebpf.Map) ([]V, error) {
 	return readArrayUntil[V](m, func([]V) bool { return false })
 }
 
-// readArrayUntil reads an array map's entries from key 0 on, in batches of
-// 4096, until done says the entries read so far suffice or the map ends.
+// readArrayUntil reads an array map's entries from key 0 on until done says
+// the entries read so far suffice or the map ends.
 func readArrayUntil[V any](m *ebpf.Map, done func([]V) bool) ([]V, error) {
-	// Batches grow from 64 entries: a namespace with a few endpoints reads
-	// a few, and set-weight, which reads a service back before and after
-	// its write, stays well under a millisecond.
-	const first, most = 64, 4096
-	var (
-		cursor ebpf.MapBatchCursor
-		vals   []V
-	)
-	for batch := first; ; batch = min(2*batch, most) {
-		kb, vb := make([]uint32, batch), make([]V, batch)
-		n, err := m.BatchLookup(&cursor, kb, vb, nil)
-		vals = append(vals, vb[:n]...)
-		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && done(vals) {
-			return vals, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("map %s: %w", m, err)
-		}
-	}
+	_, vals, err := readUntil[uint32](m, done)
+	return vals, err
 }
 
-// readAll reads every entry of a map in batches of 4096.
+// readAll reads every entry of a map in a few batch calls.
 func readAll[K, V any](m *ebpf.Map) ([]K, []V, error) {
-	// Batches grow from 64 entries, as in readArrayUntil: a service
-	// description is kilobytes, and 4096 of them were megabytes allocated
-	// and cleared for a namespace of a few services.
+	return readUntil[K](m, func([]V) bool { return false })
+}
+
+// readUntil reads a map's entries in batches until done says the values
+// read so far suffice or the map ends. Batches grow from 64 entries to
+// 4096: a namespace with a few endpoints reads a few, set-weight (which
+// reads a service back before and after its write) stays well under a
+// millisecond, and a read of service descriptions (kilobytes each) does
+// not allocate megabytes for a few services.
+func readUntil[K, V any](m *ebpf.Map, done func([]V) bool) ([]K, []V, error) {
 	const first, most = 64, 4096
 	var (
 		cursor ebpf.MapBatchCursor
@@ -268,7 +258,7 @@ func readAll[K, V any](m *ebpf.Map) ([]K, []V, error) {
 		kb, vb := make([]K, batch), make([]V, batch)
 		n, err := m.BatchLookup(&cursor, kb, vb, nil)
 		keys, vals = append(keys, kb[:n]...), append(vals, vb[:n]...)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
+		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && done(vals) {
 			return keys, vals, nil
 		}
 		if err != nil {

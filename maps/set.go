@@ -299,9 +299,12 @@ func (s *Set) Health(id uint32) (Health, error) {
 // it stayed in force while its ids were read.
 func (s *Set) Table(id uint32) (*Table, error) {
 	version, err := s.TableVersion(id)
-	for err == nil {
-		var t *Table
-		if t, err = s.TableAt(version); err != nil {
+	if err != nil {
+		return nil, err
+	}
+	for {
+		t, err := s.TableAt(version)
+		if err != nil {
 			return nil, err
 		}
 		now, err := s.TableVersion(id)
@@ -313,7 +316,6 @@ func (s *Set) Table(id uint32) (*Table, error) {
 		}
 		version = now
 	}
-	return nil, err
 }
 
 // TableVersion returns the id of the inner map holding a service's table in

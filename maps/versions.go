@@ -9,21 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// writeTable makes a write of a service's slot in tables between two bumps
-// of its version counter, as a seqlock: the count is odd while the write is
-// in progress, which tells readers to read the slot itself, and even once it
-// is done. A writer killed midway leaves it odd, which costs readers a
-// syscall until the next write but never shows them an old table as
-// current. Writers hold the namespace's lock, so a lookup and an update
+// writeTables makes a write of services' slots in tables between two bumps
+// of each one's version counter, as a seqlock: the count is odd while the
+// write is in progress, which tells readers to read the slot itself, and
+// even once it is done. A writer killed midway leaves it odd, which costs
+// readers a syscall until the next write but never shows them an old table
+// as current. Writers hold the namespace's lock, so a lookup and an update
 // suffice. State pinned by a build without the counters has none to bump.
-func (s *Set) writeTable(id uint32, write func() error) error {
-	if err := s.bumpVersion(id); err != nil {
-		return err
-	}
-	return errors.Join(write(), s.bumpVersion(id))
-}
-
-// writeTables is writeTable for several slots written by one update.
 func (s *Set) writeTables(ids []uint32, write func() error) error {
 	for _, id := range ids {
 		if err := s.bumpVersion(id); err != nil {
@@ -75,7 +67,7 @@ func (s *Set) MapVersions() (*Versions, error) {
 }
 
 // Load returns a service's count of table writes, odd while one is in
-// progress (see writeTable); ok is false for an id beyond the map.
+// progress (see writeTables); ok is false for an id beyond the map.
 func (v *Versions) Load(id uint32) (n uint64, ok bool) {
 	if int(id) >= len(v.mem)/8 {
 		return 0, false
