@@ -315,16 +315,23 @@ func (e *Env) AddDefaultRoute(gw string) error {
 // the connect-time hooks.
 func (e *Env) CgroupPrograms() int {
 	e.t.Helper()
-	cg, err := os.Open(e.Cgroup)
+	return CgroupPrograms(e.t, e.Cgroup, ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect, ebpf.AttachCgroupInet4GetPeername, ebpf.AttachCgroupInet6GetPeername)
+}
+
+// CgroupPrograms counts the programs attached to the cgroup dir at the
+// given attach types.
+func CgroupPrograms(t testing.TB, dir string, types ...ebpf.AttachType) int {
+	t.Helper()
+	cg, err := os.Open(dir)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer cg.Close()
 	n := 0
-	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect, ebpf.AttachCgroupInet4GetPeername, ebpf.AttachCgroupInet6GetPeername} {
+	for _, at := range types {
 		res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: at})
 		if err != nil {
-			e.t.Fatalf("query cgroup programs: %v", err)
+			t.Fatalf("query %s programs: %v", at, err)
 		}
 		n += len(res.Programs)
 	}

@@ -122,12 +122,16 @@ func (w *world) startAgent(t *testing.T, i int) {
 	waitReady(t, pr, health, 60*time.Second)
 }
 
+// httpClient asks the agents' health and metrics endpoints: its timeout
+// bounds an agent that accepts and never answers.
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
 // waitReady waits until an agent's /readyz answers 200.
 func waitReady(t *testing.T, pr *nodes.Process, health string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		resp, err := http.Get("http://" + health + "/readyz")
+		resp, err := httpClient.Get("http://" + health + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -521,7 +525,7 @@ func apiServerRestart(t *testing.T, w *world) {
 
 // agentMetric is the mean of one of node i's agent's histograms (sum/count).
 func agentMetric(t *testing.T, i int, name string) float64 {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", 19890+i))
+	resp, err := httpClient.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", 19890+i))
 	if err != nil {
 		t.Fatal(err)
 	}

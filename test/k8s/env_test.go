@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -28,6 +27,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/tcpshift/tcpshift/internal/testenv"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/test/k8s/cluster"
 	"github.com/tcpshift/tcpshift/test/k8s/nodes"
@@ -382,14 +382,14 @@ func TestNodeFlags(t *testing.T) {
 	if pins := entries(t, node.BPFFS); len(pins) <= len(fresh) {
 		t.Errorf("apply pinned nothing in the node's bpffs: %v", pins)
 	}
-	if n := connectPrograms(t, node.Cgroup); n != 2 {
+	if n := testenv.CgroupPrograms(t, node.Cgroup, ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect); n != 2 {
 		t.Errorf("%d connect programs on the node's cgroup after apply, want 2 (connect4, connect6)", n)
 	}
 	tcpshift("down")
 	if pins := entries(t, node.BPFFS); !reflect.DeepEqual(pins, fresh) {
 		t.Errorf("down left %v in the node's bpffs, a fresh one holds %v", pins, fresh)
 	}
-	if n := connectPrograms(t, node.Cgroup); n != 0 {
+	if n := testenv.CgroupPrograms(t, node.Cgroup, ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect); n != 0 {
 		t.Errorf("%d connect programs on the node's cgroup after down", n)
 	}
 }
@@ -405,23 +405,4 @@ func entries(t *testing.T, dir string) []string {
 		names = append(names, de.Name())
 	}
 	return names
-}
-
-// connectPrograms counts the connect4 and connect6 programs attached to cgroup dir.
-func connectPrograms(t *testing.T, dir string) int {
-	t.Helper()
-	cg, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cg.Close()
-	n := 0
-	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect} {
-		res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: at})
-		if err != nil {
-			t.Fatalf("query %s programs: %v", at, err)
-		}
-		n += len(res.Programs)
-	}
-	return n
 }

@@ -26,6 +26,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tcpshift/tcpshift/bpf"
 	"github.com/tcpshift/tcpshift/internal/bpfmem"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/test/k8s/cluster"
@@ -160,8 +161,8 @@ func TestScale(t *testing.T) {
 	}
 	agent := startScaleAgent(t, tcpshift, n, c)
 	perSelection := func(ip string) float64 {
-		pin := filepath.Join(tg.Dir, "tcpshift_connect4_link")
-		_, rt0, runs0, err := bpfmem.ProgStats(pin)
+		pin := filepath.Join(tg.Dir, bpf.TcpshiftProgTcpshiftConnect4+"_link")
+		id0, rt0, runs0, err := bpfmem.ProgStats(pin)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,9 +170,12 @@ func TestScale(t *testing.T) {
 		if err != nil || ok != 0 || failed != 2000 {
 			t.Fatalf("connects to %s: %d ok, %d failed, %v (want all 2000 refused by the pod's unreachable route after the rewrite)", ip, ok, failed, err)
 		}
-		_, rt1, runs1, err := bpfmem.ProgStats(pin)
+		id1, rt1, runs1, err := bpfmem.ProgStats(pin)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if id1 != id0 || runs1 == runs0 {
+			t.Fatalf("connect4 %d → %d, %d runs: replaced or not run while measured", id0, id1, runs1-runs0)
 		}
 		return float64(rt1-rt0) / float64(runs1-runs0)
 	}

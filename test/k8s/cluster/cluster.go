@@ -141,16 +141,11 @@ func startEtcd(t testing.TB, bin, dir string) (*process, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	defer hc.CloseIdleConnections()
 	healthy := func() error {
-		resp, err := http.Get(client + "/health")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("status %s", resp.Status)
-		}
-		return nil
+		req, _ := http.NewRequest(http.MethodGet, client+"/health", nil)
+		return statusOK(hc, req)
 	}
 	if err := waitFor(p, "etcd at "+client, healthy); err != nil {
 		p.stop(time.Second)
@@ -260,17 +255,23 @@ func waitReady(c *Cluster, p *process) error {
 	ready := func() error {
 		req, _ := http.NewRequest(http.MethodGet, c.URL+"/readyz", nil)
 		req.Header.Set("Authorization", "Bearer "+c.Token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz: %s", resp.Status)
-		}
-		return nil
+		return statusOK(client, req)
 	}
 	return waitFor(p, "kube-apiserver at "+c.URL, ready)
+}
+
+// statusOK makes req and wants 200 OK back; the client's timeout bounds a
+// server that accepts and never answers.
+func statusOK(c *http.Client, req *http.Request) error {
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL.Path, resp.Status)
+	}
+	return nil
 }
 
 // waitFor polls check until it passes, the process exits or startTimeout.
