@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 
-	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -186,13 +185,19 @@ func (w *watch) snapshot() (*kube.Snapshot, []istio.Rejection) {
 			}
 			obj, err := decode(u)
 			if err != nil {
-				rejected = append(rejected, istio.Rejection{Key: istio.Key{Kind: u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}, Err: err})
+				rejected = append(rejected, istio.Rejection{Key: keyOf(u), Err: err})
 				continue
 			}
 			s.Objects = append(s.Objects, obj)
 		}
 	}
 	return s, rejected
+}
+
+// keyOf names an object from the API server as the Istio front end names
+// the objects it decodes (group/kind, namespace, name).
+func keyOf(u *unstructured.Unstructured) istio.Key {
+	return istio.Key{Kind: u.GroupVersionKind().Group + "/" + u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
 }
 
 // decode hands an object from the API server to the Istio front end as the
@@ -206,11 +211,11 @@ func decode(u *unstructured.Unstructured) (*istio.Object, error) {
 	if spec, ok := u.Object["spec"]; ok {
 		doc["spec"] = spec
 	}
-	data, err := yaml.Marshal(doc)
+	data, err := istio.Marshal(doc)
 	if err != nil {
 		return nil, err
 	}
-	name := fmt.Sprintf("%s %s/%s", u.GetKind(), u.GetNamespace(), u.GetName())
+	name := keyOf(u).String()
 	docs, err := istio.Decode(name, data)
 	if err != nil {
 		return nil, err
