@@ -163,9 +163,9 @@ func Run(ctx context.Context, o Options) error {
 	d.carryShifts(ctx)
 
 	if o.MetricsAddr != "" {
-		stop, err := serveMetrics(o.MetricsAddr, reg, kernelCollector{status: func() (*loader.Status, error) {
+		stop, err := ServeMetrics(o.MetricsAddr, reg, func() (*loader.Status, error) {
 			return o.Target.Status("")
-		}}, o.InNamespace, o.Log)
+		}, o.InNamespace, o.Log)
 		if err != nil {
 			return err
 		}

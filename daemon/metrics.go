@@ -146,9 +146,3 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
-
-// KernelCollector exports the services' figures as status reads them from
-// the pinned maps, at every scrape (tcpshift agent shares it).
-func KernelCollector(status func() (*loader.Status, error)) prometheus.Collector {
-	return kernelCollector{status: status}
-}

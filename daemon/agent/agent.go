@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -204,49 +202,38 @@ func (a *agent) failed(what string, err error) {
 
 // serve starts the metrics and health endpoints the flags ask for.
 func (a *agent) serve(reg *prometheus.Registry) (stop func(), err error) {
-	var servers []*http.Server
-	stop = func() {
-		for _, s := range servers {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			s.Shutdown(ctx)
-			cancel()
-		}
-	}
-	listen := func(flag, addr string, mux *http.ServeMux) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("--%s %s: %w", flag, addr, err)
-		}
-		s := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		servers = append(servers, s)
-		go s.Serve(ln)
-		a.o.Log.Info("listening", "flag", flag, "addr", ln.Addr().String())
-		return nil
-	}
+	stopMetrics := func() {}
 	if a.o.MetricsAddr != "" {
-		reg.MustRegister(daemon.KernelCollector(func() (*loader.Status, error) { return a.o.Target.Status("") }),
-			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
-		if err := listen("metrics-addr", a.o.MetricsAddr, mux); err != nil {
-			stop()
+		status := func() (*loader.Status, error) { return a.o.Target.Status("") }
+		inPlace := func(fn func() error) error { return fn() }
+		if stopMetrics, err = daemon.ServeMetrics(a.o.MetricsAddr, reg, status, inPlace, a.o.Log); err != nil {
 			return nil, err
 		}
 	}
-	if a.o.HealthAddr != "" {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !a.ready.Load() {
-				http.Error(w, "first sync not applied yet", http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
-		if err := listen("health-addr", a.o.HealthAddr, mux); err != nil {
-			stop()
-			return nil, err
-		}
+	if a.o.HealthAddr == "" {
+		return stopMetrics, nil
 	}
-	return stop, nil
+	ln, err := net.Listen("tcp", a.o.HealthAddr)
+	if err != nil {
+		stopMetrics()
+		return nil, fmt.Errorf("--health-addr %s: %w", a.o.HealthAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "first sync not applied yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	a.o.Log.Info("health listening", "addr", ln.Addr().String(), "paths", "/healthz /readyz")
+	return func() {
+		stopMetrics()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
 }
