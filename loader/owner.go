@@ -123,8 +123,13 @@ type Daemon struct {
 // cluster, as seen by one node.
 const AgentFile = "kubernetes node "
 
+// Node is the node a tcpshift agent runs for; ok is false for tcpshift run.
+func (d Daemon) Node() (node string, ok bool) {
+	return strings.CutPrefix(d.File, AgentFile)
+}
+
 func (d Daemon) String() string {
-	if node, ok := strings.CutPrefix(d.File, AgentFile); ok {
+	if node, ok := d.Node(); ok {
 		return fmt.Sprintf("tcpshift agent (pid %d, node %s)", d.Pid, node)
 	}
 	return fmt.Sprintf("tcpshift run (pid %d, following %s)", d.Pid, d.File)

@@ -45,10 +45,12 @@ func setWeightCommand() *cli.Command {
 				parts[i] = fmt.Sprintf("%s=%d", s.Name, s.Weight)
 			}
 			fmt.Fprintf(c.App.Writer, "service %s weights %s\n", svc.Name, strings.Join(parts, " "))
-			if d, err := tg.RunningDaemon(); err == nil && d != nil && strings.HasPrefix(d.File, loader.AgentFile) {
-				fmt.Fprintf(c.App.Writer, "runtime override: %s keeps these weights until the service's routes or endpoints in the cluster change\n", d)
-			} else if err == nil && d != nil {
-				fmt.Fprintf(c.App.Writer, "runtime override: %s keeps these weights until the service's route in %s changes, or SIGHUP\n", d, d.File)
+			if d, err := tg.RunningDaemon(); err == nil && d != nil {
+				if _, agent := d.Node(); agent {
+					fmt.Fprintf(c.App.Writer, "runtime override: %s keeps these weights until the service's routes or endpoints in the cluster change\n", d)
+				} else {
+					fmt.Fprintf(c.App.Writer, "runtime override: %s keeps these weights until the service's route in %s changes, or SIGHUP\n", d, d.File)
+				}
 			}
 			return nil
 		},

@@ -46,7 +46,7 @@ type Result struct {
 	Config   *config.Config
 	Origins  map[string]string // service name to the objects behind it
 	Rejected []istio.Rejection // objects that could not be derived
-	Notes    []string
+	Notes    []string          // what the front end read but does not apply
 	// Terminating counts the endpoints kept at weight 0 so that their
 	// connections drain (TerminatingSubset).
 	Terminating int

@@ -132,19 +132,26 @@ func Run(ctx context.Context, o Options) error {
 	// would remove services that are only not listed yet.
 	// Say what is holding the first sync back (a kind the role may not
 	// list, an API server that does not answer) rather than wait silently.
-	waiting := time.NewTicker(30 * time.Second)
-	defer waiting.Stop()
+	synced := make(chan struct{})
 	go func() {
-		for range waiting.C {
+		waiting := time.NewTicker(30 * time.Second)
+		defer waiting.Stop()
+		for {
+			select {
+			case <-synced:
+				return
+			case <-waiting.C:
+			}
 			if names := a.watch.unsynced(); len(names) > 0 {
 				o.Log.Warn("still waiting for the first list of these resources; nothing is applied until every one is in (check the ClusterRole and the API server)", "resources", strings.Join(names, ", "))
 			}
 		}
 	}()
-	if !cache.WaitForCacheSync(ctx.Done(), a.watch.synced...) {
+	ok := cache.WaitForCacheSync(ctx.Done(), a.watch.synced...)
+	close(synced)
+	if !ok {
 		return nil
 	}
-	waiting.Stop()
 	signal(changed)
 	batches(ctx, changed, o.Debounce, o.MaxDelay, a.sync)
 	o.Log.Info("stopping; the kernel state stays in place")
@@ -163,6 +170,9 @@ func (a *agent) sync(first time.Time) {
 	rejected = append(rejected, res.Rejected...)
 	for _, r := range rejected {
 		a.o.Log.Warn("object left out", "object", r.Key.String(), "err", r.Err)
+	}
+	for _, n := range res.Notes {
+		a.o.Log.Warn("not applied", "note", n) // as tcpshift run logs them
 	}
 	a.metrics.rejected.Set(float64(len(rejected)))
 	built := &loader.Built{Config: res.Config, Origins: res.Origins}
