@@ -54,14 +54,6 @@ func DeriveWith(objs []*Object, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Origins: map[string][]Key{}, Notes: w.notes, Rejected: w.rejected}
-	add := func(s config.Service, origin []Key, o *Object) error {
-		if prev, dup := res.Origins[s.Name]; dup {
-			return &config.Error{Path: o.Path, Line: o.Line, Field: o.Key.String(), Msg: fmt.Sprintf("makes service %s, which %s makes too: rename one", s.Name, prev[0])}
-		}
-		res.Services = append(res.Services, s)
-		res.Origins[s.Name] = uniqueKeys(origin)
-		return nil
-	}
 	// derived adds what one object makes, all of it or (KeepGoing) none.
 	// Two objects routing one frontend is the later one's mistake, as
 	// Istio keeps the first of VirtualServices for one host.
@@ -70,8 +62,12 @@ func DeriveWith(objs []*Object, opts Options) (*Result, error) {
 		if err == nil {
 			names := map[string]bool{}
 			for _, s := range svcs {
-				if _, dup := res.Origins[s.Name]; dup || names[s.Name] {
-					err = &config.Error{Path: o.Path, Line: o.Line, Field: o.Key.String(), Msg: fmt.Sprintf("makes service %s, which %s makes too: rename one", s.Name, res.Origins[s.Name])}
+				if prev, dup := res.Origins[s.Name]; dup || names[s.Name] {
+					maker := o.Key // twice in this object
+					if dup {
+						maker = prev[0]
+					}
+					err = &config.Error{Path: o.Path, Line: o.Line, Field: o.Key.String(), Msg: fmt.Sprintf("makes service %s, which %s makes too: rename one", s.Name, maker)}
 					break
 				}
 				if prev, dup := fronts[s.Listen]; dup {
@@ -89,9 +85,8 @@ func DeriveWith(objs []*Object, opts Options) (*Result, error) {
 			return err
 		}
 		for i, s := range svcs {
-			if err := add(s, origins[i], o); err != nil {
-				return err
-			}
+			res.Services = append(res.Services, s)
+			res.Origins[s.Name] = uniqueKeys(origins[i])
 			fronts[s.Listen] = s.Name
 		}
 		return nil
