@@ -74,14 +74,14 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 	terminating := map[istio.Key]map[netip.Addr]bool{}
 	sticky := map[istio.Key]*config.Affinity{}
 	for _, svc := range s.Services {
-		if a := sessionAffinity(svc); a != nil {
-			sticky[istio.Key{Kind: istio.KindKubeService, Namespace: svc.Namespace, Name: svc.Name}] = a
+		h, term, ok := registryHost(svc, slicesOf[svc.Namespace+"/"+svc.Name], s.Pod, domain, opts.Node)
+		if !ok {
+			continue
 		}
-		term := map[netip.Addr]bool{}
-		h, ok := registryHost(svc, slicesOf[svc.Namespace+"/"+svc.Name], s.Pod, domain, opts.Node, term)
-		if ok {
-			hosts = append(hosts, h)
-			terminating[h.Key] = term
+		hosts = append(hosts, h)
+		terminating[h.Key] = term
+		if a := sessionAffinity(svc); a != nil {
+			sticky[h.Key] = a
 		}
 	}
 	res, err := istio.DeriveWith(s.Objects, istio.Options{Registry: hosts, Dynamic: true, KeepGoing: true})
@@ -94,30 +94,26 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 	// A service drains the terminating endpoints of the Services behind
 	// it, and no others: two Services may share an address (host-network
 	// pods), and one's pod terminating says nothing of the other's.
-	drainOf := map[string]map[netip.Addr]bool{}
 	for _, svc := range res.Services {
 		taken[svc.Listen] = true
-		cfg.Services = append(cfg.Services, svc)
-		out.Origins[svc.Name] = res.OriginText(svc.Name)
-		set := map[netip.Addr]bool{}
+		drain := map[netip.Addr]bool{}
 		for _, k := range res.Origins[svc.Name] {
 			for a := range terminating[k] {
-				set[a] = true
+				drain[a] = true
 			}
 		}
-		drainOf[svc.Name] = set
+		out.Terminating += drainTerminating(&svc, drain)
+		cfg.Services = append(cfg.Services, svc)
+		out.Origins[svc.Name] = res.OriginText(svc.Name)
 	}
 	if !opts.OnlyRouted {
 		for _, h := range hosts {
 			for _, svc := range plainServices(h, taken, sticky[h.Key]) {
+				out.Terminating += drainTerminating(&svc, terminating[h.Key])
 				cfg.Services = append(cfg.Services, svc)
 				out.Origins[svc.Name] = h.Key.String()
-				drainOf[svc.Name] = terminating[h.Key]
 			}
 		}
-	}
-	for i := range cfg.Services {
-		out.Terminating += drainTerminating(&cfg.Services[i], drainOf[cfg.Services[i].Name])
 	}
 	slices.SortFunc(cfg.Services, func(a, b config.Service) int { return cmp.Compare(a.Name, b.Name) })
 	out.Config = cfg
@@ -125,16 +121,16 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 }
 
 // registryHost makes a Service with a cluster IP into a registry host whose
-// members are its ready and terminating endpoints; terminating collects the
-// latter's addresses.
-func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod func(ns, name string) *corev1.Pod, domain, node string, terminating map[netip.Addr]bool) (istio.RegistryHost, bool) {
+// members are its ready and terminating endpoints, and returns the latter's
+// addresses too.
+func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod func(ns, name string) *corev1.Pod, domain, node string) (_ istio.RegistryHost, terminating map[netip.Addr]bool, ok bool) {
 	local := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
 	h := istio.RegistryHost{
 		Key:   istio.Key{Kind: istio.KindKubeService, Namespace: svc.Namespace, Name: svc.Name},
 		Hosts: []string{fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, domain)},
 	}
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
-		return h, false
+		return h, nil, false
 	}
 	ips := svc.Spec.ClusterIPs
 	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
@@ -146,7 +142,7 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 		}
 	}
 	if len(h.Addresses) == 0 { // headless: clients dial the pods
-		return h, false
+		return h, nil, false
 	}
 	for _, p := range svc.Spec.Ports {
 		if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
@@ -154,9 +150,9 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 		}
 	}
 	if len(h.Ports) == 0 {
-		return h, false
+		return h, nil, false
 	}
-	seen := map[netip.Addr]bool{}
+	seen, terminating := map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	for _, sl := range sls {
 		if sl.AddressType != discoveryv1.AddressTypeIPv4 && sl.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
@@ -198,7 +194,7 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 		}
 	}
 	slices.SortFunc(h.Members, func(a, b istio.Member) int { return a.Addr.Compare(b.Addr) })
-	return h, true
+	return h, terminating, true
 }
 
 func deref(s *string) string {
