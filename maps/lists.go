@@ -158,9 +158,12 @@ func (s *Set) writeList(first int, ids []uint32) error {
 	for k := range keys {
 		keys[k] = uint32(first + k)
 	}
-	old, err := s.readIDs(uint32(first), uint32(len(ids)))
-	if err != nil {
-		return err
+	var old []uint32
+	if s.j != nil { // what was there matters only to a transaction's undo
+		var err error
+		if old, err = s.readIDs(uint32(first), uint32(len(ids))); err != nil {
+			return err
+		}
 	}
 	if _, err := s.Lists.BatchUpdate(keys, ids, nil); err != nil {
 		return err
