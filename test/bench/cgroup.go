@@ -56,11 +56,12 @@ func removeCgroup(dir string) error {
 type cpuSample struct {
 	cgroup  time.Duration
 	machine float64 // seconds
+	at      time.Time
 }
 
 func (w *world) cpuNow() (cpuSample, error) {
 	cg, err := cgroupCPU(w.cgroup)
-	return cpuSample{cg, cpuBusy()}, err
+	return cpuSample{cg, cpuBusy(), time.Now()}, err
 }
 
 // since returns the cgroup's and the machine's CPU seconds from s0 to s.

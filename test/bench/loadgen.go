@@ -23,6 +23,7 @@ type loadgenResult struct {
 	P50us   float64        `json:"p50_us"`
 	P99us   float64        `json:"p99_us"`
 	Counts  map[string]int `json:"counts"` // who answered
+	cpu     float64        // seconds the load generator used, from its exit status
 }
 
 // loadgenMain is the short-connection load generator, run as a child

@@ -39,6 +39,9 @@ type pathResult struct {
 	CPUPerConn     []float64      `json:"cpu_us_per_connection"` // cgroup
 	MachinePerConn []float64      `json:"machine_cpu_us_per_connection"`
 	ServerCPU      []float64      `json:"proxy_cpu_us_per_connection,omitempty"` // the proxy process alone
+	ClientCPU      []float64      `json:"client_cpu_us_per_connection"`          // the load generator
+	BackendCPU     []float64      `json:"backends_cpu_us_per_connection"`        // both tcp-echo servers
+	Busy           []float64      `json:"machine_busy_share"`                    // of all CPUs, over a short-connection run
 	Split          map[string]int `json:"split"`                                 // who answered the short connections
 	IperfSplit     map[string]int `json:"iperf3_split"`
 	// BPF: tcpshift's programs over the short-connection runs.
@@ -178,7 +181,7 @@ func (w *world) shortConns(p *path, r *pathResult, use *bpfUse) error {
 	if err != nil {
 		return err
 	}
-	server0 := w.serverCPU(p)
+	server0, backends0 := w.serverCPU(p), procCPU(w.backends)
 	lg, err := w.loadgen(p, w.s.rateTime)
 	if err != nil {
 		return err
@@ -187,7 +190,7 @@ func (w *world) shortConns(p *path, r *pathResult, use *bpfUse) error {
 	if err != nil {
 		return err
 	}
-	server := w.serverCPU(p)
+	server, backends := w.serverCPU(p), procCPU(w.backends)
 	after, aerr := w.progCounters()
 	if err := errors.Join(berr, aerr); err != nil {
 		r.problem("BPF run-time stats: " + err.Error())
@@ -202,6 +205,9 @@ func (w *world) shortConns(p *path, r *pathResult, use *bpfUse) error {
 		if _, ok := w.servers[p.name]; ok {
 			r.ServerCPU = append(r.ServerCPU, (server-server0)*1e6/float64(lg.Conns))
 		}
+		r.ClientCPU = append(r.ClientCPU, lg.cpu*1e6/float64(lg.Conns))
+		r.BackendCPU = append(r.BackendCPU, (backends-backends0)*1e6/float64(lg.Conns))
+		r.Busy = append(r.Busy, machine/cpu.at.Sub(cpu0.at).Seconds()/float64(cores()))
 	}
 	r.Rate = append(r.Rate, float64(lg.Conns)/lg.Seconds)
 	r.P50us = append(r.P50us, lg.P50us)
@@ -286,7 +292,16 @@ func (w *world) serverCPU(p *path) float64 {
 	if !ok {
 		return 0
 	}
-	pid := cmd.Process.Pid
+	return procCPU([]*exec.Cmd{cmd})
+}
+
+// procCPU returns the CPU seconds the processes of cmds and their direct
+// children have used so far.
+func procCPU(cmds []*exec.Cmd) float64 {
+	pids := map[int]bool{}
+	for _, c := range cmds {
+		pids[c.Process.Pid] = true
+	}
 	entries, _ := os.ReadDir("/proc")
 	var total float64
 	for _, e := range entries {
@@ -301,7 +316,7 @@ func (w *world) serverCPU(p *path) float64 {
 		}
 		self, _ := strconv.Atoi(e.Name())
 		ppid, _ := strconv.Atoi(f[1])
-		if self != pid && ppid != pid {
+		if !pids[self] && !pids[ppid] {
 			continue
 		}
 		utime, _ := strconv.ParseFloat(f[11], 64)
@@ -337,6 +352,7 @@ func (w *world) loadgen(p *path, d time.Duration) (*loadgenResult, error) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		return nil, err
 	}
+	r.cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	return &r, nil
 }
 

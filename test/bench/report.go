@@ -138,6 +138,7 @@ func markdown(res *results) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", p.Name, p.WeightMethod, wc, flips, split(p.IperfSplit))
 	}
+	cpuTable(&b, res)
 	bpfTable(&b, res)
 	var skipped, problems []string
 	for _, p := range res.Paths {
@@ -159,6 +160,45 @@ func markdown(res *results) string {
 		fmt.Fprintf(&b, "- %s\n", t)
 	}
 	return b.String()
+}
+
+// cpuTable writes where each path's short connections spent the machine:
+// how busy it was kept and which processes used the CPU.
+func cpuTable(b *strings.Builder, res *results) {
+	b.WriteString("\n## Where the short connections' CPU went\n\n")
+	fmt.Fprintf(b, "Medians over the short-connection runs. With every CPU a path can use busy, its rate is about busy share × %d CPUs ÷ CPU per connection: "+
+		"a path is faster by costing less per connection or by keeping more of the machine busy (a client that waits on a queue leaves a CPU idle). "+
+		"Busy share is the whole machine's (/proc/stat) over the run. Per connection: all is the benchmark's cgroup; the proxy process, the load generator "+
+		"(its own rusage) and the two tcp-echo backends (/proc) are parts of it; the rest is the benchmark itself and kernel work charged to the cgroup "+
+		"outside those processes (the process figures are the kernel's tick-sampled times, so the rest can come out slightly below zero). On loopback a sender's kernel also does most of the receiver's work (the softirq runs on the way out), so a process's "+
+		"figure includes part of what its peers cost.\n\n", res.CPUs)
+	b.WriteString("| path | short conn/s | machine busy | CPU µs per connection: all | proxy process | load generator | backends | rest |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, p := range measured(res) {
+		if len(p.CPUPerConn) == 0 {
+			continue
+		}
+		proxy := "–"
+		if len(p.ServerCPU) > 0 {
+			proxy = fmt.Sprintf("%.1f", median(p.ServerCPU))
+		}
+		var rest []float64
+		for i, all := range p.CPUPerConn {
+			x := all - at(p.ClientCPU, i) - at(p.BackendCPU, i) - at(p.ServerCPU, i)
+			rest = append(rest, x)
+		}
+		fmt.Fprintf(b, "| %s | %.0f | %.0f%% | %.1f | %s | %.1f | %.1f | %.1f |\n", p.Name, median(p.Rate), median(p.Busy)*100,
+			median(p.CPUPerConn), proxy, median(p.ClientCPU), median(p.BackendCPU), median(rest))
+	}
+}
+
+// at is xs[i], or 0 when xs has no such element (a path without a proxy
+// process, results from a benchmark that did not measure it).
+func at(xs []float64, i int) float64 {
+	if i < len(xs) {
+		return xs[i]
+	}
+	return 0
 }
 
 // bpfTable writes each tcpshift program's run time per path.

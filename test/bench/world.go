@@ -102,18 +102,19 @@ var paths = allPaths
 // world is the benchmark's private network namespace, bpffs and cgroup,
 // with the backends running.
 type world struct {
-	s       settings
-	dir     string
-	ns      *loader.Namespace
-	bpffs   string
-	cgroup  string
-	restore func() error
-	tg      *loader.Target
-	cfg     *config.Config
-	procs   []*exec.Cmd
-	cur     *path // the path being set up, for its setup function
-	sockets map[string]string
-	servers map[string]*exec.Cmd // the proxy process of a path
+	s        settings
+	dir      string
+	ns       *loader.Namespace
+	bpffs    string
+	cgroup   string
+	restore  func() error
+	tg       *loader.Target
+	cfg      *config.Config
+	procs    []*exec.Cmd
+	backends []*exec.Cmd // the tcp-echo servers
+	cur      *path       // the path being set up, for its setup function
+	sockets  map[string]string
+	servers  map[string]*exec.Cmd // the proxy process of a path
 }
 
 // makePrivate gives w its own directory, network namespace, bpffs and
@@ -177,6 +178,7 @@ func newWorld(s settings) (_ *world, err error) {
 		if err := w.start(filepath.Join(w.s.bin, "tcp-echo"), "-l", b.addr, b.prefix); err != nil {
 			return nil, err
 		}
+		w.backends = append(w.backends, w.procs[len(w.procs)-1])
 	}
 	for _, a := range []string{iperfV1, iperfV2, echoV1, echoV2} {
 		if err := w.waitListening(a); err != nil {
