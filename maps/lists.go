@@ -256,9 +256,13 @@ func readUntil[K, V any](m *ebpf.Map, done func([]V) bool) ([]K, []V, error) {
 		cursor ebpf.MapBatchCursor
 		keys   []K
 		vals   []V
+		kb     []K
+		vb     []V
 	)
 	for batch := first; ; batch = min(2*batch, most) {
-		kb, vb := make([]K, batch), make([]V, batch)
+		if len(kb) < batch { // the buffers grow with the batch, once each size
+			kb, vb = make([]K, batch), make([]V, batch)
+		}
 		n, err := m.BatchLookup(&cursor, kb, vb, nil)
 		keys, vals = append(keys, kb[:n]...), append(vals, vb[:n]...)
 		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && done(vals) {
