@@ -22,6 +22,7 @@ type settings struct {
 	reps      int           // repetitions of each measurement
 	iperfTime time.Duration // length of one iperf3 run
 	rateTime  time.Duration // length of one short-connection run
+	settle    time.Duration // pause before each short-connection run
 	workers   int           // concurrent short-connection clients
 	flips     int           // weight flips under load
 	out       string        // where results go
@@ -50,6 +51,7 @@ func run() error {
 	flag.IntVar(&s.reps, "reps", 5, "repetitions of each measurement")
 	flag.DurationVar(&s.iperfTime, "iperf-time", 5*time.Second, "length of one iperf3 run")
 	flag.DurationVar(&s.rateTime, "rate-time", 3*time.Second, "length of one short-connection run")
+	flag.DurationVar(&s.settle, "settle", 5*time.Second, "pause before each short-connection run, so that it does not measure what the run before left behind")
 	flag.IntVar(&s.workers, "workers", 4, "concurrent short-connection clients")
 	flag.IntVar(&s.flips, "flips", 1000, "weight flips under load")
 	flag.StringVar(&s.out, "out", "docs/benchmarks", "directory for results.md, results.json and results.png")
@@ -66,6 +68,7 @@ func run() error {
 			"reps":       func() { s.reps = 1 },
 			"iperf-time": func() { s.iperfTime = time.Second },
 			"rate-time":  func() { s.rateTime = 500 * time.Millisecond },
+			"settle":     func() { s.settle = 200 * time.Millisecond },
 			"flips":      func() { s.flips = 100 },
 		} {
 			if !set[name] {
@@ -90,7 +93,7 @@ func run() error {
 		}
 		paths = picked
 	}
-	if s.reps < 1 || s.iperfTime < time.Second || s.rateTime <= 0 || s.workers < 1 || s.flips < 1 {
+	if s.reps < 1 || s.iperfTime < time.Second || s.rateTime <= 0 || s.settle < 0 || s.workers < 1 || s.flips < 1 {
 		return fmt.Errorf("bad settings: %+v", s)
 	}
 	if os.Geteuid() != 0 {

@@ -83,7 +83,7 @@ func (w *world) measureAll() (*results, error) {
 		Kernel:   unix.ByteSliceToString(uts.Release[:]),
 		CPUs:     cores(),
 		RateOnly: w.s.rateOnly,
-		Settings: fmt.Sprintf("%d repetitions, iperf3 %v per run, short connections %v per run with %d workers, %d weight flips", w.s.reps, w.s.iperfTime, w.s.rateTime, w.s.workers, w.s.flips),
+		Settings: fmt.Sprintf("%d repetitions, iperf3 %v per run, short connections %v per run with %d workers after a %v pause, %d weight flips", w.s.reps, w.s.iperfTime, w.s.rateTime, w.s.workers, w.s.settle, w.s.flips),
 	}
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
@@ -139,6 +139,10 @@ func (w *world) measureAll() (*results, error) {
 				}
 			}
 			pr.show(p.name, fmt.Sprintf("short connections, run %d/%d", rep+1, w.s.reps))
+			// An iperf3 run slows the seconds after it on this machine,
+			// more after a faster one (docs/benchmarks): let that pass,
+			// for every path alike.
+			time.Sleep(w.s.settle)
 			if err := w.shortConns(p, r, use[p.name]); err != nil {
 				return nil, fmt.Errorf("%s: short connections: %w", p.name, err)
 			}
