@@ -375,7 +375,7 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 		}
 		// Written in groups: the tables of a group are swapped in by
 		// one update (see maps.Set.SwapTables).
-		if written = append(written, p.svc); len(written) == writeGroup {
+		if written = append(written, p.svc); len(written) == maps.TablesPerSwap {
 			if err := set.WriteServices(written); err != nil {
 				return err
 			}
@@ -432,9 +432,6 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	}
 	return set.Commit()
 }
-
-// writeGroup is how many services Apply writes together.
-const writeGroup = 1024
 
 // endpointIDs returns the endpoint ids of a service in force (nil: none).
 func endpointIDs(o *maps.Service) map[uint32]bool {

@@ -153,16 +153,24 @@ func (s *Set) SwapTable(svc *Service) error {
 // that once, not ten thousand times. A new table starts at the first
 // position of its sequence.
 func (s *Set) SwapTables(svcs []*Service) error {
-	// In chunks: each new table is an open map until it is swapped in,
-	// and a transaction holds every table it replaced as well.
-	const chunk = 1024
-	for len(svcs) > chunk {
-		if err := s.swapTables(svcs[:chunk]); err != nil {
+	return inGroups(svcs, s.swapTables)
+}
+
+// TablesPerSwap is how many services' tables one update of the tables map
+// swaps at most: each new table is an open map until it is swapped in, and
+// a transaction holds every table it replaced as well.
+const TablesPerSwap = 1024
+
+// inGroups calls fn on svcs TablesPerSwap at a time, in order, until one fails.
+func inGroups(svcs []*Service, fn func([]*Service) error) error {
+	for len(svcs) > 0 {
+		n := min(TablesPerSwap, len(svcs))
+		if err := fn(svcs[:n]); err != nil {
 			return err
 		}
-		svcs = svcs[chunk:]
+		svcs = svcs[n:]
 	}
-	return s.swapTables(svcs)
+	return nil
 }
 
 func (s *Set) swapTables(svcs []*Service) error {
@@ -455,11 +463,8 @@ func (s *Set) DeleteFrontend(svc *Service) error {
 // whether another service takes an address over in the same change, and
 // so are their endpoints' sockets (DropSocket, last).
 func (s *Set) DeleteServices(svcs []*Service) error {
-	const chunk = 1024
-	for rest := svcs; len(rest) > 0; rest = rest[min(chunk, len(rest)):] {
-		if err := s.deleteTables(rest[:min(chunk, len(rest))]); err != nil {
-			return err
-		}
+	if err := inGroups(svcs, s.deleteTables); err != nil {
+		return err
 	}
 	for _, svc := range svcs {
 		for _, m := range []*ebpf.Map{s.Services, s.ServiceFiles, s.Shifts} {
