@@ -173,10 +173,8 @@ func inGroups(svcs []*Service, fn func([]*Service) error) error {
 	return nil
 }
 
+// swapTables swaps one group of at most TablesPerSwap tables, never empty.
 func (s *Set) swapTables(svcs []*Service) error {
-	if len(svcs) == 0 {
-		return nil
-	}
 	spec, err := innerSpec()
 	if err != nil {
 		return err
