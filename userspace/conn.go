@@ -22,7 +22,10 @@ type sock struct {
 	writable bool
 	// hup: the peer's FIN or an error was there when epoll reported, so
 	// a short read has not seen everything yet.
-	hup     bool
+	hup bool
+	// failed: epoll reported an error (a reset) that only a read or a
+	// write returns, and none may come: see pendingError.
+	failed  bool
 	wrote   bool // something was written: the next write sets TCP_NODELAY
 	nodelay bool
 	peer    netip.AddrPort // where it leads, when known
@@ -115,6 +118,9 @@ func (c *conn) event(client bool, ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		s.writable = true
 	}
+	if ev&unix.EPOLLERR != 0 {
+		s.failed = true
+	}
 	if !c.forwarded {
 		if !client {
 			c.connected(ev)
@@ -132,6 +138,9 @@ func (c *conn) pump() {
 	if err == nil {
 		err = w.move(&c.down)
 	}
+	if err == nil {
+		err = c.pendingError()
+	}
 	switch {
 	case err != nil:
 		// A reset, a failed write: pass it on as a reset both ways, so
@@ -146,6 +155,23 @@ func (c *conn) pump() {
 		c.down.shut = true
 		sysShutdownWrite(c.client.fd)
 	}
+}
+
+// pendingError returns the error epoll reported on a socket that the
+// moves did not read or write: its direction has ended, or waits for the
+// other peer to take bytes. Left there, a peer's reset would reach the
+// other peer only once that one sends or reads again, if ever.
+func (c *conn) pendingError() error {
+	for _, s := range [...]*sock{&c.client, &c.backend} {
+		if !s.failed {
+			continue
+		}
+		s.failed = false
+		if n, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && n != 0 {
+			return unix.Errno(n)
+		}
+	}
+	return nil
 }
 
 // end closes both sockets: with resets, or with FINs once both directions
