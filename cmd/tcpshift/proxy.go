@@ -19,8 +19,9 @@ func proxyCommand() *cli.Command {
 		Usage:     "apply a route config and run the userspace proxy for its proxy-mode services",
 		ArgsUsage: " ",
 		Description: "Runs in the foreground until SIGINT or SIGTERM. Services in mode proxy (or mode\n" +
-			"auto where the kernel paths cannot serve) are forwarded with splice(2), split by\n" +
-			"the same weight tables as the kernel: set-weight reaches the proxy at once.\n" +
+			"auto where the kernel paths cannot serve) are forwarded by one event loop (read\n" +
+			"and write, splice(2) for bulk), split by the same weight tables as the kernel:\n" +
+			"set-weight reaches the proxy at once.\n" +
 			"Where BPF cannot load (not root, an old kernel) or with --no-bpf, the proxy\n" +
 			"serves every service of the file from the file alone; weights then change\n" +
 			"with the file, not with set-weight.",
