@@ -167,8 +167,8 @@ func (c *conn) pendingError() error {
 			continue
 		}
 		s.failed = false
-		if n, err := unix.GetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_ERROR); err == nil && n != 0 {
-			return unix.Errno(n)
+		if err := sockError(s.fd); err != 0 {
+			return err
 		}
 	}
 	return nil

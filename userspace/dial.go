@@ -153,9 +153,9 @@ func (c *conn) connected(ev uint32) {
 		return
 	}
 	if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-		err := unix.ECONNRESET
-		if n, gerr := unix.GetsockoptInt(c.backend.fd, unix.SOL_SOCKET, unix.SO_ERROR); gerr == nil && n != 0 {
-			err = unix.Errno(n)
+		err := sockError(c.backend.fd)
+		if err == 0 {
+			err = unix.ECONNRESET
 		}
 		c.dialFailed(err)
 		return

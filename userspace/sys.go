@@ -34,6 +34,16 @@ func setNoDelay(fd int) error {
 	return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 }
 
+// sockError takes fd's pending error (a reset, a refused or timed-out
+// connect), which epoll only flags; 0 if there is none.
+func sockError(fd int) unix.Errno {
+	n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return 0
+	}
+	return unix.Errno(n)
+}
+
 // reset closes fd with a reset instead of a FIN, as the kernel paths
 // refuse and as a failed direction passes its failure on.
 func reset(fd int) {
