@@ -2,9 +2,11 @@ package test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/internal/testenv"
@@ -134,39 +137,97 @@ func doomedState(t *testing.T, env *testenv.Env) (dir string, ino uint64) {
 	}
 }
 
-// reuseInode makes network namespaces until one gets inode ino (the kernel
-// gives a new namespace the lowest free number). Those that do not are held
-// open meanwhile, so each try takes a new number and a number freed below
-// ino cannot be taken again and again; they are closed at the end.
+// reuseInode makes a network namespace with inode ino, once the dead
+// namespace's number is free again. The kernel gives every new namespace
+// and every /proc entry the lowest free number: a network namespace takes
+// one, then its /proc/net entries take about 68 more, so one made while a
+// smaller gap lies below ino would give ino to one of its entries. Every
+// free number below ino is taken first by a UTS namespace (one number
+// each, held until the end); then ino is the lowest free number, and the
+// next namespace gets it.
 func reuseInode(t *testing.T, ino uint64) *loader.Namespace {
 	t.Helper()
-	var others []*loader.Namespace
+	var fillers []int
 	defer func() {
-		for _, ns := range others {
-			ns.Close()
+		for _, fd := range fillers {
+			unix.Close(fd)
 		}
 	}()
 	start := time.Now()
 	for {
-		ns, err := loader.NewNamespace()
+		fd, got, err := newUTSNamespace()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ns.Ino == ino {
+		if got < ino {
+			fillers = append(fillers, fd)
+			continue
+		}
+		unix.Close(fd) // frees got, the lowest free number
+		if got == ino {
+			ns, err := loader.NewNamespace()
+			if err != nil {
+				t.Fatal(err)
+			}
 			t.Cleanup(func() { ns.Close() })
-			t.Logf("new namespace reuses inode %d after %v and %d other namespaces", ino, time.Since(start).Round(time.Millisecond), len(others))
+			if ns.Ino != ino {
+				t.Fatalf("new network namespace got inode %d, want %d, the lowest free number", ns.Ino, ino)
+			}
+			t.Logf("new namespace reuses inode %d after %v and %d numbers below it taken", ino, time.Since(start).Round(time.Millisecond), len(fillers))
 			return ns
 		}
-		others = append(others, ns)
+		// got > ino: the dead namespace's number is not free yet.
 		if time.Since(start) > 10*time.Second {
-			var got []uint64
-			for _, o := range others[max(0, len(others)-5):] {
-				got = append(got, o.Ino)
-			}
-			t.Fatalf("no new network namespace got the dead one's inode %d within 10s (%d tries, last inodes %v): the kernel did not free or reuse it", ino, len(others), got)
+			t.Fatalf("the dead namespace's inode %d not free within 10s (lowest free number %d): the kernel did not free it", ino, got)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// newUTSNamespace makes a UTS namespace, which takes one inode number, and
+// returns a handle that keeps it alive and its inode.
+func newUTSNamespace() (fd int, ino uint64, err error) {
+	type made struct {
+		fd  int
+		ino uint64
+		err error
+	}
+	ch := make(chan made, 1)
+	go func() {
+		// The thread goes back to its namespace, so that the handle alone
+		// keeps the new one: closing it frees the number at once. A
+		// thread that cannot go back stays locked, and ends with this
+		// goroutine.
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/uts", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- made{err: fmt.Errorf("open UTS namespace: %w", err)}
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Unshare(unix.CLONE_NEWUTS); err != nil {
+			ch <- made{err: fmt.Errorf("unshare UTS namespace: %w", err)}
+			return
+		}
+		fd, err := unix.Open("/proc/thread-self/ns/uts", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Setns(orig, unix.CLONE_NEWUTS)
+		}
+		if err != nil {
+			ch <- made{err: fmt.Errorf("make UTS namespace: %w", err)}
+			return
+		}
+		runtime.UnlockOSThread()
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			ch <- made{err: fmt.Errorf("stat UTS namespace: %w", err)}
+			return
+		}
+		ch <- made{fd: fd, ino: st.Ino}
+	}()
+	m := <-ch
+	return m.fd, m.ino, m.err
 }
 
 // nsLookupPrograms counts the sk_lookup programs attached to ns.
