@@ -54,6 +54,7 @@ k8s-bench: build ## measure the Kubernetes agent with 10 000 Services; writes do
 	  $(GO) test -tags k8s,k8sbench -count=1 -timeout 60m -run TestScale -v ./test/k8s/
 
 demo: build ## run Istio's tcp-echo traffic-shifting task in a private network namespace (needs root)
+	bash scripts/install-deps.sh demo
 	$(BIN)/tcpshift demo
 
 bench: build ## measure tcpshift against direct, HAProxy and nginx; writes docs/benchmarks/ (needs root)

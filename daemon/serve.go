@@ -13,15 +13,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tcpshift/tcpshift/features"
 	"github.com/tcpshift/tcpshift/loader"
 )
 
 // ServeMetrics serves /metrics on addr, made by inNS, until stop is called:
 // reg's collectors, the services' figures as status reads them from the
-// pinned maps at every scrape, and the Go runtime's and the process's.
+// pinned maps at every scrape, the kernel facilities as probed (once per
+// process), and the Go runtime's and the process's.
 // tcpshift run and tcpshift agent share it.
 func ServeMetrics(addr string, reg *prometheus.Registry, status func() (*loader.Status, error), inNS func(func() error) error, log *slog.Logger) (stop func(), err error) {
-	reg.MustRegister(kernelCollector{status: status}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(kernelCollector{status: status}, featureCollector{features.Probe()}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ln net.Listener
 	if err := inNS(func() (err error) {
 		ln, err = net.Listen("tcp", addr)

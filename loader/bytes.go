@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,16 +11,48 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/features"
+	"github.com/tcpshift/tcpshift/loader/sockdiag"
 	"github.com/tcpshift/tcpshift/maps"
 )
 
 // Bytes is traffic towards (In) and from (Out) an endpoint.
 type Bytes struct{ In, Out uint64 }
 
+// Where status's live bytes come from (Status.LiveBytes).
+const (
+	LiveBytesIterator = "iterator" // the iter/bpf_sk_storage_map program
+	LiveBytesSockDiag = "sock_diag"
+)
+
 // liveBytes sums the bytes of the connections open right now per endpoint
-// id, by running the bytes iterator over the sockets' tags. sockops adds a
-// connection's bytes to its endpoint's counters only when it closes.
-func liveBytes(set *maps.Set) (map[uint32]Bytes, error) {
+// id: sockops adds a connection's bytes to its endpoint's counters only when
+// it closes. It runs the BPF iterator over the sockets' tags where the kernel
+// allows it, and otherwise asks socket diagnostics for every socket's tag and
+// tcp_info. source names the path taken; with neither, live is nil and why
+// says what each refused: status then shows closed connections' bytes only.
+func (t *Target) liveBytes(set *maps.Set) (live map[uint32]Bytes, source string, why error) {
+	iterErr := features.Check(features.IterSkStorage)
+	if iterErr == nil {
+		live, err := iterBytes(set)
+		if err == nil {
+			return live, LiveBytesIterator, nil
+		}
+		iterErr = err
+	}
+	diagErr := features.Check(features.DiagStorage)
+	if diagErr == nil {
+		live, err := t.diagBytes(set)
+		if err == nil {
+			return live, LiveBytesSockDiag, nil
+		}
+		diagErr = err
+	}
+	return nil, "", fmt.Errorf("%w; %w", iterErr, diagErr)
+}
+
+// iterBytes runs the bytes iterator over the conns map.
+func iterBytes(set *maps.Set) (map[uint32]Bytes, error) {
 	spec, err := bpf.LoadTcpshift()
 	if err != nil {
 		return nil, fmt.Errorf("load bpf spec: %w", err)
@@ -52,16 +85,61 @@ func liveBytes(set *maps.Set) (map[uint32]Bytes, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read bytes iterator: %w", err)
 		}
-		st, err := set.EndpointStats(b.Endpoint)
-		if err != nil {
+		if err := addBytes(set, out, b); err != nil {
 			return nil, err
 		}
-		if st.Generation != b.Generation {
-			continue // a connection of an endpoint since removed
-		}
-		sum := out[b.Endpoint]
-		sum.In += b.In
-		sum.Out += b.Out
-		out[b.Endpoint] = sum
 	}
+}
+
+// diagBytes reads the same figures through socket diagnostics: each socket's
+// tag in conns and its tcp_info counters, as the iterator computes them.
+func (t *Target) diagBytes(set *maps.Set) (map[uint32]Bytes, error) {
+	out := map[uint32]Bytes{}
+	err := sockdiag.Walk(t.NS.Handle, set.Conns, func(s *sockdiag.Socket) error {
+		c, ok := decodeConn(s.Storage)
+		if !ok || c.Flags&bpf.TcpshiftConnFlagsCONN_COUNTED == 0 {
+			return nil
+		}
+		sent, received := s.BytesSent-s.BytesRetrans, s.BytesReceived
+		if s.FinReceived() && received > 0 {
+			received-- // the kernel counts the peer's FIN in sequence space
+		}
+		b := bpf.TcpshiftConnBytes{Endpoint: c.Endpoint, Generation: c.Generation, In: sent, Out: received}
+		if c.Flags&bpf.TcpshiftConnFlagsCONN_SERVER != 0 {
+			b.In, b.Out = received, sent
+		}
+		return addBytes(set, out, b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("live bytes through sock_diag: %w", err)
+	}
+	return out, nil
+}
+
+// addBytes adds one open connection's bytes to its endpoint's sum, unless
+// the connection belongs to an endpoint since removed.
+func addBytes(set *maps.Set, out map[uint32]Bytes, b bpf.TcpshiftConnBytes) error {
+	st, err := set.EndpointStats(b.Endpoint)
+	if err != nil {
+		return err
+	}
+	if st.Generation != b.Generation {
+		return nil
+	}
+	sum := out[b.Endpoint]
+	sum.In += b.In
+	sum.Out += b.Out
+	out[b.Endpoint] = sum
+	return nil
+}
+
+// decodeConn reads a socket's value in conns as sock_diag returns it.
+func decodeConn(raw []byte) (c bpf.TcpshiftConn, ok bool) {
+	if len(raw) < binary.Size(c) {
+		return c, false
+	}
+	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &c); err != nil {
+		return c, false
+	}
+	return c, true
 }

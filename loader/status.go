@@ -9,6 +9,12 @@ type Status struct {
 	// Daemon is the tcpshift run managing the namespace, if one runs.
 	Daemon   *Daemon         `json:"daemon,omitempty" yaml:"daemon,omitempty"`
 	Services []ServiceStatus `json:"services" yaml:"services"`
+	// LiveBytes says how the bytes of open connections were read
+	// (LiveBytesIterator or LiveBytesSockDiag); "" when they could not be,
+	// and LiveBytesUnavailable says why: the byte counters then hold
+	// closed connections only.
+	LiveBytes            string `json:"live_bytes" yaml:"live_bytes"`
+	LiveBytesUnavailable string `json:"live_bytes_unavailable,omitempty" yaml:"live_bytes_unavailable,omitempty"`
 	// Live is the services as the kernel holds them, for export.
 	Live []*maps.Service `json:"-" yaml:"-"`
 }
@@ -120,13 +126,13 @@ func (t *Target) Status(service string) (*Status, error) {
 	var st *Status
 	err := t.Read(func(set *maps.Set) error {
 		var err error
-		st, err = readStatus(set, service)
+		st, err = t.readStatus(set, service)
 		return err
 	})
 	return st, err
 }
 
-func readStatus(set *maps.Set, service string) (*Status, error) {
+func (t *Target) readStatus(set *maps.Set, service string) (*Status, error) {
 	var svcs []*maps.Service
 	if service != "" {
 		svc, err := lookupService(set, service)
@@ -144,11 +150,14 @@ func readStatus(set *maps.Set, service string) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	live, err := liveBytes(set)
-	if err != nil {
-		return nil, err
-	}
 	st := &Status{Daemon: runningDaemon(&o), Services: []ServiceStatus{}, Live: svcs}
+	// Live bytes are a nicety: a kernel that refuses both ways to read
+	// them costs the figure, never the status.
+	live, source, why := t.liveBytes(set)
+	st.LiveBytes = source
+	if why != nil {
+		st.LiveBytesUnavailable = why.Error()
+	}
 	for _, svc := range svcs {
 		ss, err := serviceStatus(set, svc, live)
 		if err != nil {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tcpshift needs on Debian 12, for the Makefile, CI and Vagrant.
 #   install-deps.sh test      — running the tests and the demo (Go must be present)
+#   install-deps.sh demo      — what the demo's printed commands use (nc)
 #   install-deps.sh generate  — rebuilding the BPF objects (clang, libbpf headers)
 #   install-deps.sh bench     — the benchmark's peers (iperf3, HAProxy, nginx stream)
 #   install-deps.sh vagrant   — a fresh VM (vagrant/Vagrantfile): test's packages, make, and Go
@@ -30,12 +31,13 @@ keep_packaged_etcd_off() {
 }
 
 case "$want" in
-test) pkgs=(iproute2 iperf3 systemd ruby) ;; # systemd-analyze and ruby check the unit and the Vagrantfile
+test) pkgs=(iproute2 iperf3 systemd ruby netcat-openbsd) ;; # systemd-analyze and ruby check the unit and the Vagrantfile; nc runs the demo's commands
+demo) pkgs=(netcat-openbsd) ;;
 generate) pkgs=(clang llvm libbpf-dev) ;;
 bench) pkgs=(iproute2 iperf3 haproxy nginx libnginx-mod-stream) ;;
-vagrant) pkgs=(iproute2 iperf3 systemd ruby make ca-certificates curl) ;;
+vagrant) pkgs=(iproute2 iperf3 systemd ruby netcat-openbsd make ca-certificates curl) ;;
 k8s) pkgs=(iproute2 etcd-server) ;;
-*) echo "usage: $0 test|generate|bench|vagrant|k8s" >&2; exit 2 ;;
+*) echo "usage: $0 test|demo|generate|bench|vagrant|k8s" >&2; exit 2 ;;
 esac
 
 missing=()

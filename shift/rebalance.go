@@ -24,6 +24,11 @@ type RebalanceOptions struct {
 	Out          io.Writer
 }
 
+var rebalancePathName = map[string]string{
+	loader.RebalanceIterator: "bpf_sock_destroy from a BPF socket iterator",
+	loader.RebalanceSockDiag: "sock_diag SOCK_DESTROY (the BPF iterator is unavailable here: tcpshift doctor)",
+}
+
 // Rebalance closes the subsets' established connections gradually, spread
 // evenly over the window with jitter and never above MaxPerSecond in any
 // second, so that their clients reconnect by the weights in force instead
@@ -60,6 +65,7 @@ func Rebalance(ctx context.Context, tg *loader.Target, o RebalanceOptions) error
 		return err
 	}
 	defer r.Close()
+	fmt.Fprintf(o.Out, "closing them with %s\n", rebalancePathName[r.Path])
 	type batch struct {
 		at time.Time
 		n  int

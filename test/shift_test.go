@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcpshift/tcpshift/features"
 	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/internal/testenv"
 	"github.com/tcpshift/tcpshift/loader"
@@ -271,7 +272,25 @@ func (c cliShell) must(t *testing.T, args ...string) string {
 // Rebalance closes the old subset's 200 long-lived connections gradually
 // over 10 s, never more than the rate allows in a second; the clients
 // reconnect to v2; another service's connections to the same backend stay.
+// It does so through the path this host prefers (the BPF iterator where the
+// kernel loads it) and through sock_diag with the iterator off.
 func TestRebalance(t *testing.T) {
+	preferred := loader.RebalanceSockDiag
+	if features.Check(features.IterTCP) == nil {
+		preferred = loader.RebalanceIterator
+	}
+	for _, tc := range []struct{ name, disable, want string }{
+		{"preferred", "", preferred},
+		{"sock_diag", string(features.IterTCP), loader.RebalanceSockDiag},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(features.DisableEnv, tc.disable)
+			checkRebalance(t, tc.want)
+		})
+	}
+}
+
+func checkRebalance(t *testing.T, wantPath string) {
 	env, tg := shiftEnv(t)
 	apply(t, tg, echoConfig+`- name: other
   listen: 127.0.0.101:9000
@@ -343,6 +362,10 @@ func TestRebalance(t *testing.T) {
 		t.Fatalf("rebalance: %v\n%s", err, out.String())
 	}
 	took := time.Since(start)
+	if want := map[string]string{loader.RebalanceIterator: "with bpf_sock_destroy from a BPF socket iterator",
+		loader.RebalanceSockDiag: "with sock_diag SOCK_DESTROY"}[wantPath]; !strings.Contains(out.String(), want) {
+		t.Fatalf("rebalance did not say it closed %q:\n%s", want, out.String())
+	}
 	perSecond := map[int]int{}
 	var closes []time.Time
 	for range n {

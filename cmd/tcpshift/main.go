@@ -108,6 +108,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			agentCommand(),
 			downCommand(),
 			demoCommand(),
+			doctorCommand(),
 			versionCommand(),
 			completionCommand(),
 		},

@@ -130,6 +130,9 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 			}
 		}
 	}
+	if st.LiveBytesUnavailable != "" {
+		fmt.Fprintf(w, "\nBYTES count closed connections only: this kernel gives no live bytes of open ones (%s; tcpshift doctor tells more)\n", st.LiveBytesUnavailable)
+	}
 	return nil
 }
 

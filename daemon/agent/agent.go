@@ -120,6 +120,7 @@ func Run(ctx context.Context, o Options) error {
 		case <-time.After(wait):
 		}
 	}
+	daemon.LogKernelFeatures(o.Log)
 	stop, err := a.serve(reg)
 	if err != nil {
 		return err
