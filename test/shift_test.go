@@ -307,6 +307,7 @@ func checkRebalance(t *testing.T, wantPath string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer c.Close()
 		if reply, err := echo.Ask(c, "other"); err != nil || reply != "one other" {
 			t.Fatalf("other service: %q %v", reply, err)
 		}
