@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/tcpshift/tcpshift/features"
 	"github.com/tcpshift/tcpshift/internal/testenv"
 )
 
@@ -115,6 +116,19 @@ func TestDaemonMetrics(t *testing.T) {
 	}
 	if fams["go_goroutines"] == nil || fams["process_open_fds"] == nil {
 		t.Error("no Go runtime or process metrics")
+	}
+	// Every kernel facility, as the probe finds it, in the metrics and
+	// in the daemon's log at start.
+	d.wantLines(t, `msg="kernel feature"`, len(features.All))
+	for _, f := range features.All {
+		want, line := 1.0, "feature="+string(f.Name)+" available=true"
+		if features.Check(f.Name) != nil {
+			want, line = 0, "feature="+string(f.Name)+" available=false"
+		}
+		if got := value(t, fams, "tcpshift_kernel_feature", map[string]string{"feature": string(f.Name)}); got != want {
+			t.Errorf("tcpshift_kernel_feature{feature=%s} = %v, want %v", f.Name, got, want)
+		}
+		d.wantLines(t, line, 1)
 	}
 
 	// A refused file, a weight change and an active connection show up.
