@@ -111,6 +111,7 @@ func Run(ctx context.Context, o Options) error {
 	d := &daemon{o: o, log: o.Log, checks: map[endpointKey]*checkState{},
 		failedSeen: map[endpointKey]uint64{}, results: make(chan result, 64)}
 	o.Target.Waiting = func(msg string) { o.Log.Warn(msg) }
+	o.Target.Notice = o.Target.Waiting
 	LogKernelFeatures(o.Log)
 
 	ch, data, err := d.read()

@@ -173,7 +173,7 @@ func (t *Target) current(opts ApplyOptions) ([]*maps.Service, error) {
 		return nil, err
 	}
 	defer set.Close()
-	if err := t.checkOwner(set); err != nil {
+	if removed, err := t.dropStale(set); err != nil || removed {
 		return nil, err
 	}
 	switch {

@@ -91,22 +91,8 @@ func (t *Target) deleteRoutes(set *maps.Set) error {
 // removeState detaches the pinned links in dir and removes every pin and
 // the directory (the shared parent too once it is empty).
 func removeState(dir string) error {
-	// Detach explicitly: dropping a link's last reference by unpinning
-	// detaches only later, from a kernel work queue.
-	for _, h := range hooks {
-		if err := detachPinned(filepath.Join(dir, linkPin(h.prog))); err != nil {
-			return fmt.Errorf("detach %s: %w", h.prog, err)
-		}
-	}
-	// The pins hold the maps alive; removing them frees everything.
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("read pin directory: %w", err)
-	}
-	for _, e := range entries {
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-			return fmt.Errorf("unpin %s: %w", e.Name(), err)
-		}
+	if _, err := clearState(dir); err != nil {
+		return err
 	}
 	if err := os.Remove(dir); err != nil {
 		return fmt.Errorf("remove pin directory: %w", err)
@@ -115,6 +101,39 @@ func removeState(dir string) error {
 		return fmt.Errorf("remove %s: %w", filepath.Dir(dir), err)
 	}
 	return nil
+}
+
+// cleared counts what clearState removed: the cgroup programs it detached
+// and the pins (maps and links) it removed.
+type cleared struct{ cgroupPrograms, pins int }
+
+// clearState detaches the pinned links in dir and removes every pin; the
+// directory stays (a writer holds its lock on it).
+func clearState(dir string) (c cleared, err error) {
+	// Detach explicitly: dropping a link's last reference by unpinning
+	// detaches only later, from a kernel work queue.
+	for _, h := range hooks {
+		pin := filepath.Join(dir, linkPin(h.prog))
+		_, statErr := os.Lstat(pin)
+		if err := detachPinned(pin); err != nil {
+			return c, fmt.Errorf("detach %s: %w", h.prog, err)
+		}
+		if statErr == nil && h.attach != 0 {
+			c.cgroupPrograms++
+		}
+	}
+	// The pins hold the maps alive; removing them frees everything.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return c, fmt.Errorf("read pin directory: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return c, fmt.Errorf("unpin %s: %w", e.Name(), err)
+		}
+		c.pins++
+	}
+	return c, nil
 }
 
 // detachPinned detaches the link pinned at pin, if there is one. A netns

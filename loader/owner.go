@@ -17,8 +17,9 @@ import (
 
 // ErrStale is returned when the pinned state in a namespace's directory was
 // left by a network namespace that no longer exists: its inode, which names
-// the directory, was given to a new namespace. Such state is never adopted;
-// `tcpshift down` removes it.
+// the directory, was given to a new namespace. Such state is never adopted:
+// readers (status, get, dry runs) refuse it, writers remove it first (see
+// dropStale), and so does `tcpshift down`.
 var ErrStale = errors.New("stale state")
 
 // ErrDaemon is returned when apply or down would change a namespace that a
@@ -49,14 +50,15 @@ func staleReason(dir string, cookie uint64, set *maps.Set) string {
 }
 
 // checkOwner refuses state that is not this namespace's, and adopts state
-// pinned before owners were recorded.
+// pinned before owners were recorded. Readers call it; writers call
+// dropStale, which removes such state instead.
 func (t *Target) checkOwner(set *maps.Set) error {
 	cookie, err := t.cookie()
 	if err != nil {
 		return err
 	}
 	if why := staleReason(t.Dir, cookie, set); why != "" {
-		return fmt.Errorf("%w in %s: %s; run tcpshift down to remove it", ErrStale, t.Dir, why)
+		return fmt.Errorf("%w in %s: %s; tcpshift apply replaces it, tcpshift down removes it", ErrStale, t.Dir, why)
 	}
 	return nil
 }

@@ -57,6 +57,10 @@ type Target struct {
 	// loadedTag is the progTag of the programs this apply attached or
 	// found attached, for the owner record.
 	loadedTag uint64
+	// Notice is told, in one line, what a writer did on its own besides
+	// the change asked for (removing state a deleted namespace left in
+	// this one's directory); nil says nothing.
+	Notice func(msg string)
 	// Waiting is told, after LockWaitNotice, that another writer holds
 	// the namespace's lock and who it is; nil says nothing.
 	Waiting func(msg string)

@@ -25,7 +25,7 @@ func (t *Target) Update(fn func(set *maps.Set) error) (err error) {
 		return err
 	}
 	defer set.Close()
-	if err := t.checkOwner(set); err != nil {
+	if err := t.claimState(set); err != nil {
 		return err
 	}
 	if err := set.Begin(); err != nil {

@@ -1,12 +1,16 @@
 package test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,10 +21,13 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/daemon"
 	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/internal/testenv"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/loader/listener"
+	tsmaps "github.com/tcpshift/tcpshift/maps"
 )
 
 const staleConfig = `services:
@@ -240,92 +247,529 @@ func nsLookupPrograms(t *testing.T, ns *loader.Namespace) int {
 	return len(res.Programs)
 }
 
-// State left by a deleted namespace is never adopted by the namespace that
-// reuses its inode (and so its pin directory): it is refused until
-// tcpshift down removes it.
-func TestStaleNamespaceStateRefused(t *testing.T) {
-	env := testenv.New(t)
-	dir, ino := doomedState(t, env)
-	if n := env.CgroupPrograms(); n != 4 {
-		t.Fatalf("%d cgroup programs attached after the namespace died, want its 4", n)
+// cgroupProgramIDs lists the programs attached to the cgroup at every
+// attach type tcpshift uses there (sockops too).
+func cgroupProgramIDs(t *testing.T, cgroup string) []ebpf.ProgramID {
+	t.Helper()
+	cg, err := os.Open(cgroup)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer cg.Close()
+	var ids []ebpf.ProgramID
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect,
+		ebpf.AttachCgroupInet4GetPeername, ebpf.AttachCgroupInet6GetPeername, ebpf.AttachCGroupSockOps} {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: at})
+		if err != nil {
+			t.Fatalf("query %s programs: %v", at, err)
+		}
+		for _, p := range res.Programs {
+			ids = append(ids, p.ID)
+		}
+	}
+	return ids
+}
 
-	ns := reuseInode(t, ino)
-	tg, err := loader.Open(ns.Path(), env.BPFFS, env.Cgroup)
+// linkedPrograms lists the programs of the cgroup links pinned in dir.
+func linkedPrograms(t *testing.T, dir string) []ebpf.ProgramID {
+	t.Helper()
+	pins, err := filepath.Glob(filepath.Join(dir, "*_link"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []ebpf.ProgramID
+	for _, pin := range pins {
+		if filepath.Base(pin) == bpf.TcpshiftProgTcpshiftLookup+"_link" {
+			continue
+		}
+		l, err := link.LoadPinnedLink(pin, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := l.Info()
+		l.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, info.Program)
+	}
+	return ids
+}
+
+// pinnedOwnerRecord reads the owner record pinned in dir.
+func pinnedOwnerRecord(t *testing.T, dir string) tsmaps.Owner {
+	t.Helper()
+	set, err := tsmaps.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	o, err := set.Owner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// pinnedService reads a service as the maps pinned in dir hold it.
+func pinnedService(t *testing.T, dir, name string) *tsmaps.Service {
+	t.Helper()
+	set, err := tsmaps.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	svc, ok, err := set.Service(name)
+	if err != nil || !ok {
+		t.Fatalf("service %s in %s: %v, %v", name, dir, ok, err)
+	}
+	return svc
+}
+
+// notices collects what a Target's Notice is told.
+type notices struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (n *notices) add(msg string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.lines = append(n.lines, msg)
+}
+
+func (n *notices) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.lines)
+}
+
+// reused is the state a deleted namespace left, in the pin directory of a
+// new namespace that got the dead one's inode, and a Target on the new one.
+type reused struct {
+	env        *testenv.Env
+	ns         *loader.Namespace
+	tg         *loader.Target
+	dir        string
+	ino        uint64
+	deadCookie uint64           // the dead namespace's, from its owner record
+	deadProgs  []ebpf.ProgramID // the programs of its cgroup links
+	notices    *notices         // what tg.Notice was told
+}
+
+// reusedState makes stale state (staleConfig's tcp-echo) and a namespace
+// reusing its directory, with a Target on it (closed and downed at the end).
+func reusedState(t *testing.T) *reused {
+	t.Helper()
+	r := &reused{env: testenv.New(t), notices: &notices{}}
+	r.dir, r.ino = doomedState(t, r.env)
+	r.deadCookie = pinnedOwnerRecord(t, r.dir).NetnsCookie
+	if r.deadCookie == 0 {
+		t.Fatalf("the dead namespace's owner record in %s names no cookie", r.dir)
+	}
+	r.deadProgs = linkedPrograms(t, r.dir)
+	if len(r.deadProgs) != 5 {
+		t.Fatalf("%d cgroup links pinned by the dead namespace's state, want 5", len(r.deadProgs))
+	}
+	if n := r.env.CgroupPrograms(); n != 4 {
+		t.Fatalf("%d connect-time programs attached after the namespace died, want its 4", n)
+	}
+	r.ns = reuseInode(t, r.ino)
+	tg, err := loader.Open(r.ns.Path(), r.env.BPFFS, r.env.Cgroup)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tg.Close() })
 	t.Cleanup(func() { tg.Down() })
-	if tg.Dir != dir {
-		t.Fatalf("new namespace's pin directory %s, the dead one's %s", tg.Dir, dir)
+	if tg.Dir != r.dir {
+		t.Fatalf("new namespace's pin directory %s, the dead one's %s", tg.Dir, r.dir)
 	}
-	nsEcho(t, ns, "127.0.0.1:9001", "fresh")
-	before := env.KernelState() // the bpffs and cgroup, with the stale state
+	tg.Notice = r.notices.add
+	r.tg = tg
+	return r
+}
 
-	_, err = tg.Status("")
-	wantErr(t, "status over stale state", err, "stale state", dir, "severed", "tcpshift down")
+// wantRemovalLine checks the one line that says the stale state was
+// removed: the directory, why (whose it was), and what went with it.
+func (r *reused) wantRemovalLine(t *testing.T, line string) {
+	t.Helper()
+	want := fmt.Sprintf("removed stale state in %s: it belonged to network namespace cookie %d, deleted without tcpshift down (inode %d reused); detached its 5 cgroup programs, unpinned its ",
+		r.dir, r.deadCookie, r.ino)
+	if !strings.HasPrefix(line, want) || !strings.HasSuffix(line, " maps and links (1 service: tcp-echo)") || strings.Contains(line, "\n") {
+		t.Fatalf("removal line:\n%s\nwant one line:\n%s<n> maps and links (1 service: tcp-echo)", line, want)
+	}
+}
+
+// wantOneNotice wants exactly one notice, the removal line.
+func (r *reused) wantOneNotice(t *testing.T) {
+	t.Helper()
+	got := r.notices.all()
+	if len(got) != 1 {
+		t.Fatalf("notices %q, want exactly the one removal line", got)
+	}
+	r.wantRemovalLine(t, got[0])
+}
+
+// wantDeadGone checks that nothing of the dead namespace's state is left:
+// its cgroup programs detached (and freed), nothing listed as stale.
+func (r *reused) wantDeadGone(t *testing.T) {
+	t.Helper()
+	for _, id := range cgroupProgramIDs(t, r.env.Cgroup) {
+		if slices.Contains(r.deadProgs, id) {
+			t.Fatalf("cgroup program %d of the dead namespace's state still attached", id)
+		}
+	}
+	// Programs are freed once the last link and pin are gone, after an
+	// RCU grace period: one attached anywhere is never freed.
+	for _, id := range r.deadProgs {
+		deadline := time.Now().Add(5 * time.Second)
+		for r.env.ProgramExists(id) {
+			if time.Now().After(deadline) {
+				t.Fatalf("cgroup program %d of the dead namespace's state still loaded after 5s", id)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if stale, err := loader.StaleStates(r.env.BPFFS); err != nil || len(stale) != 0 {
+		t.Fatalf("stale states after the removal: %+v, %v", stale, err)
+	}
+}
+
+// wantOwned checks that the pinned state is the new namespace's.
+func (r *reused) wantOwned(t *testing.T) {
+	t.Helper()
+	cookie, err := r.ns.Cookie()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := pinnedOwnerRecord(t, r.dir); o.NetnsCookie != cookie || o.NetnsIno != r.ino {
+		t.Fatalf("owner record names cookie %d inode %d, want this namespace's: cookie %d inode %d", o.NetnsCookie, o.NetnsIno, cookie, r.ino)
+	}
+	if n := nsLookupPrograms(t, r.ns); n != 1 {
+		t.Fatalf("%d sk_lookup programs attached to the new namespace, want 1", n)
+	}
+	if n := r.env.CgroupPrograms(); n != 4 {
+		t.Fatalf("%d connect-time programs attached, want the new state's 4", n)
+	}
+}
+
+// wantAnswers asks the frontend n times inside the new namespace and wants
+// every answer from who.
+func (r *reused) wantAnswers(t *testing.T, n int, who string) {
+	t.Helper()
+	for range n {
+		if got, err := nsAsk(r.ns, "127.0.0.100:9000"); err != nil || got != who {
+			t.Fatalf("127.0.0.100:9000 in the new namespace: answered by %q, %v; want %q", got, err, who)
+		}
+	}
+}
+
+// Readers never remove stale state: status and a dry run refuse it and
+// leave it exactly as it is.
+func (r *reused) wantReadersRefuse(t *testing.T) {
+	t.Helper()
+	before := r.env.KernelState()
+	_, err := r.tg.Status("")
+	wantErr(t, "status over stale state", err, "stale state in "+r.dir, "severed", "tcpshift apply replaces it", "tcpshift down removes it")
 	if !errors.Is(err, loader.ErrStale) {
 		t.Fatalf("status: %v is not ErrStale", err)
 	}
-	_, err = tg.Apply(parse(t, staleConfig))
-	wantErr(t, "apply over stale state", err, "stale state", dir, "tcpshift down")
-	if !errors.Is(err, loader.ErrStale) {
-		t.Fatalf("apply: %v is not ErrStale", err)
-	}
-	_, err = tg.ApplyWith(parse(t, staleConfig), loader.ApplyOptions{DryRun: true})
+	_, err = r.tg.ApplyWith(parse(t, staleConfig), loader.ApplyOptions{DryRun: true})
 	if !errors.Is(err, loader.ErrStale) {
 		t.Fatalf("dry run: %v is not ErrStale", err)
 	}
-	_, err = tg.SetWeights("tcp-echo", []loader.Weight{{Subset: "v1", Weight: 2}})
-	if !errors.Is(err, loader.ErrStale) {
-		t.Fatalf("set-weight: %v is not ErrStale", err)
+	r.env.RequireUnchanged(before)
+	if got := r.notices.all(); len(got) != 0 {
+		t.Fatalf("readers told %q", got)
 	}
-	env.RequireUnchanged(before)
+	if stale, err := loader.StaleStates(r.env.BPFFS); err != nil || len(stale) != 1 || stale[0].Dir != r.dir {
+		t.Fatalf("stale states after the readers: %+v, %v; want %s still", stale, err, r.dir)
+	}
+}
+
+// State left by a deleted namespace is never adopted by the namespace that
+// reuses its inode (and so its pin directory). Readers refuse it; apply
+// removes it, says so in one line and applies as over nothing.
+func TestStaleStateRemovedByApply(t *testing.T) {
+	r := reusedState(t)
+	nsEcho(t, r.ns, "127.0.0.1:9001", "fresh")
+	r.wantReadersRefuse(t)
 	// The stale state steers nothing here, but its cgroup hooks stay.
-	if n := nsLookupPrograms(t, ns); n != 0 {
+	if n := nsLookupPrograms(t, r.ns); n != 0 {
 		t.Fatalf("%d sk_lookup programs attached to the new namespace", n)
 	}
-	if _, err := nsAsk(ns, "127.0.0.100:9000"); !errors.Is(err, syscall.ECONNREFUSED) {
+	if _, err := nsAsk(r.ns, "127.0.0.100:9000"); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("127.0.0.100:9000 in the new namespace: %v, want refused", err)
 	}
-	if n := env.CgroupPrograms(); n != 4 {
-		t.Fatalf("%d cgroup programs attached, want the stale state's 4", n)
-	}
 
-	removed, err := tg.Down()
-	if err != nil || !removed {
-		t.Fatalf("down over stale state: %v, %v; want it removed", removed, err)
-	}
-	if n := env.CgroupPrograms(); n != 0 {
-		t.Fatalf("%d cgroup programs attached after down, want 0", n)
-	}
-	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("pin directory after down: %v", err)
-	}
-	if stale, err := loader.StaleStates(env.BPFFS); err != nil || len(stale) != 0 {
-		t.Fatalf("stale states after down: %+v, %v", stale, err)
-	}
-
-	// Now the new namespace works as any other.
-	changes, err := tg.Apply(parse(t, staleConfig))
+	changes, err := r.tg.Apply(parse(t, staleConfig))
 	if err != nil {
-		t.Fatalf("apply after down: %v", err)
+		t.Fatalf("apply over stale state: %v", err)
 	}
 	if got := changeList(changes); got != "tcp-echo added" {
-		t.Fatalf("apply after down changed %q, want tcp-echo added", got)
+		t.Fatalf("apply over stale state changed %q, want tcp-echo added (the stale service is not this namespace's)", got)
 	}
-	for range 3 {
-		if who, err := nsAsk(ns, "127.0.0.100:9000"); err != nil || who != "fresh" {
-			t.Fatalf("new namespace after apply: answered by %q, %v", who, err)
+	r.wantOneNotice(t)
+	r.wantDeadGone(t)
+	r.wantOwned(t)
+	r.wantAnswers(t, 3, "fresh")
+	st, err := r.tg.Status("")
+	if err != nil || len(st.Services) != 1 || st.Services[0].Subsets[0].Connections != 3 {
+		t.Fatalf("status after apply: %+v, %v; want tcp-echo alone, with the 3 connections", st, err)
+	}
+
+	// Now it is this namespace's: applied again, nothing is removed.
+	changes, err = r.tg.Apply(parse(t, staleConfig))
+	if err != nil || changeList(changes) != "tcp-echo unchanged" {
+		t.Fatalf("second apply: %q, %v; want tcp-echo unchanged", changeList(changes), err)
+	}
+	if got := r.notices.all(); len(got) != 1 {
+		t.Fatalf("notices after the second apply: %q, want still the one", got)
+	}
+	r.wantAnswers(t, 1, "fresh")
+}
+
+// Writers that change state in place (set-weight, shift) remove stale state
+// too, say so, and then find nothing applied; the next apply is as in any
+// new namespace.
+func TestStaleStateRemovedByInPlaceWriters(t *testing.T) {
+	for _, w := range []struct {
+		name  string
+		write func(tg *loader.Target) error
+	}{
+		{"set-weight", func(tg *loader.Target) error {
+			_, err := tg.SetWeights("tcp-echo", []loader.Weight{{Subset: "v1", Weight: 2}})
+			return err
+		}},
+		{"shift", func(tg *loader.Target) error {
+			_, _, err := tg.StartShift(loader.ShiftPlan{Service: "tcp-echo", To: "v1", Percent: []uint32{100}, Interval: time.Second})
+			return err
+		}},
+	} {
+		t.Run(w.name, func(t *testing.T) {
+			r := reusedState(t)
+			nsEcho(t, r.ns, "127.0.0.1:9001", "fresh")
+			err := w.write(r.tg)
+			if !errors.Is(err, tsmaps.ErrNotLoaded) {
+				t.Fatalf("%s over stale state: %v, want %v", w.name, err, tsmaps.ErrNotLoaded)
+			}
+			r.wantOneNotice(t)
+			r.wantDeadGone(t)
+			if n := r.env.CgroupPrograms(); n != 0 {
+				t.Fatalf("%d connect-time programs attached after the removal, want none", n)
+			}
+			if n := nsLookupPrograms(t, r.ns); n != 0 {
+				t.Fatalf("%d sk_lookup programs attached to the new namespace", n)
+			}
+			// Nothing is left, not even the directory.
+			if _, err := os.Stat(r.dir); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("pin directory after the removal: %v", err)
+			}
+			if _, err := nsAsk(r.ns, "127.0.0.100:9000"); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("127.0.0.100:9000 in the new namespace: %v, want refused", err)
+			}
+
+			changes, err := r.tg.Apply(parse(t, staleConfig))
+			if err != nil || changeList(changes) != "tcp-echo added" {
+				t.Fatalf("apply after the removal: %q, %v; want tcp-echo added", changeList(changes), err)
+			}
+			r.wantOwned(t)
+			if err := w.write(r.tg); err != nil {
+				t.Fatalf("%s after apply: %v", w.name, err)
+			}
+			r.wantAnswers(t, 2, "fresh")
+			if got := r.notices.all(); len(got) != 1 {
+				t.Fatalf("notices %q, want still the one", got)
+			}
+		})
+	}
+}
+
+// tcpshift run starting in a namespace that reuses a dead one's inode
+// removes the stale state, logs it in one line, and runs.
+func TestStaleStateRemovedByDaemon(t *testing.T) {
+	r := reusedState(t)
+	nsEcho(t, r.ns, "127.0.0.1:9001", "fresh")
+	path := newConfigFile(t, staleConfig)
+	d := newDaemonLog()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		d.done <- daemon.Run(ctx, daemon.Options{
+			Path:        path,
+			Target:      r.tg,
+			InNamespace: r.ns.Do,
+			Grace:       time.Second,
+			Log:         slog.New(slog.NewTextHandler(d.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := d.wait(); err != nil {
+			t.Errorf("daemon: %v", err)
+		}
+	})
+	d.waitLog(t, "msg=running", 1)
+	lines := d.log.lines(r.dir)
+	var removal []string
+	for _, l := range lines {
+		if strings.Contains(l, "removed stale state") {
+			removal = append(removal, l)
 		}
 	}
-	st, err := tg.Status("")
-	if err != nil || len(st.Services) != 1 || st.Services[0].Subsets[0].Connections != 3 {
-		t.Fatalf("status after apply: %+v, %v", st, err)
+	if len(removal) != 1 || !strings.Contains(removal[0], "level=WARN") {
+		t.Fatalf("log lines saying the stale state was removed: %q, want one warning\n%s", removal, d.log.b.String())
 	}
-	if n := env.CgroupPrograms(); n != 4 {
-		t.Fatalf("%d cgroup programs attached after the new apply, want 4", n)
+	// The text handler quotes the message: its text is the removal line.
+	msg, ok := strings.CutPrefix(removal[0][strings.Index(removal[0], "msg=")+len("msg="):], `"`)
+	if !ok {
+		t.Fatalf("log line %q: message not quoted", removal[0])
+	}
+	r.wantRemovalLine(t, strings.TrimSuffix(msg, `"`))
+	if got := r.notices.all(); len(got) != 0 {
+		t.Fatalf("the daemon's own notice hook was replaced by the test's: told %q", got)
+	}
+	r.wantDeadGone(t)
+	r.wantOwned(t)
+	r.wantAnswers(t, 3, "fresh")
+	if pid, _ := daemonRecord(t, r.tg); int(pid) != os.Getpid() {
+		t.Fatalf("daemon record names pid %d, want this process %d", pid, os.Getpid())
+	}
+}
+
+// Two writers that find the stale state at once: the first removes it and
+// applies; the second, once it has the lock, finds this namespace's state
+// and leaves it. One line in all.
+func TestStaleStateRemovedOnceByConcurrentWriters(t *testing.T) {
+	r := reusedState(t)
+	nsEcho(t, r.ns, "127.0.0.1:9001", "fresh")
+	second, err := loader.Open(r.ns.Path(), r.env.BPFFS, r.env.Cgroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { second.Close() })
+	second.Notice = r.notices.add
+	type result struct {
+		changes []loader.Change
+		err     error
+	}
+	results := make(chan result, 2)
+	start := make(chan struct{})
+	for _, tg := range []*loader.Target{r.tg, second} {
+		go func() {
+			<-start
+			changes, err := tg.Apply(parse(t, staleConfig))
+			results <- result{changes, err}
+		}()
+	}
+	close(start)
+	var got []string
+	for range 2 {
+		res := <-results
+		if res.err != nil {
+			t.Fatalf("concurrent apply: %v", res.err)
+		}
+		got = append(got, changeList(res.changes))
+	}
+	slices.Sort(got)
+	if want := []string{"tcp-echo added", "tcp-echo unchanged"}; !slices.Equal(got, want) {
+		t.Fatalf("concurrent applies changed %q, want %q", got, want)
+	}
+	r.wantOneNotice(t)
+	r.wantDeadGone(t)
+	r.wantOwned(t)
+	r.wantAnswers(t, 2, "fresh")
+}
+
+// State whose owner record names this namespace is never removed as
+// stale, whatever its sk_lookup link says (here detached by hand): writers
+// refuse it and change nothing; tcpshift down removes it.
+func TestStaleCheckKeepsThisNamespaceState(t *testing.T) {
+	env := testenv.New(t)
+	env.Echo("127.0.0.1:9001", "one")
+	tg := env.Target()
+	said := &notices{}
+	tg.Notice = said.add
+	apply(t, tg, staleConfig)
+	l, err := link.LoadPinnedLink(filepath.Join(tg.Dir, bpf.TcpshiftProgTcpshiftLookup+"_link"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	before := env.KernelState()
+	_, err = tg.Apply(parse(t, staleConfig))
+	wantErr(t, "apply over its own state with the link detached", err, "stale state in "+tg.Dir, "severed", "names this namespace", "not removing it")
+	if !errors.Is(err, loader.ErrStale) {
+		t.Fatalf("apply: %v is not ErrStale", err)
+	}
+	_, err = tg.SetWeights("tcp-echo", []loader.Weight{{Subset: "v1", Weight: 2}})
+	wantErr(t, "set-weight over its own state with the link detached", err, "names this namespace", "not removing it")
+	env.RequireUnchanged(before)
+	if got := said.all(); len(got) != 0 {
+		t.Fatalf("told %q, want nothing removed", got)
+	}
+	if removed, err := tg.Down(); err != nil || !removed {
+		t.Fatalf("down: %v, %v; want it removed", removed, err)
+	}
+	if n := env.CgroupPrograms(); n != 0 {
+		t.Fatalf("%d cgroup programs attached after down", n)
+	}
+}
+
+// The command line: status refuses the stale state and keeps it; apply
+// removes it and prints one line about it (no note besides), set-weight
+// then works.
+func TestStaleStateRemovedByCLI(t *testing.T) {
+	bin := buildTcpshift(t)
+	r := reusedState(t)
+	nsEcho(t, r.ns, "127.0.0.1:9001", "fresh")
+	path := newConfigFile(t, staleConfig)
+	cli := func(args ...string) (string, error) {
+		global := []string{"--netns", r.ns.Path(), "--bpffs", r.env.BPFFS, "--cgroup", r.env.Cgroup}
+		out, err := exec.Command(bin, append(global, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	before := r.env.KernelState()
+	out, err := cli("status")
+	if err == nil || !strings.Contains(out, "stale state in "+r.dir) {
+		t.Fatalf("status over stale state: %v\n%s", err, out)
+	}
+	r.env.RequireUnchanged(before)
+
+	out, err = cli("apply", "-f", path)
+	if err != nil {
+		t.Fatalf("apply over stale state: %v\n%s", err, out)
+	}
+	var naming []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.Contains(line, r.dir) {
+			naming = append(naming, line)
+		}
+	}
+	if len(naming) != 1 {
+		t.Fatalf("apply printed %d lines naming %s, want the one removal line:\n%s", len(naming), r.dir, out)
+	}
+	t.Logf("apply printed: %s", naming[0])
+	line, ok := strings.CutPrefix(naming[0], "tcpshift: ")
+	if !ok {
+		t.Fatalf("removal line %q lacks the tcpshift: prefix", naming[0])
+	}
+	r.wantRemovalLine(t, line)
+	if !strings.Contains(out, "service tcp-echo added\n") {
+		t.Fatalf("apply output lacks service tcp-echo added:\n%s", out)
+	}
+	r.wantDeadGone(t)
+	r.wantOwned(t)
+	r.wantAnswers(t, 2, "fresh")
+
+	out, err = cli("set-weight", "tcp-echo", "v1=3")
+	if err != nil || strings.Contains(out, "stale") {
+		t.Fatalf("set-weight after apply: %v\n%s", err, out)
+	}
+	if w := pinnedService(t, r.dir, "tcp-echo").Subsets[0].Weight; w != 3 {
+		t.Fatalf("v1's weight after set-weight: %d, want 3", w)
 	}
 }
 

@@ -66,7 +66,7 @@ func applyChange(c *cli.Context, ch *inputs.Change, opts loader.ApplyOptions) er
 		return err
 	}
 	defer tg.Close()
-	if note := loader.StaleNote(tg.BPFFS); note != "" {
+	if note := tg.StaleNote(); note != "" {
 		fmt.Fprintln(c.App.ErrWriter, "tcpshift: "+note)
 	}
 	changes, err := tg.ApplyBuilt(ch.Build, opts)

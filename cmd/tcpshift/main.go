@@ -129,5 +129,6 @@ func target(c *cli.Context) (*loader.Target, error) {
 		return nil, err
 	}
 	tg.Waiting = func(msg string) { fmt.Fprintf(c.App.ErrWriter, "tcpshift: %s\n", msg) }
+	tg.Notice = tg.Waiting
 	return tg, nil
 }
