@@ -123,16 +123,28 @@ func PolicyName(p maps.Policy) string {
 // Status reads the state of every service, or only of the named one, as
 // one consistent state (never half of a change).
 func (t *Target) Status(service string) (*Status, error) {
+	return t.status(service, true)
+}
+
+// Counters is Status without the bytes of open connections (LiveBytes ""),
+// for what must never depend on an optional kernel facility nor pay for a
+// walk of every socket: shift's gates, which count connections, failures
+// and resets.
+func (t *Target) Counters(service string) (*Status, error) {
+	return t.status(service, false)
+}
+
+func (t *Target) status(service string, withLive bool) (*Status, error) {
 	var st *Status
 	err := t.Read(func(set *maps.Set) error {
 		var err error
-		st, err = t.readStatus(set, service)
+		st, err = t.readStatus(set, service, withLive)
 		return err
 	})
 	return st, err
 }
 
-func (t *Target) readStatus(set *maps.Set, service string) (*Status, error) {
+func (t *Target) readStatus(set *maps.Set, service string, withLive bool) (*Status, error) {
 	var svcs []*maps.Service
 	if service != "" {
 		svc, err := lookupService(set, service)
@@ -153,10 +165,15 @@ func (t *Target) readStatus(set *maps.Set, service string) (*Status, error) {
 	st := &Status{Daemon: runningDaemon(&o), Services: []ServiceStatus{}, Live: svcs}
 	// Live bytes are a nicety: a kernel that refuses both ways to read
 	// them costs the figure, never the status.
-	live, source, why := t.liveBytes(set)
-	st.LiveBytes = source
-	if why != nil {
-		st.LiveBytesUnavailable = why.Error()
+	var live map[uint32]Bytes
+	if withLive {
+		var source string
+		var why error
+		live, source, why = t.liveBytes(set)
+		st.LiveBytes = source
+		if why != nil {
+			st.LiveBytesUnavailable = why.Error()
+		}
 	}
 	for _, svc := range svcs {
 		ss, err := serviceStatus(set, svc, live)
