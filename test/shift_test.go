@@ -479,3 +479,33 @@ func TestShiftPauseResume(t *testing.T) {
 		t.Fatalf("after resume: shift %+v, %v%% to v2", s.Shift, s.Subsets[1].Percent)
 	}
 }
+
+// A kernel that closes sockets neither from BPF nor through sock_diag: rebalance
+// refuses, says why, and closes nothing.
+func TestRebalanceWithoutSockDestroy(t *testing.T) {
+	t.Setenv(features.DisableEnv, string(features.IterTCP)+","+string(features.DiagDestroy))
+	env, tg := shiftEnv(t)
+	c, err := env.Dial(frontend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if reply, err := echo.Ask(c, "held"); err != nil || reply != "one held" {
+		t.Fatalf("held: %q %v", reply, err)
+	}
+	setWeights(t, tg, 0, 100)
+	var out strings.Builder
+	err = shift.Rebalance(context.Background(), tg, shift.RebalanceOptions{
+		Service: "tcp-echo", Subsets: []string{"v1"}, Over: time.Second, Out: &out})
+	if !errors.Is(err, loader.ErrNoSockDestroy) || !strings.Contains(err.Error(), string(features.IterTCP)) ||
+		!strings.Contains(err.Error(), string(features.DiagDestroy)) {
+		t.Fatalf("rebalance: %v, want ErrNoSockDestroy naming both facilities", err)
+	}
+	if reply, err := echo.Ask(c, "still"); err != nil || reply != "one still" {
+		t.Fatalf("the connection after a refused rebalance: %q %v", reply, err)
+	}
+	if s := status(t, tg); s.Subsets[0].Active != 1 || s.Subsets[0].Rebalanced != 0 {
+		t.Fatalf("v1: %d active, %d rebalanced; want 1 and 0", s.Subsets[0].Active, s.Subsets[0].Rebalanced)
+	}
+}
