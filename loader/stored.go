@@ -133,12 +133,19 @@ func (t *Target) ApplyBuilt(build Build, opts ApplyOptions) ([]Change, error) {
 
 // currentStored reads, under the lock, the services in force (refusing
 // state that is not this namespace's, or a daemon's) and the stored objects.
+// Objects are read whenever the state is loaded, services or none: objects
+// that make no service yet (a ServiceEntry and its WorkloadEntries, applied
+// on their own as kubectl users do) are what the next apply builds on.
 func (t *Target) currentStored(opts ApplyOptions) ([]*maps.Service, []maps.StoredObject, error) {
 	old, err := t.current(opts)
-	if err != nil || old == nil {
-		return old, nil, err
+	if err != nil {
+		return nil, nil, err
 	}
 	set, err := t.Maps()
+	if errors.Is(err, maps.ErrNotLoaded) {
+		// Nothing applied yet, or stale state current removed.
+		return old, nil, nil
+	}
 	if err != nil {
 		return nil, nil, err
 	}
