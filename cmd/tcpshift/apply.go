@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -71,7 +72,7 @@ func applyChange(c *cli.Context, ch *inputs.Change, opts loader.ApplyOptions) er
 	}
 	changes, err := tg.ApplyBuilt(ch.Build, opts)
 	if err != nil {
-		return err
+		return appliedBroken(c, err)
 	}
 	for _, n := range ch.Notes {
 		fmt.Fprintln(c.App.ErrWriter, "tcpshift: note: "+n)
@@ -84,6 +85,25 @@ func applyChange(c *cli.Context, ch *inputs.Change, opts loader.ApplyOptions) er
 	}
 	printChanges(c.App.Writer, changes, opts.DryRun)
 	return nil
+}
+
+// appliedBroken words an error in an object applied before, which the
+// files given do not hold, as what it is: this apply or delete breaks an
+// object it leaves in place, as istiod would find the two together.
+// Nothing changed; the object is named with where to read its line.
+func appliedBroken(c *cli.Context, err error) error {
+	e, ok := istio.Applied(err)
+	if !ok {
+		return err
+	}
+	verb := c.Command.Name
+	cmd := verb + " -f " + strings.Join(c.StringSlice("file"), " -f ")
+	if verb == "delete" {
+		return fmt.Errorf("%s: nothing deleted: %s, applied and not deleted, depends on what it deletes: %s [%s]; delete %s first, or in the same delete",
+			cmd, e.Key, e.What(), e.Where(), e.Key)
+	}
+	return fmt.Errorf("%s: nothing applied: %s, applied before, does not fit it: %s [%s]; apply its change in the same apply, or delete it first",
+		cmd, e.Key, e.What(), e.Where())
 }
 
 // printChanges says what apply did (or would do), a line per service.

@@ -265,3 +265,90 @@ func checkVS(t *testing.T, text, routes, shares string) {
 		t.Fatalf("get vs: routes %q and shares %q, want %q and %q\n%s", gotRoutes, gotShares, routes, shares, text)
 	}
 }
+
+// delete -f of one file leaves the objects applied before it consistent,
+// or refuses naming what depends on what it deletes, and an apply that
+// breaks an object applied before is refused naming it: in Istio's words,
+// with the line of the object as get prints it. Nothing changes.
+func TestIstioFilesDependOnEachOther(t *testing.T) {
+	c := newCLI(t)
+	c.must("apply", "-f", example("workloads.yaml"))
+	c.must("apply", "-f", example("tcp-echo-all-v1.yaml"))
+	vs := c.must("get", "virtualservice", "tcp-echo", "-o", "yaml")
+	lineOf := func(text string) int {
+		return slices.IndexFunc(strings.Split(vs, "\n"), func(l string) bool { return strings.TrimSpace(l) == text }) + 1
+	}
+	// Route errors are at the line of the route's destination, as in a file.
+	hostLine := lineOf("- destination:")
+	if hostLine == 0 {
+		t.Fatalf("get vs tcp-echo -o yaml has no destination:\n%s", vs)
+	}
+	subsetLine := hostLine
+	unchanged := func(what string) {
+		t.Helper()
+		if got := c.env.Count("127.0.0.1:31400", 10); !maps.Equal(got, map[string]int{"one": 10}) {
+			t.Fatalf("after %s: 10 connections went %v, want all to one", what, got)
+		}
+		if got := c.must("get", "virtualservice", "tcp-echo", "-o", "yaml"); got != vs {
+			t.Fatalf("after %s: get vs tcp-echo -o yaml\n%s\nwas\n%s", what, got, vs)
+		}
+		if got := c.must("get", "se"); !strings.Contains(got, "default    tcp-echo  tcp-echo ([::]:31400 lookup: v1 100%, v2 0%)") {
+			t.Fatalf("after %s: get se\n%s", what, got)
+		}
+	}
+
+	for _, dry := range []bool{true, false} {
+		args := []string{"delete", "-f", example("workloads.yaml")}
+		if dry {
+			args = append(args, "--dry-run")
+		}
+		_, err := c.run(args...)
+		want := fmt.Sprintf("delete -f %s: nothing deleted: VirtualService default/tcp-echo, applied and not deleted, depends on what it deletes: "+
+			"spec.tcp[0].route[0].destination.host: host tcp-echo is not declared: add a ServiceEntry with hosts: [tcp-echo] (tcpshift knows no other registry) "+
+			"[line %d of tcpshift get virtualservice tcp-echo -o yaml]; delete VirtualService default/tcp-echo first, or in the same delete", example("workloads.yaml"), hostLine)
+		if err == nil || err.Error() != want {
+			t.Fatalf("tcpshift %s with the VirtualService applied: %v, want\n%s", strings.Join(args, " "), err, want)
+		}
+		unchanged(strings.Join(args, " "))
+	}
+
+	// The DestinationRule again without v1, which the VirtualService routes to.
+	onlyV2 := writeFile(t, `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: tcp-echo-destination
+spec:
+  host: tcp-echo
+  subsets:
+  - name: v2
+    labels:
+      version: v2
+`)
+	_, err := c.run("apply", "-f", onlyV2)
+	want := fmt.Sprintf("apply -f %s: nothing applied: VirtualService default/tcp-echo, applied before, does not fit it: "+
+		"spec.tcp[0].route[0].destination.subset: subset v1 is not defined for host tcp-echo (DestinationRule default/tcp-echo-destination defines v2) "+
+		"[line %d of tcpshift get virtualservice tcp-echo -o yaml]; apply its change in the same apply, or delete it first", onlyV2, subsetLine)
+	if err == nil || err.Error() != want {
+		t.Fatalf("apply of a DestinationRule without the VirtualService's subset: %v, want\n%s", err, want)
+	}
+	unchanged("apply -f " + onlyV2)
+	// With the VirtualService's change in the same apply, it goes through.
+	c.must("apply", "-f", onlyV2, "-f", example("tcp-echo-100-v2.yaml"))
+	if got := c.env.Count("127.0.0.1:31400", 10); !maps.Equal(got, map[string]int{"two": 10}) {
+		t.Fatalf("after the DestinationRule and the VirtualService together: %v, want all to two", got)
+	}
+
+	// An error in a file given still names the file and line (its route's
+	// destination, line 15; line 14 as stored, without the comment).
+	_, err = c.run("apply", "-f", example("tcp-echo-20-v2.yaml"))
+	if want := example("tcp-echo-20-v2.yaml") + ":15: VirtualService default/tcp-echo: spec.tcp[0].route[0].destination.subset: subset v1 is not defined for host tcp-echo (DestinationRule default/tcp-echo-destination defines v2)"; err == nil || err.Error() != want {
+		t.Fatalf("20-v2 without v1 defined: %v, want\n%s", err, want)
+	}
+
+	// In the order the dependencies allow, each file deletes on its own.
+	c.must("delete", "-f", example("tcp-echo-all-v1.yaml"))
+	c.must("delete", "-f", example("workloads.yaml"))
+	if got := c.must("get", "se"); got != "NAMESPACE  NAME  SERVICES\n" {
+		t.Fatalf("get se after both deletes:\n%q", got)
+	}
+}

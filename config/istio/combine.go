@@ -1,6 +1,7 @@
 package istio
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -47,9 +48,11 @@ func (r *Result) OriginText(service string) string {
 	return strings.Join(s, ", ")
 }
 
-// DecodeStored reads back an object kept with the namespace's state.
+// DecodeStored reads back an object kept with the namespace's state. Its
+// errors, and those of a derivation that finds it wrong, name it by
+// appliedPath: Applied reads them back.
 func DecodeStored(k Key, text []byte) (*Object, error) {
-	docs, err := Decode("stored "+k.String(), text)
+	docs, err := Decode(appliedPath(k), text)
 	if err != nil {
 		return nil, err
 	}
@@ -57,4 +60,70 @@ func DecodeStored(k Key, text []byte) (*Object, error) {
 		return nil, fmt.Errorf("stored %s does not read back as itself: run tcpshift down and apply again", k)
 	}
 	return docs[0].Object, nil
+}
+
+// appliedPrefix starts the path of an object read back from the stored
+// objects rather than from a file: "applied networking.istio.io/Gateway
+// default/x", the group kept (Gateway is two kinds).
+const appliedPrefix = "applied "
+
+func appliedPath(k Key) string {
+	return appliedPrefix + k.Kind + " " + k.Namespace + "/" + k.Name
+}
+
+// AppliedError is a derivation's error in an object applied before, which
+// the files at hand do not hold: what they add or delete broke it.
+type AppliedError struct {
+	Key   Key
+	Line  int    // in the object's text, as GetCommand prints it
+	Field string // spec.tcp[0]...
+	Msg   string
+}
+
+// Applied says whether err is about an object applied before (read back
+// from the stored objects), and what it says.
+func Applied(err error) (*AppliedError, bool) {
+	var ce *config.Error
+	if !errors.As(err, &ce) || !strings.HasPrefix(ce.Path, appliedPrefix) {
+		return nil, false
+	}
+	kind, name, ok := strings.Cut(strings.TrimPrefix(ce.Path, appliedPrefix), " ")
+	ns, name, ok2 := strings.Cut(name, "/")
+	if !ok || !ok2 {
+		return nil, false
+	}
+	k := Key{Kind: kind, Namespace: ns, Name: name}
+	return &AppliedError{Key: k, Line: ce.Line, Field: strings.TrimPrefix(ce.Field, k.String()+": "), Msg: ce.Msg}, true
+}
+
+// Where says where the error is: the line of the object as `get` prints it.
+func (e *AppliedError) Where() string {
+	if e.Line == 0 {
+		return GetCommand(e.Key)
+	}
+	return fmt.Sprintf("line %d of %s", e.Line, GetCommand(e.Key))
+}
+
+// What is the error itself: field and message, in Istio's words.
+func (e *AppliedError) What() string {
+	if e.Field == "" {
+		return e.Msg
+	}
+	return e.Field + ": " + e.Msg
+}
+
+// GetCommand is the command that prints an applied object as stored.
+func GetCommand(k Key) string {
+	name := k.Kind
+	for _, n := range kindNames {
+		if n.Kind == k.Kind {
+			name = n.Names[0]
+			break
+		}
+	}
+	cmd := "tcpshift get " + name + " " + k.Name
+	if k.Namespace != DefaultNamespace {
+		cmd += " -n " + k.Namespace
+	}
+	return cmd + " -o yaml"
 }
