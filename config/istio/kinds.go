@@ -93,7 +93,11 @@ func known(o *Object, root *yaml.Node) error {
 		}
 		return fail("kind", "%s %s: tcpshift does not run Kubernetes workloads: start the backend and declare it with %s, its address and ports", kind, o.Name, hint)
 	case "Service":
-		return fail("kind", "Service %s: tcpshift does not read Kubernetes Services: declare host %s with a ServiceEntry (hosts, ports, workloadSelector) and its workloads with WorkloadEntries", o.Name, o.Name)
+		sel := mapLabels(get(get(root, "spec"), "selector"))
+		if len(sel) == 0 {
+			return fail("kind", "Service %s: tcpshift does not read Kubernetes Services: declare host %s with a ServiceEntry (hosts, ports, workloadSelector) and its workloads with WorkloadEntries", o.Name, o.Name)
+		}
+		return fail("kind", "Service %s: tcpshift does not read Kubernetes Services: declare host %s with a ServiceEntry (hosts, ports, workloadSelector: {labels: %s}) and its workloads with WorkloadEntries with labels %s", o.Name, o.Name, sel, sel)
 	case "ServiceAccount", "ConfigMap", "Secret", "Namespace":
 		return fail("kind", "%s %s: not a traffic object, tcpshift has no use for it: leave it out", kind, o.Name)
 	}
@@ -111,6 +115,12 @@ func podLabels(root *yaml.Node) Labels {
 	if n == nil {
 		n = get(get(root, "metadata"), "labels")
 	}
+	return mapLabels(n)
+}
+
+// mapLabels reads a mapping of labels, as a hint needs them (nothing when
+// n is no mapping).
+func mapLabels(n *yaml.Node) Labels {
 	l := Labels{}
 	if n != nil && n.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(n.Content); i += 2 {
