@@ -117,6 +117,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		if cmd.OnUsageError == nil {
 			cmd.OnUsageError = usageError // one line for every command's bad flags
 		}
+		if len(cmd.Subcommands) == 0 {
+			// urfave gives every command a help subcommand (alias h), which
+			// would take `status h` and `set-weight help v1=0` for a request
+			// for help: a service may be called h or help. `tcpshift help
+			// status` and `status --help` stay.
+			cmd.HideHelpCommand = true
+		}
 	}
 	return app
 }
