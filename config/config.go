@@ -40,7 +40,11 @@
 //   - listen and endpoint addresses are unicast: no multicast address, no
 //     255.255.255.255, no port 0; only listen may be 0.0.0.0 or [::];
 //   - with mode: connect, an IPv4 frontend (0.0.0.0 included) only reaches
-//     IPv4 endpoints, see [ConnectReaches].
+//     IPv4 endpoints, see [ConnectReaches];
+//   - a file may hold several documents (---), whose services are one list
+//     (see [Documents]);
+//   - a key given twice in one mapping is refused, anywhere (see
+//     [FirstDuplicate]).
 //
 // The YAML node tree is walked by hand so that every problem can be reported
 // as a single line "FILE:LINE: FIELD: message" (see [Error]).
@@ -211,28 +215,24 @@ func mib(n int64) string {
 }
 
 // Parse parses and validates data; path is only used in errors and
-// Config.Path. On failure the error is an *Error describing the first
-// problem in file order.
+// Config.Path. data may hold several YAML documents (separated by ---):
+// their services are merged, see [Documents]. On failure the error is an
+// *Error describing the first problem in file order.
 func Parse(path string, data []byte) (*Config, error) {
 	if len(data) > MaxFileSize {
 		return nil, tooBig(path, int64(len(data)))
 	}
-	p := &parser{path: path}
-	root, err := p.decode(data)
+	d := NewDocuments(path)
+	docs, err := d.p.decode(data)
 	if err != nil {
 		return nil, err
 	}
-	cfg := &Config{Path: path}
-	if root == nil {
-		// No document at all: empty, or only comments.
-		p.err = &Error{Path: path, Field: "services", Msg: noServicesMsg}
-	} else {
-		p.root(root, cfg)
+	for _, doc := range docs {
+		if err := d.Add(doc); err != nil {
+			return nil, err
+		}
 	}
-	if p.err != nil {
-		return nil, p.err
-	}
-	return cfg, nil
+	return d.Config()
 }
 
 // Service returns the service called name.
@@ -262,17 +262,12 @@ func (s *Service) Wildcard() bool {
 
 // ParseDocument parses one route config document already decoded from a
 // file of several (as `apply -f` reads Istio's multi-document files); line
-// numbers are the file's.
+// numbers are the file's. A file of several such documents is parsed with
+// [Documents].
 func ParseDocument(path string, doc *yaml.Node) (*Config, error) {
-	p := &parser{path: path}
-	cfg := &Config{Path: path}
-	root := doc
-	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
-		root = doc.Content[0]
+	d := NewDocuments(path)
+	if err := d.Add(doc); err != nil {
+		return nil, err
 	}
-	p.root(root, cfg)
-	if p.err != nil {
-		return nil, p.err
-	}
-	return cfg, nil
+	return d.Config()
 }

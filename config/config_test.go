@@ -388,11 +388,11 @@ func TestParseErrors(t *testing.T) {
 			"services:",
 			"\t- name: a",
 		), 2, "", "invalid yaml: found character that cannot start any token"},
-		{"multiple documents", lines(
-			"services: []",
+		{"a document of several with no services", lines(
+			"services: [{name: a, listen: 127.0.0.1:1, subsets: {v1: {endpoints: [10.0.0.1:1]}}}]",
 			"---",
 			"services: []",
-		), 2, "", "multiple yaml documents are not supported"},
+		), 3, "services", "no services"},
 		{"top level is a list", lines(
 			"- name: a",
 		), 1, "", "expected a mapping, got a sequence"},
@@ -507,11 +507,11 @@ func TestParseErrors(t *testing.T) {
 			"  listen: 127.0.0.1:9000",
 			"  name: b",
 			svcRest,
-		), 4, "services[0].name", `duplicate field "name" (first at line 2)`},
+		), 4, "services[0].name", `duplicate key "name" (first at line 2)`},
 		{"duplicate top-level field", lines(
 			"services: [{name: a, listen: 127.0.0.1:9000, subsets: {v1: {endpoints: [10.0.0.1:1]}}}]",
 			"services: []",
-		), 2, "services", `duplicate field "services" (first at line 1)`},
+		), 2, "services", `duplicate key "services" (first at line 1)`},
 
 		// Duplicates across the file.
 		{"duplicate service", lines(

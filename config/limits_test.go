@@ -295,7 +295,7 @@ func TestClaim(t *testing.T) {
 	parseError(t, lines("services:", "- name: a", "  listen: 10.96.0.10:9000", "  claim: [true]", svcRest),
 		`routes.yaml:4: services[0].claim: expected true or false, got a sequence`)
 	parseError(t, lines("services:", "- name: a", "  listen: 10.96.0.10:9000", "  claim: true", svcRest, "  claim: false"),
-		`routes.yaml:6: services[0].claim: duplicate field "claim" (first at line 4)`)
+		`routes.yaml:6: services[0].claim: duplicate key "claim" (first at line 4)`)
 }
 
 func TestStatusIgnored(t *testing.T) {
@@ -346,7 +346,7 @@ func TestStatusIgnored(t *testing.T) {
 			}
 		}
 	}
-	parseError(t, plain+"  status: 1\n  status: 2\n", `routes.yaml:10: services[1].status: duplicate field "status" (first at line 9)`)
+	parseError(t, plain+"  status: 1\n  status: 2\n", `routes.yaml:10: services[1].status: duplicate key "status" (first at line 9)`)
 	parseError(t, plain+"status: {}\n", `routes.yaml:9: status: unknown field "status"`)
 }
 

@@ -36,6 +36,12 @@ type parser struct {
 
 	nEndpoints int     // endpoints seen so far in the file, for MaxTotalEndpoints
 	eps        []epRef // the current service's valid endpoints
+
+	// Services of every document of the file so far: names and frontends
+	// are unique across documents, and MaxServices counts them all.
+	nServices int
+	names     map[string]int
+	fronts    map[netip.AddrPort]frontend
 }
 
 // epRef locates a parsed endpoint, for checks made once its service is
@@ -47,7 +53,11 @@ type epRef struct {
 }
 
 func (p *parser) fail(n *yaml.Node, field, format string, args ...any) {
-	line, col := n.Line, n.Column
+	p.failAt(n.Line, n.Column, field, format, args...)
+}
+
+// failAt is fail at a position rather than a node.
+func (p *parser) failAt(line, col int, field, format string, args ...any) {
 	if p.err != nil && (p.err.Line < line || p.err.Line == line && p.errCol <= col) {
 		return
 	}
@@ -56,34 +66,25 @@ func (p *parser) fail(n *yaml.Node, field, format string, args ...any) {
 	p.errCol = col
 }
 
-// decode returns the root node of the single document in data, or nil when
-// data holds no document.
-func (p *parser) decode(data []byte) (root *yaml.Node, err error) {
+// decode returns the documents of data (each a yaml.DocumentNode), none
+// when data holds only comments.
+func (p *parser) decode(data []byte) (docs []*yaml.Node, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			root, err = nil, &Error{Path: p.path, Msg: fmt.Sprintf("invalid yaml: %v", r)}
+			docs, err = nil, &Error{Path: p.path, Msg: fmt.Sprintf("invalid yaml: %v", r)}
 		}
 	}()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, nil
+	for {
+		var doc yaml.Node
+		switch err := dec.Decode(&doc); {
+		case errors.Is(err, io.EOF):
+			return docs, nil
+		case err != nil:
+			return nil, p.syntaxError(err)
 		}
-		return nil, p.syntaxError(err)
+		docs = append(docs, &doc)
 	}
-	var extra yaml.Node
-	switch err := dec.Decode(&extra); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		return nil, p.syntaxError(err)
-	default:
-		return nil, &Error{Path: p.path, Line: extra.Line, Msg: "multiple yaml documents are not supported"}
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, nil
-	}
-	return resolve(doc.Content[0]), nil
 }
 
 func (p *parser) syntaxError(err error) *Error {
@@ -106,7 +107,7 @@ func (p *parser) root(n *yaml.Node, cfg *Config) {
 	haveServices := false
 	ok := p.mapping(n, "", []string{"services"}, func(_ string, _, v *yaml.Node) {
 		haveServices = true
-		cfg.Services = p.services(v, "services")
+		cfg.Services = append(cfg.Services, p.services(v, "services")...)
 	})
 	if ok && !haveServices {
 		p.fail(n, "services", noServicesMsg)
@@ -133,17 +134,20 @@ func (p *parser) services(n *yaml.Node, field string) []Service {
 		p.fail(n, field, noServicesMsg)
 		return nil
 	}
-	names := map[string]int{}
-	fronts := map[netip.AddrPort]frontend{}
+	if p.names == nil {
+		p.names = map[string]int{}
+		p.fronts = map[netip.AddrPort]frontend{}
+	}
 	var out []Service
 	for i, item := range n.Content {
 		item = resolve(item)
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if i >= MaxServices {
+		if p.nServices >= MaxServices {
 			p.fail(item, f, "too many services (max %d)", MaxServices)
 			break
 		}
-		out = append(out, p.service(item, f, names, fronts))
+		p.nServices++
+		out = append(out, p.service(item, f, p.names, p.fronts))
 	}
 	return out
 }
@@ -503,7 +507,7 @@ func (p *parser) mapping(n *yaml.Node, field string, known []string, fn func(key
 			kf = field + pathKey(k.Value)
 		}
 		if first, dup := seen[k.Value]; dup {
-			p.fail(k, kf, "duplicate field %s (first at line %d)", quote(k.Value), first)
+			p.fail(k, kf, "duplicate key %s (first at line %d)", quote(k.Value), first)
 			continue
 		}
 		seen[k.Value] = k.Line

@@ -12,7 +12,8 @@ import (
 )
 
 // Input is what `apply -f` and `run -f` were given: at most one tcpshift
-// route config (whole-file semantics) and any number of objects.
+// route config (whole-file semantics: the services: documents of one file)
+// and any number of objects.
 type Input struct {
 	Native  *config.Config // nil: no services: document
 	Objects []*Object      // in the order given
@@ -49,16 +50,19 @@ func Load(paths []string, stdin io.Reader) (*Input, error) {
 				return nil, err
 			}
 			in.Files = append(in.Files, name)
+			// The services: documents of one file are one route config.
+			var natives *config.Documents
 			for _, d := range docs {
 				if d.Native != nil {
 					if in.Native != nil {
-						return nil, &config.Error{Path: name, Line: d.Native.Line, Field: "services", Msg: fmt.Sprintf("a second tcpshift route config (the first is %s): give one services: document", in.Native.Path)}
+						return nil, &config.Error{Path: name, Line: d.Native.Line, Field: "services", Msg: fmt.Sprintf("a second tcpshift route config (the first is %s): give the services in one file", in.Native.Path)}
 					}
-					cfg, err := config.ParseDocument(name, d.Native)
-					if err != nil {
+					if natives == nil {
+						natives = config.NewDocuments(name)
+					}
+					if err := natives.Add(d.Native); err != nil {
 						return nil, err
 					}
-					in.Native = cfg
 					continue
 				}
 				o := d.Object
@@ -67,6 +71,13 @@ func Load(paths []string, stdin io.Reader) (*Input, error) {
 				}
 				seen[o.Key] = fmt.Sprintf("%s:%d", name, o.Line)
 				in.Objects = append(in.Objects, o)
+			}
+			if natives != nil {
+				cfg, err := natives.Config()
+				if err != nil {
+					return nil, err
+				}
+				in.Native = cfg
 			}
 		}
 	}

@@ -60,7 +60,8 @@ const DefaultNamespace = "default"
 
 // Decode splits data into its YAML documents and reads each: a document
 // with `services:` is tcpshift's own route config, one with apiVersion and
-// kind an object. Empty documents are skipped.
+// kind an object. Empty documents are skipped. A key given twice in one
+// mapping is refused, as kubectl refuses it.
 func Decode(path string, data []byte) ([]Document, error) {
 	var docs []Document
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -88,12 +89,29 @@ func Decode(path string, data []byte) ([]Document, error) {
 			docs = append(docs, Document{Path: path, Native: &n})
 			continue
 		}
+		dup := config.FirstDuplicate(root)
+		if dup != nil && namesObject(dup.Field) {
+			// The object cannot be named by a key it gives twice.
+			return nil, &config.Error{Path: path, Line: dup.Line, Field: dup.Field, Msg: dup.Msg()}
+		}
 		obj, err := object(path, root)
 		if err != nil {
 			return nil, err
 		}
+		if dup != nil {
+			return nil, &config.Error{Path: path, Line: dup.Line, Field: obj.Key.String() + ": " + dup.Field, Msg: dup.Msg()}
+		}
 		docs = append(docs, Document{Path: path, Object: obj})
 	}
+}
+
+// namesObject reports whether field is one an object is named by.
+func namesObject(field string) bool {
+	switch field {
+	case "apiVersion", "kind", "metadata", "metadata.name", "metadata.namespace":
+		return true
+	}
+	return false
 }
 
 // decodeOne decodes the next document; yaml.v3 panics on some inputs.
