@@ -39,10 +39,14 @@ type workloadEntry struct {
 	workload
 }
 
-// Derive makes tcpshift's services from objects (later objects with the
-// same key replace earlier ones, as kubectl apply does). Services come out
-// sorted by name.
+// Derive makes tcpshift's services from the objects a namespace keeps
+// (later objects with the same key replace earlier ones, as kubectl apply
+// does); more than MaxObjects are refused (see CheckObjects). Services come
+// out sorted by name.
 func Derive(objs []*Object) (*Result, error) {
+	if err := CheckObjects(objs); err != nil {
+		return nil, err
+	}
 	return DeriveWith(objs, Options{})
 }
 
@@ -325,6 +329,13 @@ func (w *world) resolve(o *Object, d destination) (pick, error) {
 			}
 		}
 	}
+	if n := len(p.endpoints); n > config.MaxEndpoints {
+		what := "host " + d.host
+		if d.subset != "" {
+			what = "subset " + d.subset + " of " + what
+		}
+		return p, failAt(o, line, d.field+".destination", "%s has %d endpoints: at most %d per subset", what, n, config.MaxEndpoints)
+	}
 	return p, nil
 }
 
@@ -384,6 +395,10 @@ func distinctWeights(ms []workload) []uint64 {
 // Istio's weights: one destination takes everything; several share by
 // their weights, relative, whose total must not be 0.
 func (w *world) subsets(o *Object, field string, line int, dests []destination) ([]config.Subset, []Key, error) {
+	if len(dests) > config.MaxSubsets {
+		d := dests[config.MaxSubsets]
+		return nil, nil, failAt(o, d.node.Line, d.field, "destination %d of the route: at most %d, as a service has at most %d subsets", config.MaxSubsets+1, config.MaxSubsets, config.MaxSubsets)
+	}
 	var picks []pick
 	hosts := map[string]bool{}
 	for _, d := range dests {
@@ -428,7 +443,8 @@ func (w *world) subsets(o *Object, field string, line int, dests []destination) 
 // defines that the route leaves out, in the rule's order: a version the
 // route stops sending to stays visible (status, wait-drained) and keeps its
 // counters while its connections drain, as a subset at weight 0 does.
-// Only for routes to the subsets of one host.
+// Only for routes to the subsets of one host, and only while the service
+// has room (config.MaxSubsets).
 func (w *world) restOfRule(o *Object, dests []destination, picks []pick, origin []Key) ([]pick, []Key) {
 	host := dests[0].host
 	for _, d := range dests {
@@ -441,10 +457,14 @@ func (w *world) restOfRule(o *Object, dests []destination, picks []pick, origin 
 		return picks, origin
 	}
 	var out []pick
+	room := config.MaxSubsets - len(picks)
 	for _, s := range dr.subsets {
 		i := slices.IndexFunc(picks, func(p pick) bool { return p.name == s.name })
 		if i >= 0 {
 			out = append(out, picks[i])
+			continue
+		}
+		if room == 0 {
 			continue
 		}
 		p, err := w.resolve(o, destination{host: host, subset: s.name, port: dests[0].port, field: dests[0].field, node: dests[0].node})
@@ -452,6 +472,7 @@ func (w *world) restOfRule(o *Object, dests []destination, picks []pick, origin 
 			continue // a subset nothing routes to may select nothing yet
 		}
 		p.name, p.weight = s.name, 0
+		room--
 		out = append(out, p)
 		origin = append(origin, p.origin...)
 	}

@@ -13,7 +13,7 @@ import (
 
 // Input is what `apply -f` and `run -f` were given: at most one tcpshift
 // route config (whole-file semantics: the services: documents of one file)
-// and any number of objects.
+// and at most MaxObjects objects.
 type Input struct {
 	Native  *config.Config // nil: no services: document
 	Objects []*Object      // in the order given
@@ -70,6 +70,9 @@ func Load(paths []string, stdin io.Reader) (*Input, error) {
 					return nil, &config.Error{Path: name, Line: o.Line, Field: o.Key.String(), Msg: "given twice (first at " + where + ")"}
 				}
 				seen[o.Key] = fmt.Sprintf("%s:%d", name, o.Line)
+				if len(in.Objects) == MaxObjects {
+					return nil, tooManyObjects(o, false)
+				}
 				in.Objects = append(in.Objects, o)
 			}
 			if natives != nil {

@@ -101,6 +101,9 @@ func Decode(path string, data []byte) ([]Document, error) {
 		if dup != nil {
 			return nil, &config.Error{Path: path, Line: dup.Line, Field: obj.Key.String() + ": " + dup.Field, Msg: dup.Msg()}
 		}
+		if err := checkStorable(obj); err != nil {
+			return nil, err
+		}
 		docs = append(docs, Document{Path: path, Object: obj})
 	}
 }
