@@ -83,10 +83,15 @@ static __always_inline void count_reset(struct conn *c)
 }
 
 /* connect_failed counts a tagged connect that ended before it was
- * established: refused, timed out or reset during the handshake. */
+ * established: refused, timed out or reset during the handshake. Once: the
+ * tag remembers it (a connect again retags the socket), so two programs
+ * seeing the same close, as while apply moves sockops to the cgroup root,
+ * count it once. */
 static __always_inline void connect_failed(struct conn *c)
 {
 	struct endpoint_stats *s = current(c);
-	if (s && counted(c) && !(c->flags & CONN_COUNTED))
+	if (s && counted(c) && !(c->flags & (CONN_COUNTED | CONN_FAILED))) {
+		c->flags |= CONN_FAILED;
 		__sync_fetch_and_add(&s->failed, 1);
+	}
 }

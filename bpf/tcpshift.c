@@ -239,8 +239,8 @@ refuse:
 	count_refused(fe->service);
 	return SK_DROP;
 chosen:
-	/* Counted here, once per handshake, so that backends outside the
-	 * cgroup that sockops watches are counted too. */
+	/* Counted here, once per handshake: sk_lookup is where a lookup-mode
+	 * connection is decided, whoever's listener takes it. */
 	if (t->flags & TABLE_ACCOUNTING)
 		count_assigned(id);
 	if (cookie) {
@@ -484,8 +484,10 @@ static __always_inline void register_listener(struct bpf_sock_ops *ctx, struct e
 		tag_listener(ctx->sk, key);
 }
 
-/* sockops sees every TCP socket of the cgroup: it registers listeners and
- * counts the connections of services with accounting on. */
+/* sockops is attached to the cgroup v2 root, whatever cgroup the connect
+ * hooks serve (loader/sockops.go), and sees every TCP socket of the host: it
+ * registers this namespace's listeners and counts the connections tagged in
+ * this state's conns; any other socket costs it a test or two. */
 SEC("sockops")
 int tcpshift_sockops(struct bpf_sock_ops *ctx)
 {

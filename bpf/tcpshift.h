@@ -138,6 +138,9 @@ enum conn_flags {
 	 * address. The tag is cloned into every socket it accepts, which is
 	 * how sockops learns which endpoint took a connection. */
 	CONN_LISTENER = 32,
+	/* Counted in failed: a connect ending before it was established is
+	 * counted once, whatever runs sockops' state callback for it. */
+	CONN_FAILED = 64,
 };
 
 /* Where a connect-mode connection was dialled, for getpeername. */

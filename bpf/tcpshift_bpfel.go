@@ -55,6 +55,7 @@ const (
 	TcpshiftConnFlagsCONN_ACCOUNT  TcpshiftConnFlags = 8
 	TcpshiftConnFlagsCONN_ORIGINAL TcpshiftConnFlags = 16
 	TcpshiftConnFlagsCONN_LISTENER TcpshiftConnFlags = 32
+	TcpshiftConnFlagsCONN_FAILED   TcpshiftConnFlags = 64
 )
 
 type TcpshiftEndpoint struct {
