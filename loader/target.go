@@ -19,18 +19,24 @@ import (
 	"github.com/tcpshift/tcpshift/maps"
 )
 
-// The programs and where each is attached; their links are pinned next to
-// the maps under "<program>_link".
-var hooks = []struct {
+// hook is one program and where it is attached.
+type hook struct {
 	prog   string
 	attach ebpf.AttachType // 0: sk_lookup, attached to the namespace
-}{
-	{bpf.TcpshiftProgTcpshiftLookup, 0},
-	{bpf.TcpshiftProgTcpshiftConnect4, ebpf.AttachCGroupInet4Connect},
-	{bpf.TcpshiftProgTcpshiftConnect6, ebpf.AttachCGroupInet6Connect},
-	{bpf.TcpshiftProgTcpshiftGetpeername4, ebpf.AttachCgroupInet4GetPeername},
-	{bpf.TcpshiftProgTcpshiftGetpeername6, ebpf.AttachCgroupInet6GetPeername},
-	{bpf.TcpshiftProgTcpshiftSockops, ebpf.AttachCGroupSockOps},
+	// root: attached to the cgroup v2 root whatever Target.Cgroup says
+	// (sockops: see sockops.go); otherwise to Target.Cgroup.
+	root bool
+}
+
+// The programs and where each is attached; their links are pinned next to
+// the maps under "<program>_link".
+var hooks = []hook{
+	{bpf.TcpshiftProgTcpshiftLookup, 0, false},
+	{bpf.TcpshiftProgTcpshiftConnect4, ebpf.AttachCGroupInet4Connect, false},
+	{bpf.TcpshiftProgTcpshiftConnect6, ebpf.AttachCGroupInet6Connect, false},
+	{bpf.TcpshiftProgTcpshiftGetpeername4, ebpf.AttachCgroupInet4GetPeername, false},
+	{bpf.TcpshiftProgTcpshiftGetpeername6, ebpf.AttachCgroupInet6GetPeername, false},
+	{bpf.TcpshiftProgTcpshiftSockops, ebpf.AttachCGroupSockOps, true},
 }
 
 func linkPin(prog string) string { return prog + "_link" }
@@ -48,7 +54,8 @@ type Target struct {
 	BPFFS string
 	Dir   string // pin directory
 	// Cgroup is where the connect-time hooks attach: the cgroup v2 root
-	// unless --cgroup names another.
+	// unless --cgroup names another. sockops is attached to the root
+	// whatever Cgroup is (see sockops.go).
 	Cgroup string
 	// EveryNetns makes the connect hooks serve every network namespace
 	// under Cgroup, not only NS (tcpshift agent: each pod has its own).
@@ -215,7 +222,7 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 		}
 	}()
 	for _, h := range hooks {
-		u, err := t.attach(h.prog, h.attach, coll.Programs[h.prog])
+		u, err := t.attach(h, coll.Programs[h.prog])
 		if err != nil {
 			return nil, nil, err
 		}
@@ -225,14 +232,32 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 }
 
 // attach points the pinned link of a hook at prog, or attaches prog and
-// pins its link; undo reverts that.
-func (t *Target) attach(name string, at ebpf.AttachType, prog *ebpf.Program) (undo func() error, err error) {
+// pins its link; undo reverts that. A root hook's link pinned on another
+// cgroup (by a build that attached sockops to --cgroup) is moved to the
+// root (see moveToRoot).
+func (t *Target) attach(h hook, prog *ebpf.Program) (undo func() error, err error) {
+	name, at := h.prog, h.attach
 	pin := filepath.Join(t.Dir, linkPin(name))
+	cgroup := t.Cgroup
+	if h.root {
+		if cgroup, err = CgroupRoot(); err != nil {
+			return nil, err
+		}
+	}
 	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
 		defer l.Close()
 		info, err := l.Info()
 		if err != nil {
 			return nil, fmt.Errorf("read %s link: %w", name, err)
+		}
+		if h.root {
+			elsewhere, err := onOtherCgroup(info, cgroup)
+			if err != nil {
+				return nil, fmt.Errorf("%s link: %w", name, err)
+			}
+			if elsewhere {
+				return moveToRoot(h, pin, cgroup, l, info, prog)
+			}
 		}
 		old, err := ebpf.NewProgramFromID(info.Program)
 		if err != nil {
@@ -258,9 +283,12 @@ func (t *Target) attach(name string, at ebpf.AttachType, prog *ebpf.Program) (un
 	if at == 0 {
 		l, err = link.AttachNetNs(int(t.NS.Handle), prog)
 	} else {
-		l, err = link.AttachCgroup(link.CgroupOptions{Path: t.Cgroup, Attach: at, Program: prog})
+		l, err = link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: at, Program: prog})
 	}
 	if err != nil {
+		if at != 0 {
+			return nil, fmt.Errorf("attach %s to cgroup %s: %w", name, cgroup, err)
+		}
 		return nil, fmt.Errorf("attach %s: %w", name, err)
 	}
 	defer l.Close()
