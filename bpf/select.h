@@ -274,6 +274,14 @@ static __always_inline void count_refused(__u32 service)
 		__sync_fetch_and_add(&s->refused, 1);
 }
 
+/* count_repicked counts a client moved off an endpoint with no listener. */
+static __always_inline void count_repicked(__u32 endpoint)
+{
+	struct endpoint_stats *s = bpf_map_lookup_elem(&endpoint_counts, &endpoint);
+	if (s)
+		__sync_fetch_and_add(&s->repicked, 1);
+}
+
 static __always_inline void count_no_socket(__u32 service)
 {
 	struct service_stats *s = bpf_map_lookup_elem(&service_counts, &service);

@@ -13,6 +13,7 @@
 #include "flow.h"
 
 #define AF_INET 2
+#define AF_INET6 10
 #define SOCK_STREAM 1
 #define ECONNREFUSED 111
 #define EEXIST 17
@@ -160,6 +161,113 @@ static __always_inline long assign(struct bpf_sk_lookup *ctx, __u32 id, int *coo
 	return err;
 }
 
+/* listening reports whether endpoint id has a listening socket that can
+ * take a connection of family (an IPv6 one takes IPv4 too, unless it is
+ * v6only, which bpf_sk_assign then refuses). */
+static __always_inline int listening(__u32 id, __u32 family)
+{
+	struct bpf_sock *sk = bpf_map_lookup_elem(&sockets, &id);
+	if (!sk)
+		return 0;
+	int ok = sk->family == family || sk->family == AF_INET6;
+	bpf_sk_release(sk);
+	return ok;
+}
+
+/* A listener subset_listener found: the subset, its slot of lists, the
+ * endpoint. */
+struct found {
+	__u32 index;
+	__u32 slot;
+	__u32 id;
+};
+
+/* subset_listener finds the first endpoint of subset i (sub), from turn, with a
+ * listener that can take family, among those a try would reach. A global
+ * function, as repick is (see there). */
+__noinline int subset_listener(struct subset_slots *sub, __u32 i, __u32 turn, __u32 family, struct found *f)
+{
+	if (!sub || !f)
+		return -1;
+	struct choice probe = {.subset = sub, .index = i, .turn = turn};
+	__u32 cand;
+	for (__u32 k = 0; k < LOOKUP_TRIES; k++) {
+		if (endpoint_at(&probe, k, &cand) < 0)
+			return -1;
+		if (listening(cand, family)) {
+			f->index = i;
+			f->slot = probe.slot;
+			f->id = cand;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* What repick did: the endpoint it handed the connection to and whether
+ * its listener may answer with a SYN cookie, or, when it found none,
+ * whether that was for want of sockets (no_socket). */
+struct repick {
+	__u32 id;
+	int cookie;
+	int no_socket;
+};
+
+/* repick chooses again for a client whose endpoint has no listening socket,
+ * as for a new client: the table's next position, the subset's endpoints
+ * from its turn. When that subset has no listener either, the client is not
+ * turned away while another subset has one: repick goes through the other
+ * subsets once and draws among those with a listener (among the endpoints
+ * a try would reach) by their positions in the table, that is by the
+ * weights of the subsets that can take the client (each replaces the one
+ * drawn so far with probability positions / positions seen so far). That
+ * draw uses prandom and reads no turn, so it moves nothing that other
+ * connections follow. The client's affinity is set to the endpoint chosen.
+ *
+ * A global function: the verifier checks it once, not once for every path
+ * of tcpshift_lookup that reaches it. */
+__noinline int repick(struct bpf_sk_lookup *ctx, struct table *t, struct affinity_key *ak, __u32 family, struct repick *out)
+{
+	struct choice c;
+	struct found other = {};
+	__u32 id, seen = 0, turn;
+	int cookie = 0;
+
+	if (!ctx || !t || !ak || !out)
+		return -1;
+	if (choose(t, &c) < 0)
+		return -1;
+	for (__u32 i = 0; i < LOOKUP_TRIES; i++) {
+		if (endpoint_at(&c, i, &id) < 0)
+			break;
+		if (assign(ctx, id, &cookie) == 0)
+			goto picked;
+	}
+	turn = bpf_get_prandom_u32();
+	for (__u32 i = 0; i < MAX_SUBSETS; i++) {
+		struct found f;
+		__u32 p = t->subsets[i].positions;
+		if (i == c.index || p == 0 || subset_listener(&t->subsets[i], i, turn, family, &f) < 0)
+			continue;
+		seen += p;
+		if (bpf_get_prandom_u32() % seen < p)
+			other = f;
+	}
+	if (seen > 0 && assign(ctx, other.id, &cookie) == 0) {
+		c.index = other.index;
+		c.slot = other.slot;
+		id = other.id;
+		goto picked;
+	}
+	out->no_socket = 1;
+	return -1;
+picked:
+	stick(t, ak, &c, id);
+	out->id = id;
+	out->cookie = cookie;
+	return 0;
+}
+
 SEC("sk_lookup")
 int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 {
@@ -181,9 +289,10 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	__u32 ip4 = ctx->local_ip4, rip4 = ctx->remote_ip4;
 	__u32 ip6[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2], ctx->local_ip6[3]};
 	__u32 rip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
+	__u32 family = ctx->family;
 	struct tuple tu = {.ports = (__u32)port << 16 | bpf_ntohs(ctx->remote_port)};
 	key.port = port;
-	if (ctx->family == AF_INET) {
+	if (family == AF_INET) {
 		key.addr[2] = bpf_htonl(0xffff);
 		key.addr[3] = ip4;
 		ak.client[3] = rip4;
@@ -218,8 +327,23 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	t = service_table(fe->service);
 	if (!t)
 		goto refuse;
-	if (sticky(t, &ak, &id) == 0 && assign(ctx, id, &cookie) == 0)
-		goto chosen;
+	if (sticky(t, &ak, &id) == 0) {
+		if (assign(ctx, id, &cookie) == 0)
+			goto chosen;
+		/* Affinity never keeps a client on an endpoint with no
+		 * listener, nor turns it away for one. */
+		struct repick rp = {};
+		if (repick(ctx, t, &ak, family, &rp) == 0) {
+			if (rp.id != id)
+				count_repicked(id);
+			id = rp.id;
+			cookie = rp.cookie;
+			goto chosen;
+		}
+		if (rp.no_socket)
+			count_no_socket(fe->service);
+		goto refuse;
+	}
 	if (choose(t, &c) < 0)
 		goto refuse;
 	/* Closed listeners leave the sockmap by themselves: try the subset's

@@ -125,7 +125,11 @@ struct endpoint_stats {
 	__u64 registered;  /* listeners sockops put in the socket map at listen() */
 	__u64 register_failed; /* ... and listeners it could not (MPTCP, ...) */
 	__u32 generation;  /* bumped whenever the id is released */
-	__u32 pad;
+	/* Clients with affinity to this endpoint that sk_lookup handed to
+	 * another because it had no listening socket (their affinity now
+	 * names the other). 32 bits: it takes the place of what was padding,
+	 * so state pinned by an earlier build keeps its layout. */
+	__u32 repicked;
 };
 
 enum conn_flags {

@@ -86,7 +86,7 @@ type TcpshiftEndpointStats struct {
 	Registered     uint64
 	RegisterFailed uint64
 	Generation     uint32
-	Pad            uint32
+	Repicked       uint32
 }
 
 type TcpshiftFlow struct {
