@@ -61,14 +61,15 @@ func onOtherCgroup(info *link.Info, dir string) (bool, error) {
 }
 
 // moveToRoot attaches prog to the cgroup root and replaces the link pinned
-// at pin, old (on another cgroup), with the new one: the new link is
-// attached first and pinned aside, then old is detached and the new pin
-// renamed over the old one, so sockops never stops watching the sockets it
-// watched. For that instant two programs see the sockets of the old cgroup:
-// a connection is counted once all the same (established, closed and
-// connect_failed look at the connection's tag first); only a listener that
-// starts listening in that instant is counted twice in registered. undo points the new link at
-// old's program: the state's old programs again, at the root.
+// at pin, old (on another cgroup), with the new one. old is pointed at prog
+// first, then the new link is attached and pinned aside, then old is
+// detached and the new pin renamed over the old one: sockops never stops
+// watching the sockets it watched, and for the instant two links run, both
+// run prog, which counts a connection once all the same (established,
+// closed and connect_failed look at the connection's tag first); only a
+// listener that starts listening in that instant is counted twice in
+// registered. undo points the new link at old's program: the state's old
+// programs again, at the root.
 func moveToRoot(h hook, pin, root string, old link.Link, info *link.Info, prog *ebpf.Program) (undo func() error, err error) {
 	oldProg, err := ebpf.NewProgramFromID(info.Program)
 	if err != nil {
@@ -87,17 +88,29 @@ func moveToRoot(h hook, pin, root string, old link.Link, info *link.Info, prog *
 	if err := os.Remove(moving); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("unpin %s: %w", moving, err)
 	}
+	// A link whose cgroup is gone is detached already: nothing to update.
+	live := info.Cgroup() != nil && info.Cgroup().CgroupId != 0
+	if live {
+		if err := old.Update(prog); err != nil {
+			return nil, fmt.Errorf("update %s link: %w", h.prog, err)
+		}
+	}
+	restore := func() error {
+		if !live {
+			return nil
+		}
+		return old.Update(oldProg)
+	}
 	l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: h.attach, Program: prog})
 	if err != nil {
-		return nil, fmt.Errorf("attach %s to cgroup %s: %w", h.prog, root, err)
+		return nil, errors.Join(fmt.Errorf("attach %s to cgroup %s: %w", h.prog, root, err), restore())
 	}
 	defer l.Close()
 	if err := l.Pin(moving); err != nil {
-		l.Detach()
-		return nil, fmt.Errorf("pin %s link: %w", h.prog, err)
+		return nil, errors.Join(fmt.Errorf("pin %s link: %w", h.prog, err), l.Detach(), restore())
 	}
 	if err := old.Detach(); err != nil && !errors.Is(err, unix.ENOLINK) {
-		return nil, errors.Join(fmt.Errorf("detach %s from its old cgroup: %w", h.prog, err), l.Detach(), os.Remove(moving))
+		return nil, errors.Join(fmt.Errorf("detach %s from its old cgroup: %w", h.prog, err), l.Detach(), os.Remove(moving), restore())
 	}
 	// Renaming over the old pin drops it: the pin never goes missing. Should
 	// it fail, the new link stays pinned aside, attached, and the next
