@@ -289,9 +289,20 @@ const affinityEcho = `services:
 // again (here its turn falls on that same subset, so the draw goes among
 // the subsets that have a listener), its affinity follows, and the repick
 // is counted once. When the listener is back, the moved client stays
-// where it is now and new clients follow the weights again.
+// where it is now and new clients follow the weights again. With SYN
+// cookies every handshake's last ACK runs sk_lookup again: it reaches the
+// endpoint its SYN was given and nothing is counted twice.
 func TestLookupAffinityRepicksDeadListener(t *testing.T) {
+	t.Run("request sockets", func(t *testing.T) { testRepick(t, false) })
+	t.Run("syn cookies", func(t *testing.T) { testRepick(t, true) })
+}
+
+func testRepick(t *testing.T, cookies bool) {
 	env := testenv.New(t)
+	if cookies {
+		sysctl(t, env, "ipv4.tcp_syncookies", "2") // always send cookies
+	}
+	before := tcpExt(t, env, "SyncookiesRecv")
 	one := env.Echo("127.0.0.1:9001", "one")
 	env.Echo("127.0.0.1:9002", "two")
 	tg := env.Target()
@@ -339,6 +350,9 @@ func TestLookupAffinityRepicksDeadListener(t *testing.T) {
 	}
 	if svc.Refused != 0 || svc.NoSocket != 0 {
 		t.Fatalf("refused %d, no socket %d; want 0", svc.Refused, svc.NoSocket)
+	}
+	if recv := tcpExt(t, env, "SyncookiesRecv") - before; cookies && recv < 13 {
+		t.Fatalf("the listeners took %d SYN cookies back, want at least 13: the test did not use cookies", recv)
 	}
 }
 
