@@ -520,3 +520,44 @@ func TestSockopsAtCgroupRoot(t *testing.T) {
 		t.Fatalf("after down: %d sockops programs on --cgroup", n)
 	}
 }
+
+// The repick never turns a client away while some subset has a listener,
+// whichever subset its turn falls on: with two of three subsets' listeners
+// gone, every client pinned to them goes to the third.
+func TestLookupAffinityRepickSkipsDeadSubsets(t *testing.T) {
+	env := testenv.New(t)
+	one := env.Echo("127.0.0.1:9001", "one")
+	two := env.Echo("127.0.0.1:9002", "two")
+	env.Echo("127.0.0.1:9003", "three")
+	tg := env.Target()
+	apply(t, tg, strings.NewReplacer(
+		"    v2: {endpoints: [127.0.0.1:9002]}\n", "    v2: {endpoints: [127.0.0.1:9002]}\n    v3: {endpoints: [127.0.0.1:9003]}\n",
+		"  - {subset: v2, weight: 1}\n", "  - {subset: v2, weight: 1}\n  - {subset: v3, weight: 1}\n").Replace(affinityEcho))
+	ask := func(src, want string) {
+		t.Helper()
+		if who, err := askFrom(env, src, frontend); err != nil || who != want {
+			t.Fatalf("client %s: %q, %v; want %s", src, who, err, want)
+		}
+	}
+	// 1:1:1 round-robin: positions go v1, v2, v3.
+	for i, want := range []string{"one", "two", "three", "one"} {
+		ask(fmt.Sprintf("127.0.0.%d", 31+i), want)
+	}
+	one.Close()
+	two.Close()
+	// Positions 4, 5, 6 (v2, v3, v1): the clients of v1 and v2 all end on v3.
+	for _, src := range []string{"127.0.0.31", "127.0.0.34", "127.0.0.32", "127.0.0.31", "127.0.0.32"} {
+		ask(src, "three")
+	}
+	r, err := tg.AffinityRepicked("tcp-echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, v2 := netip.MustParseAddrPort("127.0.0.1:9001"), netip.MustParseAddrPort("127.0.0.1:9002")
+	if r.Total != 3 || r.Endpoints[v1] != 2 || r.Endpoints[v2] != 1 {
+		t.Fatalf("repicked %+v; want 3: 2 off v1, 1 off v2", r)
+	}
+	if _, svc := endpointCounts(t, tg, "tcp-echo"); svc.Refused != 0 || svc.NoSocket != 0 {
+		t.Fatalf("refused %d, no socket %d; want 0", svc.Refused, svc.NoSocket)
+	}
+}
