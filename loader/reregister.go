@@ -21,8 +21,14 @@ type Reregistered struct {
 // Reregister gives lookup-mode endpoints whose listener closed (the kernel
 // drops closed sockets from the socket map) the new listener on the same
 // address, if one is there: a backend that restarts gets its connections
-// back without another apply. It looks for empty slots without the lock and
-// fills them under it.
+// back without another apply. sockops, on the cgroup v2 root, registers a
+// new listener the moment it listens, wherever its process runs; this is
+// for the listeners it could not: one that started listening while its
+// address was not in the listeners map yet (an apply in progress), under
+// state whose sockops an earlier build attached to --cgroup (until the next
+// apply moves it), or with tcpshift in a cgroup namespace, whose root is
+// not the host's. It looks for empty slots without the lock and fills them
+// under it.
 func (t *Target) Reregister(set *maps.Set, svcs []*maps.Service) ([]Reregistered, error) {
 	type found struct {
 		svc  string
