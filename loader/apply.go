@@ -110,8 +110,18 @@ func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions
 		d.daemonFile = opts.DaemonFile
 	}
 	d.objects = objects
+	// A shift holds its service's weights (see shiftOwners).
+	notices, err := t.shiftOwners(set, d, opts)
+	if err != nil {
+		return nil, errors.Join(err, undoLoad())
+	}
 	if err := t.write(set, d); err != nil {
 		return nil, errors.Join(err, undoLoad())
+	}
+	for _, n := range notices {
+		if t.Notice != nil {
+			t.Notice(n)
+		}
 	}
 	return d.changes, nil
 }
@@ -206,6 +216,9 @@ type delta struct {
 	addRoutes  []netip.Addr
 	delRoutes  []netip.Addr
 	changes    []Change
+
+	// endShifts are shifts a forced change aborts, by service id.
+	endShifts map[uint32]maps.Shift
 }
 
 // diff plans the whole change: ids, limits, routes, and what each service
@@ -327,6 +340,11 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	}
 	if err := d.objects.write(set); err != nil {
 		return err
+	}
+	for id, sh := range d.endShifts {
+		if err := set.PutShift(id, sh); err != nil {
+			return err
+		}
 	}
 	var svcs []*maps.Service
 	for _, p := range d.plans {

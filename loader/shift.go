@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tcpshift/tcpshift/maps"
@@ -300,4 +302,180 @@ func (t *Target) ResumeShift(plan ShiftPlan) (*maps.Service, maps.Shift, error) 
 		return set.PutShift(svc.ID, sh)
 	})
 	return svc, sh, err
+}
+
+// One owner for a service's weights at a time. A shift holds them from its
+// start until it ends (done or rolled back): while it runs, is paused, is
+// being aborted, and also once interrupted (its process gone), for then
+// tcpshift run resumes it or --abort rolls it back to its weights before,
+// either of which would put weights set meanwhile aside without a word.
+// While it holds them, set-weight and apply refuse to change them (a
+// ShiftingError names the shift and the ways out); with --force they
+// abort the shift first, in the same change, and say so. The shift's
+// process sees that its record was taken from it and stops without
+// touching the weights.
+
+// ErrShifting is what a change of weights a shift holds is refused with.
+var ErrShifting = errors.New("a shift holds the service's weights")
+
+// ShiftHolds reports whether a shift holds its service's weights: running,
+// paused or aborting, in its process or interrupted.
+func ShiftHolds(sh maps.Shift) bool {
+	switch sh.State {
+	case maps.ShiftRunning, maps.ShiftPaused, maps.ShiftAborting:
+		return true
+	}
+	return false
+}
+
+// ShiftOwnsWeights reports whether the weights svc has in force are those
+// of the step its shift is at (running, paused, aborting, interrupted) or
+// ended at (done): a shift's, not a set-weight override.
+func ShiftOwnsWeights(svc *maps.Service, sh maps.Shift) bool {
+	if !ShiftHolds(sh) && sh.State != maps.ShiftDone {
+		return false
+	}
+	w, ok := shiftStepWeights(svc, sh)
+	return ok && slices.Equal(w, svc.Weights())
+}
+
+// shiftStepWeights returns the weights of the step a shift last took, per
+// subset of svc; ok is false before its first step.
+func shiftStepWeights(svc *maps.Service, sh maps.Shift) ([]uint64, bool) {
+	n := len(svc.Subsets)
+	if sh.Done < 1 || sh.Done > len(sh.Percent) || sh.To >= n || len(sh.Before) < n {
+		return nil, false
+	}
+	for _, i := range sh.From {
+		if i >= n {
+			return nil, false
+		}
+	}
+	return ShiftWeights(sh.Before[:n], sh.To, sh.From, sh.Percent[sh.Done-1]), true
+}
+
+// DescribeShift says where a shift is, for messages: "to v2 by pid 1234
+// (step 2/3, 50%)".
+func DescribeShift(svc *maps.Service, sh maps.Shift) string {
+	to := fmt.Sprintf("subset %d", sh.To)
+	if sh.To < len(svc.Subsets) {
+		to = svc.Subsets[sh.To].Name
+	}
+	at := "before its first step"
+	if sh.Done > 0 && sh.Done <= len(sh.Percent) {
+		at = fmt.Sprintf("step %d/%d, %d%%", sh.Done, len(sh.Percent), sh.Percent[sh.Done-1])
+	}
+	return fmt.Sprintf("to %s by pid %d (%s)", to, sh.Pid, at)
+}
+
+// ShiftingError refuses a change of weights a shift holds.
+type ShiftingError struct {
+	Service string
+	Writer  string // "set-weight", "apply"
+	State   string // ShiftStateName
+	Shift   string // DescribeShift
+}
+
+func (e *ShiftingError) Error() string {
+	force := map[string]string{"set-weight": "set these weights", "apply": "apply"}[e.Writer]
+	abort := fmt.Sprintf("tcpshift shift %s --abort rolls it back", e.Service)
+	var what, ways string
+	switch e.State {
+	case "paused":
+		what, ways = "is being shifted "+e.Shift+", paused", abort+", --resume lets it go on"
+	case "aborting":
+		what, ways = "is being rolled back by its shift "+e.Shift, "wait for it (tcpshift status "+e.Service+")"
+	case "interrupted":
+		what = "has an interrupted shift " + strings.Replace(e.Shift, "by pid", "left by pid", 1)
+		ways = "tcpshift run resumes it if its route config declares it; " + abort
+	default:
+		what, ways = "is being shifted "+e.Shift, abort+", --pause holds it"
+	}
+	return fmt.Sprintf("%s refused: %s %s: %s; or pass --force to abort the shift and %s", e.Writer, e.Service, what, ways, force)
+}
+
+func (e *ShiftingError) Is(target error) bool { return target == ErrShifting }
+
+// heldShift returns the shift that holds svc's weights, if one does.
+func heldShift(set *maps.Set, svc *maps.Service) (maps.Shift, bool, error) {
+	sh, ok, err := set.Shift(svc.ID)
+	if err != nil || !ok || !ShiftHolds(sh) {
+		return maps.Shift{}, false, err
+	}
+	return sh, true, nil
+}
+
+// refuseShifting is the ShiftingError for writer's change of svc.
+func refuseShifting(svc *maps.Service, sh maps.Shift, writer string) error {
+	return &ShiftingError{Service: svc.Name, Writer: writer, State: ShiftStateName(sh), Shift: DescribeShift(svc, sh)}
+}
+
+// abortedBy ends a shift that holds a service's weights for a forced
+// writer: the record is rolled back and says by whom, so its process stops
+// without touching the weights.
+func abortedBy(sh maps.Shift, why string) maps.Shift {
+	sh.State, sh.Note = maps.ShiftRolledBack, why
+	return sh
+}
+
+// shiftOwners applies the rule to an apply: a service a shift holds keeps
+// the shift's weights where the file leaves its route as it was; a route
+// change that changes them is refused, or with Force (and for the daemon,
+// whose file is the truth) ends the shift in the same change. It returns
+// what to say once the change is made.
+func (t *Target) shiftOwners(set *maps.Set, d *delta, opts ApplyOptions) (notices []string, err error) {
+	for i, p := range d.plans {
+		o := d.old[p.svc.Name]
+		if o == nil {
+			continue
+		}
+		sh, ok, err := heldShift(set, o)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		ch := &d.changes[i]
+		if sameFileRoute(o, p.svc) {
+			for j := range p.svc.Subsets {
+				p.svc.Subsets[j].Weight = o.Subsets[j].Weight
+			}
+			ch.KeptOverride = false // the shift's weights, not an override
+			ch.Action = "updated"
+			if reflect.DeepEqual(o, p.svc) {
+				ch.Action = "unchanged"
+			}
+			d.write[p.svc.Name] = ch.Action != "unchanged"
+			continue
+		}
+		if sameSubsets(o, p.svc) && slices.Equal(o.Weights(), p.svc.Weights()) {
+			continue
+		}
+		if !opts.Force && !opts.Daemon {
+			return nil, refuseShifting(o, sh, "apply")
+		}
+		who := "apply --force"
+		if opts.Daemon {
+			who = "tcpshift run"
+		}
+		if d.endShifts == nil {
+			d.endShifts = map[uint32]maps.Shift{}
+		}
+		d.endShifts[o.ID] = abortedBy(sh, fmt.Sprintf("aborted by %s: the route config changes the service's weights", who))
+		notices = append(notices, fmt.Sprintf("aborted the shift of %s %s: the route config changes its weights, which the shift held", o.Name, DescribeShift(o, sh)))
+	}
+	return notices, nil
+}
+
+func sameSubsets(a, b *maps.Service) bool {
+	if len(a.Subsets) != len(b.Subsets) {
+		return false
+	}
+	for i := range a.Subsets {
+		if a.Subsets[i].Name != b.Subsets[i].Name {
+			return false
+		}
+	}
+	return true
 }

@@ -52,7 +52,8 @@ type SubsetStatus struct {
 	Name   string `json:"name" yaml:"name"`
 	Weight uint64 `json:"weight" yaml:"weight"` // in force
 	// FileWeight is the route config's weight; it differs from Weight
-	// while a set-weight overrides it (Override).
+	// while a set-weight overrides it (Override), and while a shift's step
+	// is in force (not an override: Shift says where it is).
 	FileWeight uint64  `json:"file_weight" yaml:"file_weight"`
 	Override   bool    `json:"override" yaml:"override"`
 	Percent    float64 `json:"percent" yaml:"percent"`
@@ -200,10 +201,12 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 	if svc.AffinityTTL > 0 {
 		ss.Affinity = svc.AffinityTTL.String()
 	}
+	shifted := false // the weights in force are a shift's step, not an override
 	if sh, ok, err := set.Shift(svc.ID); err != nil {
 		return ss, err
 	} else if ok {
 		ss.Shift = shiftStatus(svc, sh)
+		shifted = ShiftOwnsWeights(svc, sh)
 	}
 	counts, err := set.ServiceStats(svc.ID)
 	if err != nil {
@@ -219,7 +222,7 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 	}
 	percents := maps.Percents(table, len(svc.Subsets))
 	for i, sub := range svc.Subsets {
-		sst := SubsetStatus{Name: sub.Name, Weight: sub.Weight, FileWeight: sub.FileWeight, Override: sub.Weight != sub.FileWeight,
+		sst := SubsetStatus{Name: sub.Name, Weight: sub.Weight, FileWeight: sub.FileWeight, Override: sub.Weight != sub.FileWeight && !shifted,
 			Percent: percents[i], Endpoints: []EndpointStatus{}}
 		for _, ep := range sub.Endpoints {
 			n, err := set.EndpointStats(ep.ID)
