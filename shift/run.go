@@ -51,6 +51,10 @@ type Options struct {
 	Detach bool
 	// Live rewrites a progress line on Out every second (a terminal).
 	Live bool
+	// Stepped, when set, is told each step once its weights are in force
+	// (step from 1, the weights by subset, "v1=900 v2=100"), and Out is
+	// not (the daemon logs it as a record of its own).
+	Stepped func(step, steps int, weights string)
 }
 
 // Validate checks the steps and thresholds.
@@ -92,6 +96,11 @@ func (o *Options) Validate() error {
 // ErrAborted is a shift rolled back by --abort or by its context (SIGINT).
 var ErrAborted = errors.New("shift aborted")
 
+// ErrTakenOver is a shift another writer ended: set-weight or apply with
+// --force aborted it and set weights of its own, which the shift leaves
+// alone (it does not roll back over them).
+var ErrTakenOver = errors.New("shift ended by another writer")
+
 // Run shifts the service step by step. On a gate failure, an abort or the
 // context's end it rolls the weights back to where they were before and
 // returns an error saying why (a *Failure for a gate).
@@ -128,6 +137,10 @@ func Run(ctx context.Context, tg *loader.Target, o Options) error {
 	fmt.Fprintf(o.Out, "shift %s to %s: steps %s, every %s; rollback to %s\n", svc.Name, o.To, stepsText(o.Steps), o.Interval, r.weightsText(sh.Before))
 	for i := first; i < len(o.Steps); i++ {
 		if err := r.step(ctx, i); err != nil {
+			if errors.Is(err, ErrTakenOver) {
+				fmt.Fprintf(o.Out, "shift %s to %s: %v\n", svc.Name, o.To, err)
+				return err
+			}
 			if o.Detach && ctx.Err() != nil {
 				return fmt.Errorf("shift %s left at step %d of %d: %w", svc.Name, i+1, len(o.Steps), context.Cause(ctx))
 			}
@@ -135,6 +148,9 @@ func Run(ctx context.Context, tg *loader.Target, o Options) error {
 		}
 	}
 	if _, err := tg.ShiftUpdate(o.Service, func(_ *maps.Service, s *maps.Shift) ([]uint64, error) {
+		if err := r.mine(s); err != nil {
+			return nil, err
+		}
 		s.State, s.Note = maps.ShiftDone, "all steps passed"
 		return nil, nil
 	}); err != nil {
@@ -177,6 +193,9 @@ func (r *runner) step(ctx context.Context, i int) error {
 	}
 	weights := loader.ShiftWeights(r.sh.Before, r.sh.To, r.sh.From, r.o.Steps[i])
 	sh, err := r.tg.ShiftUpdate(r.o.Service, func(_ *maps.Service, s *maps.Shift) ([]uint64, error) {
+		if err := r.mine(s); err != nil {
+			return nil, err
+		}
 		if s.State == maps.ShiftAborting {
 			return nil, ErrAborted
 		}
@@ -191,7 +210,11 @@ func (r *runner) step(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(r.o.Out, "step %d/%d: %s\n", i+1, len(r.o.Steps), r.weightsText(weights))
+	if r.o.Stepped != nil {
+		r.o.Stepped(i+1, len(r.o.Steps), r.weightsOf(weights))
+	} else {
+		fmt.Fprintf(r.o.Out, "step %d/%d: %s\n", i+1, len(r.o.Steps), r.weightsText(weights))
+	}
 	if r.o.AfterStep != nil {
 		r.o.AfterStep(i)
 	}
@@ -212,6 +235,11 @@ func (r *runner) step(ctx context.Context, i int) error {
 		cur, ok, err := r.tg.ShiftOf(r.o.Service)
 		if err != nil {
 			return err
+		}
+		if ok {
+			if err := r.mine(&cur); err != nil {
+				return err
+			}
 		}
 		if !ok || cur.State == maps.ShiftAborting {
 			return fmt.Errorf("%w by tcpshift shift %s --abort", ErrAborted, r.o.Service)
@@ -247,6 +275,9 @@ func (r *runner) step(ctx context.Context, i int) error {
 		note := fmt.Sprintf("step %d/%d passed: %s %s; others %s", i+1, len(r.o.Steps), r.o.To, target, others)
 		fmt.Fprintf(r.o.Out, "  %s\n", note)
 		_, err = r.tg.ShiftUpdate(r.o.Service, func(_ *maps.Service, s *maps.Shift) ([]uint64, error) {
+			if err := r.mine(s); err != nil {
+				return nil, err
+			}
 			s.Note = note
 			return nil, nil
 		})
@@ -304,6 +335,9 @@ func lastLine(b []byte) string {
 func (r *runner) rollBack(cause error) error {
 	why := cause.Error()
 	_, err := r.tg.ShiftUpdate(r.o.Service, func(_ *maps.Service, s *maps.Shift) ([]uint64, error) {
+		if err := r.mine(s); err != nil {
+			return nil, err // another writer's weights are in force: not rolled back over them
+		}
 		s.State, s.Note = maps.ShiftRolledBack, "rolled back: "+why
 		return s.Before, nil
 	})
@@ -358,6 +392,27 @@ func (r *runner) weightsText(w []uint64) string {
 		}
 	}
 	return strings.Join(s, " ")
+}
+
+// weightsOf spells weights by subset: "v1=900 v2=100".
+func (r *runner) weightsOf(w []uint64) string {
+	var s []string
+	for i, sub := range r.svc.Subsets {
+		if i < len(w) {
+			s = append(s, fmt.Sprintf("%s=%d", sub.Name, w[i]))
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+// mine checks that the shift's record is still this run's: a forced
+// set-weight or apply ends it (rolled back, with a note saying by whom)
+// and its weights are then that writer's.
+func (r *runner) mine(s *maps.Shift) error {
+	if s.Pid == r.sh.Pid && s.PidStart == r.sh.PidStart && loader.ShiftHolds(*s) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrTakenOver, s.Note)
 }
 
 func stepsText(steps []uint32) string {
