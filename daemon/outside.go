@@ -38,6 +38,7 @@ func (d *daemon) noticeOutsideChanges(now []*maps.Service) {
 		case b == nil:
 			d.log.Warn("service added outside the daemon (tcpshift apply --force?)", "service", s.Name)
 		case reflect.DeepEqual(b, s):
+		case sameButWeights(b, s) && d.shiftChange(s):
 		case sameButWeights(b, s) && !s.Overridden():
 			d.log.Info("set-weight override ended: the file's weights are in force", "service", s.Name, "weights", weights(s, false))
 		case sameButWeights(b, s):

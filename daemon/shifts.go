@@ -2,12 +2,15 @@ package daemon
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/maps"
 	"github.com/tcpshift/tcpshift/shift"
 )
 
@@ -68,6 +71,11 @@ func (d *daemon) carryShifts(parent context.Context) {
 			Gates:  shift.Gates{MaxFailureRate: spec.MaxFailureRate, MaxResetRate: spec.MaxResetRate, MinConnections: spec.MinConnections},
 			Resume: resume, Detach: true, Rebalance: spec.Rebalance, MaxPerSecond: 100, NoDrain: true,
 			Out: &logLines{log: func(line string) { d.log.Info(line, "service", name) }},
+			// A step is the shift's, not a set-weight override: logged
+			// as such (shiftChange keeps noticeOutsideChanges quiet).
+			Stepped: func(step, steps int, weights string) {
+				d.log.Info("shift step", "service", name, "step", fmt.Sprintf("%d/%d", step, steps), "percent", spec.Steps[step-1], "weights", weights)
+			},
 		}
 		d.log.Info("shift carried from the route config", "service", name, "to", spec.To, "resume", resume)
 		go func() {
@@ -77,6 +85,34 @@ func (d *daemon) carryShifts(parent context.Context) {
 			}
 		}()
 	}
+}
+
+// shiftChange reports whether a change of svc's weights only, seen since
+// the daemon last looked, is a shift's: a step (the shift holds the
+// weights, or ended at them) or its rollback to the weights before it.
+// The daemon's own shifts log their steps themselves; another process's
+// shift is logged here, as a shift step, never as a set-weight override.
+func (d *daemon) shiftChange(svc *maps.Service) bool {
+	sh, ok, err := d.set.Shift(svc.ID)
+	if err != nil || !ok {
+		return false
+	}
+	// A forced set-weight or apply that aborted it set weights of its own.
+	rolledBack := sh.State == maps.ShiftRolledBack && !strings.HasPrefix(sh.Note, "aborted by ") &&
+		len(sh.Before) >= len(svc.Subsets) && slices.Equal(sh.Before[:len(svc.Subsets)], svc.Weights())
+	if !loader.ShiftOwnsWeights(svc, sh) && !rolledBack {
+		return false
+	}
+	if _, ours := d.shifts[svc.Name]; ours && int(sh.Pid) == os.Getpid() {
+		return true
+	}
+	what := "shift step"
+	if rolledBack {
+		what = "shift rolled back"
+	}
+	d.log.Info(what, "service", svc.Name, "step", fmt.Sprintf("%d/%d", sh.Done, len(sh.Percent)), "weights", weights(svc, false),
+		"pid", sh.Pid, "state", loader.ShiftStateName(sh))
+	return true
 }
 
 // stopShifts leaves every carried shift at its step (interrupted; the next
