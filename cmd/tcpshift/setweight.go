@@ -21,7 +21,15 @@ func setWeightCommand() *cli.Command {
 			"connections are not touched. Example: tcpshift set-weight tcp-echo v1=80 v2=20\n" +
 			"While tcpshift run manages the namespace this is a runtime override: status\n" +
 			"and the metrics show it next to the file's weights, and it lasts until the\n" +
-			"service's route in the file changes or the daemon gets SIGHUP.",
+			"service's route in the file changes or the daemon gets SIGHUP.\n" +
+			"A shift holds its service's weights until it ends (done or rolled back): while\n" +
+			"it runs, is paused or is interrupted (tcpshift run resumes it, --abort rolls it\n" +
+			"back), set-weight is refused with where the shift is and how to pause or abort\n" +
+			"it; --force aborts the shift (its weights go back to where they were before it)\n" +
+			"and sets these weights over those, in one change, and says so.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "abort a shift that holds the service's weights, then set these"},
+		},
 		OnUsageError: usageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 2 {
@@ -36,9 +44,12 @@ func setWeightCommand() *cli.Command {
 				return err
 			}
 			defer tg.Close()
-			svc, err := tg.SetWeights(c.Args().First(), weights)
+			svc, aborted, err := tg.SetWeightsWith(c.Args().First(), weights, loader.SetWeightsOptions{Force: c.Bool("force")})
 			if err != nil {
 				return err
+			}
+			if aborted != "" {
+				fmt.Fprintf(c.App.Writer, "aborted the shift of %s %s: its process stops without rolling back over these weights\n", svc.Name, aborted)
 			}
 			parts := make([]string, len(svc.Subsets))
 			for i, s := range svc.Subsets {

@@ -36,7 +36,13 @@ func shiftCommand() *cli.Command {
 			"The shift is kept with the namespace's state: status shows it, --pause and\n" +
 			"--resume hold and release a step from any shell, and if the shifting process\n" +
 			"dies the weights stay at its last step and status says the shift was\n" +
-			"interrupted (--abort then rolls it back). One shift per service at a time.",
+			"interrupted (--abort then rolls it back). One shift per service at a time.\n\n" +
+			"Until it ends (done or rolled back) the shift alone sets the service's weights,\n" +
+			"interrupted too (tcpshift run resumes it): set-weight, and an apply whose route\n" +
+			"config changes them, are refused with where the shift is. With --force they\n" +
+			"abort it first and say so; the shifting process then exits 1 without rolling\n" +
+			"back over their weights. An apply that leaves the service's route as it was\n" +
+			"keeps the shift's weights.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "to", Usage: "the `SUBSET` traffic moves to"},
 			&cli.StringSliceFlag{Name: "from", Usage: "a `SUBSET` that gives up its share (repeat; all others when absent)"},
