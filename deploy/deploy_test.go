@@ -30,7 +30,7 @@ var (
 
 // What the agent is granted, as documented in daemonset.yaml and the README.
 var (
-	capabilities = []string{"BPF", "NET_ADMIN", "PERFMON", "SYS_ADMIN"}
+	capabilities = []string{"NET_ADMIN", "SYS_ADMIN"}
 	hostMounts   = map[string]hostMount{
 		"/sys/fs/bpf":    {hostPath: "/sys/fs/bpf", propagation: "HostToContainer"},
 		"/sys/fs/cgroup": {hostPath: "/sys/fs/cgroup", readOnly: true},
