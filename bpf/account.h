@@ -82,6 +82,16 @@ static __always_inline void count_reset(struct conn *c)
 		__sync_fetch_and_add(&s->resets, 1);
 }
 
+/* count_rebalanced counts a counted connection closed by a socket destroy
+ * (tcpshift rebalance, through its BPF iterator or through sock_diag):
+ * sockops sees both, so both are counted once, here. */
+static __always_inline void count_rebalanced(struct conn *c)
+{
+	struct endpoint_stats *s = current(c);
+	if (s && c->flags & CONN_COUNTED)
+		__sync_fetch_and_add(&s->rebalanced, 1);
+}
+
 /* connect_failed counts a tagged connect that ended before it was
  * established: refused, timed out or reset during the handshake. Once: the
  * tag remembers it (a connect again retags the socket), so two programs

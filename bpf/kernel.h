@@ -30,6 +30,7 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 	__u32 sk_max_ack_backlog;
+	int sk_err; /* ECONNABORTED once a socket destroy (tcp_abort) closed it */
 } __attribute__((preserve_access_index));
 
 struct request_sock_queue {
@@ -86,6 +87,21 @@ static __always_inline int payload(void *sk, __u64 *sent, __u64 *received)
 	if (flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
 		*received -= 1;
 	return 0;
+}
+
+#define ECONNABORTED 103
+
+/* destroyed reports whether a TCP socket is being closed by a socket
+ * destroy: bpf_sock_destroy or sock_diag's SOCK_DESTROY (`ss -K`), which
+ * both end in tcp_abort, the only close that sets ECONNABORTED, before the
+ * state changes to CLOSE. */
+static __always_inline int destroyed(void *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	struct sock *s = (struct sock *)tp;
+	return s->sk_err == ECONNABORTED;
 }
 
 /* may_send_cookie reports whether a listener may answer a SYN with a SYN

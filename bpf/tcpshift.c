@@ -700,6 +700,8 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 		 * received; an orderly close passes through the FIN states. */
 		if (from == BPF_TCP_ESTABLISHED)
 			count_reset(c);
+		if (destroyed(sk))
+			count_rebalanced(c);
 		__u64 sent, received;
 		if (payload(sk, &sent, &received) == 0)
 			closed(c, sent, received);
@@ -777,9 +779,8 @@ int tcpshift_rebalance(struct bpf_iter__tcp *ctx)
 	struct rebalance_run *run = bpf_map_lookup_elem(&rebalance_runs, &zero);
 	if (!s || !run || run->closed >= run->budget)
 		return 0;
-	if (bpf_sock_destroy(skc) == 0) {
+	/* sockops counts it in rebalanced as it sees the socket close. */
+	if (bpf_sock_destroy(skc) == 0)
 		run->closed++;
-		__sync_fetch_and_add(&s->rebalanced, 1);
-	}
 	return 0;
 }

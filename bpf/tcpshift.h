@@ -121,7 +121,7 @@ struct endpoint_stats {
 	__u64 bytes_out;   /* from the endpoint, of closed connections */
 	__u64 failed;      /* connects that never got established (passive health) */
 	__u64 resets;      /* established, then closed by a reset (either side) */
-	__u64 rebalanced;  /* closed by tcpshift rebalance to move them */
+	__u64 rebalanced;  /* closed by a socket destroy: tcpshift rebalance (ss -K too) */
 	__u64 registered;  /* listeners sockops put in the socket map at listen() */
 	__u64 register_failed; /* ... and listeners it could not (MPTCP, ...) */
 	__u32 generation;  /* bumped whenever the id is released */
