@@ -357,13 +357,11 @@ func TestDaemonStartsBeforeBackends(t *testing.T) {
 		t.Fatalf("refused %d no_socket %d, want 10 each", s.Refused, s.NoSocket)
 	}
 
-	// v1 listens: the daemon registers it, v1's turns reach it and v2's
-	// are still refused.
-	started := time.Now()
+	// v1 listens: the kernel registers it as it starts listening, v1's
+	// turns reach it and v2's are still refused.
 	env.Echo(lateV1, "one")
-	rereg := d.waitLogWithin(t, `msg="listener re-registered"`, 1, started, time.Second)
-	if !strings.Contains(rereg[0], "endpoint="+lateV1) {
-		t.Errorf("re-registered line: %s", rereg[0])
+	if n := registeredAt(t, d.tg, lateV1); n != 1 {
+		t.Fatalf("v1 registered %d times at listen(), want 1", n)
 	}
 	wantAskOutcomes(t, env, 10, map[string]int{"one": 8, "refused": 2})
 	if s := status(t, d.tg); s.Refused != 12 || s.NoSocket != 12 {
@@ -371,11 +369,9 @@ func TestDaemonStartsBeforeBackends(t *testing.T) {
 	}
 
 	// v2 listens too: 80/20 and no more refusals.
-	started = time.Now()
 	env.Echo(lateV2, "two")
-	rereg = d.waitLogWithin(t, `msg="listener re-registered"`, 2, started, time.Second)
-	if !strings.Contains(rereg[1], "endpoint="+lateV2) {
-		t.Errorf("re-registered line: %s", rereg[1])
+	if n := registeredAt(t, d.tg, lateV2); n != 1 {
+		t.Fatalf("v2 registered %d times at listen(), want 1", n)
 	}
 	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
 	if s := status(t, d.tg); s.Refused != 12 || s.NoSocket != 12 ||
@@ -398,10 +394,12 @@ func TestDaemonStartsBeforeBackendsListeningElsewhere(t *testing.T) {
 		t.Errorf("waiting line: %s", waiting[0])
 	}
 	wantAskOutcomes(t, env, 10, map[string]int{"one": 8, "refused": 2})
-	started := time.Now()
 	env.Echo(lateV2, "two")
-	d.waitLogWithin(t, `msg="listener re-registered"`, 1, started, time.Second)
+	if n := registeredAt(t, d.tg, lateV2); n != 1 {
+		t.Fatalf("v2 registered %d times at listen(), want 1", n)
+	}
 	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
+	d.wantLines(t, `msg="listener re-registered"`, 0)
 }
 
 // TestDaemonNotifiesSystemd: with NOTIFY_SOCKET set the daemon says

@@ -795,6 +795,27 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Fatalf("apply did %v, the dry run said %v", list(real), list(changes))
 	}
 	env.Count("127.0.0.100:9000", 2) // move a round-robin position
+	// sockops counts the backends' closes as the kernel gets to them:
+	// snapshot once both are counted, so only a dry run could move it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := tg.Status("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var active, closedIn uint64
+		for _, sub := range st.Services[0].Subsets {
+			active += sub.Active
+			closedIn += sub.BytesIn
+		}
+		if active == 0 && closedIn == 2*6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service a: %d active, %d bytes in after 2 closed exchanges, want 0 and 12", active, closedIn)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	applied := env.KernelState()
 
 	changes, err = tg.ApplyWith(y, loader.ApplyOptions{DryRun: true})
