@@ -94,7 +94,7 @@ func checkCgroup(dir string) error {
 	}
 	if st.Type != unix.CGROUP2_SUPER_MAGIC {
 		root, _ := CgroupRoot()
-		return fmt.Errorf("--cgroup %s: not a cgroup v2 directory (the connect and sockops hooks attach to one; the cgroup v2 root here is %s)", dir, root)
+		return fmt.Errorf("--cgroup %s: not a cgroup v2 directory (the connect-time hooks attach to one; the cgroup v2 root here is %s)", dir, root)
 	}
 	return nil
 }

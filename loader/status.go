@@ -32,6 +32,9 @@ type ServiceStatus struct {
 	// NoSocket counts lookups whose chosen endpoints had no listening
 	// socket (lookup mode: a backend that stopped listening).
 	NoSocket uint64 `json:"no_socket" yaml:"no_socket"`
+	// AffinityRepicked sums its endpoints' Repicked: clients moved off an
+	// endpoint with no listener, their affinity now naming another.
+	AffinityRepicked uint64 `json:"affinity_repicked" yaml:"affinity_repicked"`
 	// Swaps counts table replacements: applies, weight changes, health changes.
 	Swaps    uint64 `json:"table_swaps" yaml:"table_swaps"`
 	Failover bool   `json:"failover" yaml:"failover"`
@@ -72,6 +75,9 @@ type EndpointStatus struct {
 	// not take (an MPTCP listener, for one).
 	Registered     uint64 `json:"registered" yaml:"registered"`
 	RegisterFailed uint64 `json:"register_failed" yaml:"register_failed"`
+	// Repicked counts clients with affinity to this endpoint that
+	// sk_lookup gave another because it had no listening socket.
+	Repicked uint64 `json:"repicked" yaml:"repicked"`
 }
 
 // Counters count an endpoint's connections: how many it was given since it
@@ -240,7 +246,8 @@ func serviceStatus(set *maps.Set, svc *maps.Service, live map[uint32]Bytes) (Ser
 			}
 			sst.add(c)
 			sst.Endpoints = append(sst.Endpoints, EndpointStatus{Address: ep.Addr.String(), Health: maps.HealthName(ep.Health), Counters: c,
-				Registered: n.Registered, RegisterFailed: n.RegisterFailed})
+				Registered: n.Registered, RegisterFailed: n.RegisterFailed, Repicked: uint64(n.Repicked)})
+			ss.AffinityRepicked += uint64(n.Repicked)
 		}
 		ss.Subsets = append(ss.Subsets, sst)
 	}

@@ -43,7 +43,7 @@ func linkPin(prog string) string { return prog + "_link" }
 
 func requireRoot() error {
 	if os.Geteuid() != 0 {
-		return errors.New("tcpshift needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it with sudo")
+		return errors.New("tcpshift needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN at least): run it with sudo")
 	}
 	return nil
 }

@@ -332,6 +332,9 @@ func testRepick(t *testing.T, cookies bool) {
 	if r.Total != 1 || r.Endpoints[v1] != 1 || len(r.Endpoints) != 1 {
 		t.Fatalf("repicked %+v; want 1, on v1", r)
 	}
+	if st := status(t, tg); st.AffinityRepicked != 1 || st.Subsets[0].Endpoints[0].Repicked != 1 || st.Subsets[1].Endpoints[0].Repicked != 0 {
+		t.Fatalf("status: affinity_repicked %d, v1 %d, v2 %d; want 1, 1, 0", st.AffinityRepicked, st.Subsets[0].Endpoints[0].Repicked, st.Subsets[1].Endpoints[0].Repicked)
+	}
 
 	env.Echo("127.0.0.1:9001", "one")
 	ask("127.0.0.11", "two") // an affinity made earlier stays

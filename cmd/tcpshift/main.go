@@ -91,7 +91,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "netns", Usage: "network namespace to work in, as a path (e.g. /run/netns/NAME)", DefaultText: "the current one"},
 			&cli.StringFlag{Name: "bpffs", Value: loader.DefaultBPFFS, Usage: "bpffs mount point for pinned state (mounted if absent)"},
-			&cli.StringFlag{Name: "cgroup", Usage: "cgroup v2 directory the connect and sockops hooks attach to: its processes' connect() calls are rewritten and their connections counted", DefaultText: "the cgroup v2 root"},
+			&cli.StringFlag{Name: "cgroup", Usage: "cgroup v2 directory the connect-time hooks attach to: its processes' connect() calls are rewritten (sockops, which registers listeners and counts connections, is always on the cgroup v2 root)", DefaultText: "the cgroup v2 root"},
 		},
 		OnUsageError: usageError,
 		Commands: []*cli.Command{

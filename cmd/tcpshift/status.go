@@ -80,6 +80,9 @@ func printStatus(w io.Writer, st *loader.Status, format string) error {
 		if s.Affinity != "" {
 			fmt.Fprintf(w, "  affinity %s", s.Affinity)
 		}
+		if s.AffinityRepicked > 0 {
+			fmt.Fprintf(w, "  repicked %d", s.AffinityRepicked)
+		}
 		if !s.Failover {
 			fmt.Fprint(w, "  failover off")
 		}
