@@ -174,9 +174,7 @@ func Run(ctx context.Context, o Options) error {
 		defer stop()
 	}
 	changed := make(chan struct{}, 1)
-	done := make(chan struct{})
-	defer close(done)
-	stopWatch, err := watchFiles(o.Paths, changed, done)
+	stopWatch, err := watchFiles(o.Paths, changed, o.Log)
 	if err != nil {
 		return err
 	}
