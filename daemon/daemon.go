@@ -53,7 +53,8 @@ type Options struct {
 	DialTimeout time.Duration // the proxy's, per endpoint
 	Attempts    int           // the proxy's, per client connection
 	Grace       time.Duration // open proxy connections may finish within it on stop
-	// Reload asks for the file to be applied again, changed or not (SIGHUP).
+	// Reload asks for the file to be applied again, changed or not, and
+	// held as suspect or not (SIGHUP).
 	Reload <-chan os.Signal
 	Tick   time.Duration // DefaultTick when 0
 	Log    *slog.Logger
@@ -69,6 +70,11 @@ type daemon struct {
 	cfg    *config.Config // last good config
 	data   []byte         // and its content
 	lastOK bool           // the last reload applied (a file restored after a refusal applies again)
+	shape  *shape         // of the last good config: what a suspect file would drop
+	// held is a suspect content kept back until it stays unchanged for
+	// suspectHold (holdTimer) or SIGHUP applies it.
+	held      *held
+	holdTimer *time.Timer
 	// written is the state as the daemon last wrote or saw it: anything
 	// else that changes it is someone else's change, logged within a tick.
 	written []*maps.Service
@@ -114,10 +120,11 @@ func Run(ctx context.Context, o Options) error {
 	o.Target.Notice = o.Target.Waiting
 	LogKernelFeatures(o.Log)
 
-	ch, data, err := d.read()
+	l, err := d.read()
 	if err != nil {
 		return err
 	}
+	ch := l.change
 	// Backends not listening yet do not stop the start: their endpoints
 	// are applied without a socket and registered once they listen.
 	changes, err := o.Target.ApplyBuilt(ch.Build, loader.ApplyOptions{Daemon: true, DaemonFile: o.Path, KeepOverrides: true})
@@ -139,7 +146,10 @@ func Run(ctx context.Context, o Options) error {
 	if d.stateID, err = pinnedID(o.Target.Dir); err != nil {
 		return err
 	}
-	d.cfg, d.data, d.lastOK = cfg, data, true
+	d.cfg, d.data, d.lastOK, d.shape = cfg, l.data, true, shapeOf(l, cfg)
+	d.holdTimer = time.NewTimer(time.Hour)
+	d.holdTimer.Stop()
+	defer d.holdTimer.Stop()
 	d.remember()
 
 	reg := prometheus.NewRegistry()
@@ -194,6 +204,8 @@ func Run(ctx context.Context, o Options) error {
 			d.reload(probes, false)
 		case <-o.Reload:
 			d.reload(probes, true)
+		case <-d.holdTimer.C:
+			d.reload(probes, false)
 		case r := <-d.results:
 			d.observe(r.key, r.err == nil, r.err)
 		case <-tick.C:
@@ -210,48 +222,76 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
+// loaded is one read of the followed files.
+type loaded struct {
+	change *inputs.Change
+	in     *istio.Input
+	data   []byte            // everything read, names included: to see whether anything changed
+	files  map[string][]byte // each file's content, by the name Load gives it
+}
+
+// errChanging says the files changed while they were read: the next
+// event reads them again.
+var errChanging = errors.New("the files changed while they were read")
+
 // read loads the files as the whole truth: the route config in them (or
 // none) and exactly their objects. Input with no service and no object is
 // refused, which a half-written file would otherwise do: remove every
-// service. data is everything read, to see whether anything changed.
-func (d *daemon) read() (*inputs.Change, []byte, error) {
-	var data []byte
-	for _, p := range d.o.Paths {
-		b, err := readPath(p)
+// service. The files are read before and after they are loaded; what was
+// loaded is what data holds only if both reads agree.
+func (d *daemon) read() (*loaded, error) {
+	for try := 0; ; try++ {
+		data, files, err := readPaths(d.o.Paths)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read route config: %w", err)
+			return nil, fmt.Errorf("read route config: %w", err)
 		}
-		data = append(append(data, b...), 0)
+		in, lerr := istio.Load(d.o.Paths, nil)
+		if again, _, err := readPaths(d.o.Paths); err == nil && bytes.Equal(again, data) {
+			if lerr != nil {
+				return nil, lerr
+			}
+			return &loaded{change: &inputs.Change{Native: in.Native, Put: in.Objects, Exact: true}, in: in, data: data, files: files}, nil
+		}
+		if try == 10 {
+			return nil, errChanging
+		}
+		time.Sleep(settle / 4)
 	}
-	in, err := istio.Load(d.o.Paths, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &inputs.Change{Native: in.Native, Put: in.Objects, Exact: true}, data, nil
 }
 
-// readPath reads a file, or a directory's files in order.
-func readPath(p string) ([]byte, error) {
-	fi, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.IsDir() {
-		return os.ReadFile(p)
-	}
-	entries, err := os.ReadDir(p)
-	if err != nil {
-		return nil, err
-	}
-	var data []byte
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(p, e.Name()))
-		if err != nil && !e.IsDir() {
-			return nil, err
+// readPaths reads the files Load reads: each file given, each directory's
+// .yaml, .yml and .json files in order.
+func readPaths(paths []string) (data []byte, files map[string][]byte, err error) {
+	files = map[string][]byte{}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, nil, err
 		}
-		data = append(append(append(data, e.Name()...), 0), b...)
+		names := []string{p}
+		if fi.IsDir() {
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return nil, nil, err
+			}
+			names = names[:0]
+			for _, e := range entries {
+				if !e.IsDir() && loadable(e.Name()) {
+					names = append(names, filepath.Join(p, e.Name()))
+				}
+			}
+		}
+		for _, name := range names {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				return nil, nil, err
+			}
+			files[name] = b
+			data = append(append(append(data, name...), 0), b...)
+			data = append(data, 0)
+		}
 	}
-	return data, nil
+	return data, files, nil
 }
 
 func (d *daemon) logNotes(ch *inputs.Change) {
@@ -260,26 +300,66 @@ func (d *daemon) logNotes(ch *inputs.Change) {
 	}
 }
 
-// reload applies the file again; force applies it even when unchanged.
-// Anything wrong leaves the last good state in force: one log line and
-// the failure metric say so.
+// reload applies the files again; force (SIGHUP) applies them even when
+// unchanged, and even when suspect. Anything wrong leaves the last good
+// state in force: one log line and the failure metric say so. A file that
+// would drop a service, a subset or a route in force is held: logged,
+// counted, and applied once it stayed unchanged for suspectHold.
 func (d *daemon) reload(probes context.Context, force bool) {
-	ch, data, err := d.read()
-	if err == nil && !force && d.lastOK && bytes.Equal(data, d.data) {
+	l, err := d.read()
+	if errors.Is(err, errChanging) {
+		if force {
+			d.log.Warn("SIGHUP ignored: the route config kept changing while it was read; send it again once it is written", "config", d.o.Path)
+		} else {
+			d.log.Debug("route config still being written: read again at its next change", "config", d.o.Path)
+		}
 		return
 	}
+	if err == nil && !force && d.lastOK && bytes.Equal(l.data, d.data) {
+		if d.held != nil {
+			d.log.Info("held route config dropped: the files are back to what is in force", "config", d.o.Path)
+			d.held = nil
+		}
+		return
+	}
+	var (
+		cfg     *config.Config
+		now     *shape
+		drops   []dropped
+		heldFor time.Duration
+	)
 	if err == nil {
+		build := func(stored []maps.StoredObject, current []*maps.Service) (*loader.Built, error) {
+			b, err := l.change.Build(stored, current)
+			if err != nil {
+				return nil, err
+			}
+			now = shapeOf(l, b.Config)
+			if drops = d.shape.drops(now); len(drops) == 0 || force {
+				return b, nil
+			}
+			if h := d.held; h != nil && bytes.Equal(h.data, l.data) && time.Since(h.since) >= suspectHold {
+				heldFor = time.Since(h.since)
+				return b, nil
+			}
+			return nil, errHeld
+		}
 		// SIGHUP makes the file win over set-weight overrides; an edit
 		// keeps those of services whose route it did not change.
 		var changes []loader.Change
-		changes, err = d.o.Target.ApplyBuilt(ch.Build, loader.ApplyOptions{Daemon: true, DaemonFile: d.o.Path, KeepOverrides: !force})
+		changes, err = d.o.Target.ApplyBuilt(build, loader.ApplyOptions{Daemon: true, DaemonFile: d.o.Path, KeepOverrides: !force})
+		if errors.Is(err, errHeld) {
+			d.hold(l, drops)
+			return
+		}
 		d.logChanges(changes)
-		d.logNotes(ch)
+		d.logNotes(l.change)
 	}
-	var cfg *config.Config
+	wasHeld := d.held != nil && l != nil && bytes.Equal(d.held.data, l.data)
+	d.held = nil
 	if err == nil {
-		cfg = ch.Config
-		d.cfg, d.data = cfg, data
+		cfg = l.change.Config
+		d.cfg, d.data, d.shape = cfg, l.data, now
 		err = d.sync(probes)
 		d.remember()
 		d.carryShifts(d.shiftCtx)
@@ -291,10 +371,30 @@ func (d *daemon) reload(probes context.Context, force bool) {
 		d.log.Error("route config refused, the last good one stays in force", "config", d.o.Path, "err", err)
 		return
 	}
+	switch {
+	case heldFor > 0:
+		d.log.Info("held route config applied: it stayed unchanged for "+heldFor.Round(100*time.Millisecond).String(), "config", d.o.Path)
+	case wasHeld && len(drops) > 0:
+		d.log.Info("held route config applied on SIGHUP", "config", d.o.Path)
+	}
 	d.lastOK = true
 	d.metrics.reloads.Inc()
 	d.metrics.lastReloadOK.Set(1)
 	d.log.Info("route config applied", "config", d.o.Path, "services", len(cfg.Services))
+}
+
+// hold keeps a suspect content back: logged and counted once, applied by
+// the hold timer once it stayed the files' content for suspectHold.
+func (d *daemon) hold(l *loaded, drops []dropped) {
+	if d.held == nil || !bytes.Equal(d.held.data, l.data) {
+		d.held = &held{data: l.data, since: time.Now()}
+		d.metrics.suspect.Inc()
+		for _, dr := range drops {
+			d.log.Warn("route config held: it would drop what is in force (a file caught half-written?); applied once unchanged for "+
+				suspectHold.String()+", or at once on SIGHUP", "file", dr.file, "service", dr.service, "drops", strings.Join(dr.what, ", "))
+		}
+	}
+	d.holdTimer.Reset(time.Until(d.held.since.Add(suspectHold)))
 }
 
 func (d *daemon) logChanges(changes []loader.Change) {

@@ -12,6 +12,7 @@ type metrics struct {
 	reloads        prometheus.Counter
 	reloadFailures prometheus.Counter
 	lastReloadOK   prometheus.Gauge
+	suspect        prometheus.Counter
 	reregistered   *prometheus.CounterVec
 	healthChanges  *prometheus.CounterVec
 }
@@ -30,6 +31,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tcpshift_config_last_reload_successful",
 			Help: "1 if the last route config file read was applied, 0 if it was refused.",
 		}),
+		suspect: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tcpshift_config_suspect_total",
+			Help: "Route config contents held back because they would drop a service, subset or route in force (a file caught half-written?); each content once. Applied once unchanged for " + suspectHold.String() + ", or on SIGHUP.",
+		}),
 		reregistered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tcpshift_socket_reregistrations_total",
 			Help: "Lookup-mode endpoints given the new listening socket of a restarted backend.",
@@ -39,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Endpoint health changes decided by the checks, by the state reached.",
 		}, []string{"service", "subset", "endpoint", "state"}),
 	}
-	reg.MustRegister(m.reloads, m.reloadFailures, m.lastReloadOK, m.reregistered, m.healthChanges)
+	reg.MustRegister(m.reloads, m.reloadFailures, m.lastReloadOK, m.suspect, m.reregistered, m.healthChanges)
 	return m
 }
 
