@@ -22,6 +22,13 @@ func runCommand() *cli.Command {
 			"are the whole truth (objects applied from the CLI that they lack are removed).\n" +
 			"Input that does not validate or apply is refused with one log line and the metric\n" +
 			"tcpshift_config_reload_failures_total; the last good one stays in force.\n" +
+			"It follows each path, not the inode it first saw: a file or directory replaced by\n" +
+			"rename or symlink swap (Kubernetes ConfigMap ..data) is picked up, with a log line.\n" +
+			"A file written in place is read once its writer closed it and 100ms passed\n" +
+			"quietly (1s at most). A file that would drop a service, a subset or a weighted\n" +
+			"route in force (half-written?) is held: logged, counted in\n" +
+			"tcpshift_config_suspect_total, and applied once unchanged for 3s; SIGHUP applies\n" +
+			"it at once (the way to say the drop is meant).\n" +
 			"Also: gives restarted lookup-mode backends' new listeners their connections\n" +
 			"back, runs the health checks the file asks for, serves proxy-mode services,\n" +
 			"and exports Prometheus metrics. SIGINT or SIGTERM stop it and leave the kernel\n" +
