@@ -17,6 +17,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpshift/tcpshift/loader/sockdiag"
 )
 
 // KernelState is a snapshot of everything tcpshift can change in a test's
@@ -54,6 +56,7 @@ func (s *KernelState) String() string { return strings.Join(s.lines, "\n") }
 // fails the test when something cannot be read.
 func (e *Env) KernelState() *KernelState {
 	e.t.Helper()
+	e.settleCloses()
 	lines, err := e.kernelState()
 	if err != nil {
 		e.t.Fatalf("snapshot kernel state: %v", err)
@@ -61,6 +64,40 @@ func (e *Env) KernelState() *KernelState {
 	slices.Sort(lines)
 	return &KernelState{lines: lines}
 }
+
+// settleCloses waits (up to 2 s) until no TCP socket of the namespace is
+// between its first FIN and CLOSE: sockops counts a connection's close (and
+// its bytes) when the kernel gets there, after both ends returned from
+// close(), and a snapshot taken meanwhile would see counters move that no
+// command moved.
+func (e *Env) settleCloses() {
+	e.t.Helper()
+	closing := func() (n int) {
+		err := sockdiag.Walk(e.NS.Handle, nil, func(s *sockdiag.Socket) error {
+			switch s.State {
+			case tcpFinWait1, tcpFinWait2, tcpCloseWait, tcpLastAck, tcpClosing:
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			e.t.Fatalf("list sockets closing: %v", err)
+		}
+		return n
+	}
+	for deadline := time.Now().Add(2 * time.Second); closing() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The kernel's TCP states a connection passes through as it closes.
+const (
+	tcpFinWait1  = 4
+	tcpFinWait2  = 5
+	tcpCloseWait = 8
+	tcpLastAck   = 9
+	tcpClosing   = 11
+)
 
 // RequireUnchanged fails the test unless the kernel state is exactly
 // before: for checking that a refused or failed command changed nothing.
