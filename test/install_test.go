@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -120,5 +122,36 @@ func TestVagrantfile(t *testing.T) {
 	}
 	if !strings.Contains(string(script), "\nvagrant) pkgs=") {
 		t.Error("install-deps.sh has no vagrant mode")
+	}
+}
+
+// The demo and the README print `date | nc -N ADDR PORT`: the install step
+// brings the nc that takes -N (netcat-openbsd), and that command, as
+// printed, gets its answer from a tcp-echo backend.
+func TestNcAsPrinted(t *testing.T) {
+	script, err := os.ReadFile("../scripts/install-deps.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"test", "demo", "vagrant"} {
+		re := regexp.MustCompile(`(?m)^` + mode + `\) pkgs=\(([^)]*)\)`)
+		m := re.FindStringSubmatch(string(script))
+		if m == nil || !slices.Contains(strings.Fields(m[1]), "netcat-openbsd") {
+			t.Errorf("install-deps.sh %s does not install netcat-openbsd: %q", mode, m)
+		}
+	}
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mk), "install-deps.sh demo\n\t$(BIN)/tcpshift demo") {
+		t.Error("make demo does not install what the demo's commands need first")
+	}
+	env := testenv.New(t)
+	env.Echo("127.0.0.1:9001", "one")
+	cmd := exec.Command("nsenter", "--net="+env.NS.Path(), "bash", "-c", "date | nc -N 127.0.0.1 9001")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "one ") || strings.Count(string(out), "\n") != 1 {
+		t.Fatalf("date | nc -N 127.0.0.1 9001: %v\n%s", err, out)
 	}
 }
