@@ -71,23 +71,32 @@ func ShiftWeights(before []uint64, to int, from []int, p uint32) []uint64 {
 // as it is (its weights before). A shift of the service that is running
 // (its process alive) is refused; an ended or interrupted one is replaced.
 func (t *Target) StartShift(plan ShiftPlan) (*maps.Service, maps.Shift, error) {
+	return t.putShift(plan.Service, func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error) {
+		if ok && shiftAlive(old) {
+			return maps.Shift{}, fmt.Errorf("%w for service %s (pid %d, step %d of %d): abort it first (tcpshift shift %s --abort)", ErrShiftRunning, svc.Name, old.Pid, old.Done, len(old.Percent), svc.Name)
+		}
+		return newShift(svc, plan)
+	})
+}
+
+// putShift writes, in one change, the shift record next makes of a
+// service's record in force (ok: it has one), and returns the service and
+// the record written. An error of next writes nothing.
+func (t *Target) putShift(service string, next func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error)) (*maps.Service, maps.Shift, error) {
 	var (
 		svc *maps.Service
 		sh  maps.Shift
 	)
 	err := t.Update(func(set *maps.Set) error {
 		var err error
-		if svc, err = lookupService(set, plan.Service); err != nil {
+		if svc, err = lookupService(set, service); err != nil {
 			return err
 		}
 		old, ok, err := set.Shift(svc.ID)
 		if err != nil {
 			return err
 		}
-		if ok && shiftAlive(old) {
-			return fmt.Errorf("%w for service %s (pid %d, step %d of %d): abort it first (tcpshift shift %s --abort)", ErrShiftRunning, svc.Name, old.Pid, old.Done, len(old.Percent), svc.Name)
-		}
-		if sh, err = newShift(svc, plan); err != nil {
+		if sh, err = next(svc, old, ok); err != nil {
 			return err
 		}
 		return set.PutShift(svc.ID, sh)
@@ -276,32 +285,19 @@ func shiftStatus(svc *maps.Service, sh maps.Shift) *ShiftStatus {
 // steps as plan, for this process; the weights before the shift and the
 // steps done are the record's.
 func (t *Target) ResumeShift(plan ShiftPlan) (*maps.Service, maps.Shift, error) {
-	var (
-		svc *maps.Service
-		sh  maps.Shift
-	)
-	err := t.Update(func(set *maps.Set) error {
-		var err error
-		if svc, err = lookupService(set, plan.Service); err != nil {
-			return err
-		}
-		old, ok, err := set.Shift(svc.ID)
-		if err != nil {
-			return err
-		}
+	return t.putShift(plan.Service, func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error) {
 		if !ok || ShiftStateName(old) != "interrupted" || old.To != svc.Subset(plan.To) || !slices.Equal(old.Percent, plan.Percent) {
-			return fmt.Errorf("service %s has no interrupted shift to %s with steps %v to resume", svc.Name, plan.To, plan.Percent)
+			return maps.Shift{}, fmt.Errorf("service %s has no interrupted shift to %s with steps %v to resume", svc.Name, plan.To, plan.Percent)
 		}
 		start, err := processStart(os.Getpid())
 		if err != nil {
-			return err
+			return maps.Shift{}, err
 		}
-		sh = old
+		sh := old
 		sh.State, sh.Pid, sh.PidStart, sh.Interval = maps.ShiftRunning, uint32(os.Getpid()), start, plan.Interval
 		sh.Note = fmt.Sprintf("resumed at step %d of %d", max(old.Done, 1), len(old.Percent))
-		return set.PutShift(svc.ID, sh)
+		return sh, nil
 	})
-	return svc, sh, err
 }
 
 // One owner for a service's weights at a time. A shift holds them from its
