@@ -64,35 +64,67 @@ func (t *Target) Apply(cfg *config.Config) ([]Change, error) {
 // nothing (round-robin positions included).
 func (t *Target) ApplyWith(cfg *config.Config, opts ApplyOptions) ([]Change, error) {
 	plans, err := t.plan(cfg, opts)
-	defer func() {
-		for _, p := range plans {
-			closeSockets(p)
-		}
-	}()
+	defer closeAll(plans)
 	if err != nil {
 		return nil, err
 	}
-	if opts.DryRun {
-		return t.dryRun(plans, opts)
-	}
-	if afterPlan != nil {
+	if afterPlan != nil && !opts.DryRun {
 		afterPlan()
 	}
-	unlock, err := t.lock(true)
+	old, _, unlock, err := t.inForce(opts, false)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-
-	old, err := t.current(opts)
-	if err != nil {
-		return nil, err
-	}
 	return t.commit(plans, old, opts, nil)
 }
 
+// inForce reads the services in force and, withObjects, the stored
+// objects: for a dry run from one consistent state without the lock, as
+// status does (nothing loaded reads as nothing); otherwise under the
+// namespace's writer lock, which it returns the release of, refusing state
+// that is not this namespace's or that a daemon manages (see current).
+func (t *Target) inForce(opts ApplyOptions, withObjects bool) (old []*maps.Service, stored []maps.StoredObject, unlock func(), err error) {
+	if opts.DryRun {
+		err = t.Read(func(set *maps.Set) (err error) {
+			if old, err = set.ServiceList(); err != nil || !withObjects {
+				return err
+			}
+			stored, err = set.Objects()
+			return err
+		})
+		if errors.Is(err, maps.ErrNotLoaded) {
+			err = nil
+		}
+		return old, stored, func() {}, err
+	}
+	unlock, err = t.lock(true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if withObjects {
+		old, stored, err = t.currentStored(opts)
+	} else {
+		old, err = t.current(opts)
+	}
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return old, stored, unlock, nil
+}
+
+// closeAll closes the sockets planned services hold.
+func closeAll(plans []*planned) {
+	for _, p := range plans {
+		closeSockets(p)
+	}
+}
+
 // commit carries out planned services over the state in force (old), with
-// the stored objects' change, if any. The caller holds the lock.
+// the stored objects' change, if any; a dry run stops once the change is
+// planned and returns what it would be. The caller holds the lock unless
+// the run is dry.
 func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions, objects *ObjectChange) ([]Change, error) {
 	if err := t.decideRoutes(plans, old); err != nil {
 		return nil, err
@@ -100,6 +132,9 @@ func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions
 	d, err := diff(plans, old, opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.DryRun {
+		return d.changes, nil
 	}
 	set, closeSet, undoLoad, err := t.programs()
 	if err != nil {
@@ -151,26 +186,6 @@ func (t *Target) programs() (_ *maps.Set, closeSet func() error, undo func() err
 // afterPlan runs between planning and taking the lock, for tests of what
 // another writer may change in between; nil outside tests.
 var afterPlan func()
-
-// dryRun reports what Apply would change, reading the state without a lock.
-func (t *Target) dryRun(plans []*planned, opts ApplyOptions) ([]Change, error) {
-	var old []*maps.Service
-	err := t.Read(func(set *maps.Set) (err error) {
-		old, err = set.ServiceList()
-		return err
-	})
-	if err != nil && !errors.Is(err, maps.ErrNotLoaded) {
-		return nil, err
-	}
-	if err := t.decideRoutes(plans, old); err != nil {
-		return nil, err
-	}
-	d, err := diff(plans, old, opts)
-	if err != nil {
-		return nil, err
-	}
-	return d.changes, nil
-}
 
 // current reads the services in force, refusing state that is not this
 // namespace's or that a daemon manages. The caller holds the lock.

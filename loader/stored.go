@@ -56,34 +56,11 @@ type Build func(stored []maps.StoredObject, current []*maps.Service) (*Built, er
 // has no listener now is waited for (the kernel registers it when it comes
 // back) rather than refused; a new one must listen.
 func (t *Target) ApplyBuilt(build Build, opts ApplyOptions) ([]Change, error) {
-	var (
-		old    []*maps.Service
-		stored []maps.StoredObject
-		err    error
-	)
-	if opts.DryRun {
-		// A dry run reads one consistent state, as status does.
-		err = t.Read(func(set *maps.Set) (err error) {
-			if old, err = set.ServiceList(); err != nil {
-				return err
-			}
-			stored, err = set.Objects()
-			return err
-		})
-		if errors.Is(err, maps.ErrNotLoaded) {
-			err = nil
-		}
-	} else {
-		unlock, lerr := t.lock(true)
-		if lerr != nil {
-			return nil, lerr
-		}
-		defer unlock()
-		old, stored, err = t.currentStored(opts)
-	}
+	old, stored, unlock, err := t.inForce(opts, true)
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	b, err := build(stored, old)
 	if err != nil {
 		return nil, err
@@ -107,26 +84,12 @@ func (t *Target) ApplyBuilt(build Build, opts ApplyOptions) ([]Change, error) {
 		}
 	}
 	plans, err := t.plan(b.Config, opts)
-	defer func() {
-		for _, p := range plans {
-			closeSockets(p)
-		}
-	}()
+	defer closeAll(plans)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range plans {
 		p.svc.Origin = b.Origins[p.svc.Name]
-	}
-	if opts.DryRun {
-		if err := t.decideRoutes(plans, old); err != nil {
-			return nil, err
-		}
-		d, err := diff(plans, old, opts)
-		if err != nil {
-			return nil, err
-		}
-		return d.changes, nil
 	}
 	return t.commit(plans, old, opts, b.Objects)
 }
