@@ -60,6 +60,10 @@ type results struct {
 	Kernel   string `json:"kernel"`
 	CPUs     int    `json:"cpus"`
 	Settings string `json:"settings"`
+	// Machine names what the run ran on, and the commit measured.
+	Machine machine `json:"machine"`
+	// Smoke: a seconds-long run (make bench-smoke), not figures to cite.
+	Smoke bool `json:"smoke,omitempty"`
 	// IdleCPU is what the cgroup used while nothing was measured.
 	IdleCPU float64       `json:"idle_cgroup_cpu_ms_per_second"`
 	Paths   []*pathResult `json:"paths"`
@@ -83,6 +87,8 @@ func (w *world) measureAll() (*results, error) {
 		Kernel:   unix.ByteSliceToString(uts.Release[:]),
 		CPUs:     cores(),
 		RateOnly: w.s.rateOnly,
+		Smoke:    w.s.smoke,
+		Machine:  thisMachine(),
 		Settings: fmt.Sprintf("%d repetitions, iperf3 %v per run, short connections %v per run with %d workers after a %v pause, %d weight flips", w.s.reps, w.s.iperfTime, w.s.rateTime, w.s.workers, w.s.settle, w.s.flips),
 	}
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))

@@ -32,6 +32,9 @@ func writeResults(s settings, res *results) error {
 	if err := chart(res, filepath.Join(s.out, "results.png")); err != nil {
 		return err
 	}
+	if err := archiveRun(filepath.Join(s.out, "runs"), res, md, js); err != nil {
+		return fmt.Errorf("keep the run: %w", err)
+	}
 	fmt.Print(md)
 	fmt.Fprintf(os.Stderr, "results: %s/results.{md,json,png}\n", s.out)
 	return nil
@@ -95,7 +98,8 @@ func measured(res *results) []*pathResult {
 func markdown(res *results) string {
 	var b strings.Builder
 	direct := find(res, "direct")
-	fmt.Fprintf(&b, "# tcpshift benchmark\n\n%s, kernel %s, %d CPUs. %s.\n\n", res.Date, res.Kernel, res.CPUs, res.Settings)
+	fmt.Fprintf(&b, "# tcpshift benchmark\n\n%s, kernel %s, %d CPUs, commit %s, machine %s (below). %s.\n\n", res.Date, res.Kernel, res.CPUs,
+		res.Machine.Commit, res.Machine.Fingerprint(), res.Settings)
 	b.WriteString("Median (ratio to direct, same run) and min–max over the repetitions. The service is 80/20 between two backends on loopback, inside a private network namespace.\n\n")
 	b.WriteString("**direct** is the fair limit, and every ratio is to it: its client splits the connections over the same two backends itself, with no proxy or redirection in the way, " +
 		"4 of every 5 short connections to v1 and 1 to v2, interleaved (v1 v1 v2 v1 v1). **direct-1backend** sends everything to v1: a reference only " +
@@ -159,6 +163,7 @@ func markdown(res *results) string {
 	for _, t := range targets(res) {
 		fmt.Fprintf(&b, "- %s\n", t)
 	}
+	b.WriteString("\n" + machineSection(res.Machine))
 	return b.String()
 }
 
