@@ -19,56 +19,94 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 	if err != nil {
 		return nil, err
 	}
+	a := newIDs(limits, old)
+	rest, err := a.keep(plans)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.assignRest(rest); err != nil {
+		return nil, err
+	}
+	return a.released(plans, old), nil
+}
+
+// ids is one apply's id assignment: which ids the state in force uses,
+// which planned endpoints kept theirs, and where the search for free ones
+// goes on.
+type ids struct {
+	limits maps.Capacity
+	old    []*maps.Service
+	oldSvc map[string]*maps.Service
 	// Ids are small integers below the maps' capacities: sets of them are
 	// slices, and a service that did not change keeps its ids without one
 	// hash per endpoint (ten thousand services make an apply's every sync).
-	usedSvc := make([]bool, limits.Services)
-	usedEp := make([]bool, limits.Endpoints)
-	kept := make([]bool, limits.Endpoints)
-	oldSvc := make(map[string]*maps.Service, len(old))
-	nOldEps := 0
+	usedSvc, usedEp, kept []bool
+	nOldEps, newEps       int
+	// Free ids are handed out in order from a cursor per kind, so that
+	// ten thousand new services cost ten thousand steps, not fifty million.
+	svcCursor, epCursor int
+}
+
+// unmatched is a planned endpoint with no id in force to keep.
+type unmatched struct {
+	p   *planned
+	sub string
+	ep  *maps.Endpoint
+}
+
+// newIDs indexes the ids of the services in force.
+func newIDs(limits maps.Capacity, old []*maps.Service) *ids {
+	a := &ids{
+		limits:  limits,
+		old:     old,
+		oldSvc:  make(map[string]*maps.Service, len(old)),
+		usedSvc: make([]bool, limits.Services),
+		usedEp:  make([]bool, limits.Endpoints),
+		kept:    make([]bool, limits.Endpoints),
+	}
 	for _, o := range old {
-		oldSvc[o.Name] = o
-		if int(o.ID) < len(usedSvc) {
-			usedSvc[o.ID] = true
+		a.oldSvc[o.Name] = o
+		if int(o.ID) < len(a.usedSvc) {
+			a.usedSvc[o.ID] = true
 		}
 		for _, sub := range o.Subsets {
 			for _, ep := range sub.Endpoints {
-				if int(ep.ID) < len(usedEp) {
-					usedEp[ep.ID] = true
+				if int(ep.ID) < len(a.usedEp) {
+					a.usedEp[ep.ID] = true
 				}
-				nOldEps++
+				a.nOldEps++
 			}
 		}
 	}
-	// Free ids are handed out in order from a cursor per kind, so that
-	// ten thousand new services cost ten thousand steps, not fifty million.
-	next := func(used []bool, cursor *int) int {
-		id := *cursor
-		for id < len(used) && used[id] {
-			id++
-		}
-		if id < len(used) {
-			used[id] = true
-		}
-		*cursor = id + 1
-		return id
+	return a
+}
+
+// nextFree hands out the first id at or past the cursor that used does not
+// hold, and marks it used; an id past used's length means none is left.
+func nextFree(used []bool, cursor *int) int {
+	id := *cursor
+	for id < len(used) && used[id] {
+		id++
 	}
-	var svcCursor, epCursor int
-	newEps := 0
-	type unmatched struct {
-		p   *planned
-		sub string
-		ep  *maps.Endpoint
+	if id < len(used) {
+		used[id] = true
 	}
+	*cursor = id + 1
+	return id
+}
+
+// keep gives every planned service its id (the one in force, or a free
+// one) and every endpoint found at the same address in the same subset in
+// force its id; it returns the endpoints left without one.
+func (a *ids) keep(plans []*planned) ([]unmatched, error) {
 	var rest []unmatched
 	for _, p := range plans {
-		o := oldSvc[p.svc.Name]
+		o := a.oldSvc[p.svc.Name]
 		if o != nil {
 			p.svc.ID = o.ID
-		} else if id := next(usedSvc, &svcCursor); id >= limits.Services {
+		} else if id := nextFree(a.usedSvc, &a.svcCursor); id >= a.limits.Services {
 			return nil, fmt.Errorf("service %s: %d services would be loaded at once (the file's and the %d in force it removes), at most %d per network namespace: remove services with an apply of their own first",
-				p.svc.Name, len(old)+1, len(old), limits.Services)
+				p.svc.Name, len(a.old)+1, len(a.old), a.limits.Services)
 		} else {
 			p.svc.ID = uint32(id)
 		}
@@ -80,59 +118,78 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 					was = o.Subsets[k].Endpoints
 				}
 			}
-			var byAddr map[netip.AddrPort]maps.Endpoint // built only when the order changed
-			for j := range sub.Endpoints {
-				ep := &sub.Endpoints[j]
-				var prev maps.Endpoint
-				found := false
-				if j < len(was) && was[j].Addr == ep.Addr {
-					prev, found = was[j], true
-				} else if len(was) > 0 {
-					if byAddr == nil {
-						byAddr = make(map[netip.AddrPort]maps.Endpoint, len(was))
-						for _, w := range was {
-							byAddr[w.Addr] = w
-						}
-					}
-					prev, found = byAddr[ep.Addr]
-				}
-				if !found || kept[prev.ID] {
-					rest = append(rest, unmatched{p, sub.Name, ep})
-					continue
-				}
-				ep.ID = prev.ID
-				// Checks go on where they were; without checks
-				// an endpoint is unchecked again.
-				if p.checked {
-					ep.Health = prev.Health
-				}
-				kept[ep.ID] = true
-			}
+			rest = a.keepSubset(p, sub, was, rest)
 		}
 	}
+	return rest, nil
+}
+
+// keepSubset gives the endpoints of a planned subset the ids they have in
+// the subset in force (was), and appends those it cannot to rest.
+func (a *ids) keepSubset(p *planned, sub *maps.Subset, was []maps.Endpoint, rest []unmatched) []unmatched {
+	var byAddr map[netip.AddrPort]maps.Endpoint // built only when the order changed
+	for j := range sub.Endpoints {
+		ep := &sub.Endpoints[j]
+		var prev maps.Endpoint
+		found := false
+		if j < len(was) && was[j].Addr == ep.Addr {
+			prev, found = was[j], true
+		} else if len(was) > 0 {
+			if byAddr == nil {
+				byAddr = make(map[netip.AddrPort]maps.Endpoint, len(was))
+				for _, w := range was {
+					byAddr[w.Addr] = w
+				}
+			}
+			prev, found = byAddr[ep.Addr]
+		}
+		if !found || a.kept[prev.ID] {
+			rest = append(rest, unmatched{p, sub.Name, ep})
+			continue
+		}
+		ep.ID = prev.ID
+		// Checks go on where they were; without checks
+		// an endpoint is unchecked again.
+		if p.checked {
+			ep.Health = prev.Health
+		}
+		a.kept[ep.ID] = true
+	}
+	return rest
+}
+
+// assignRest gives the endpoints keep left an id: the one they had in
+// another subset of their service, or a free one.
+func (a *ids) assignRest(rest []unmatched) error {
 	// An endpoint that moved to another subset of its service (a
 	// terminating pod set apart at weight 0) keeps the id it had there,
 	// with its counters and connections.
 	for _, u := range rest {
-		if o := oldSvc[u.p.svc.Name]; o != nil {
-			if prev, ok := movedEndpoint(o, u.ep.Addr, kept); ok {
+		if o := a.oldSvc[u.p.svc.Name]; o != nil {
+			if prev, ok := movedEndpoint(o, u.ep.Addr, a.kept); ok {
 				u.ep.ID = prev.ID
 				if u.p.checked {
 					u.ep.Health = prev.Health
 				}
-				kept[prev.ID] = true
+				a.kept[prev.ID] = true
 				continue
 			}
 		}
-		newEps++
-		id := next(usedEp, &epCursor)
-		if id >= limits.Endpoints {
-			return nil, fmt.Errorf("service %s subset %s: endpoint %s needs an endpoint id past %d: %d endpoints in force and %d new ones, at most %d per network namespace while both exist: remove services with an apply of their own first",
-				u.p.svc.Name, u.sub, u.ep.Addr, limits.Endpoints, nOldEps, newEps, limits.Endpoints)
+		a.newEps++
+		id := nextFree(a.usedEp, &a.epCursor)
+		if id >= a.limits.Endpoints {
+			return fmt.Errorf("service %s subset %s: endpoint %s needs an endpoint id past %d: %d endpoints in force and %d new ones, at most %d per network namespace while both exist: remove services with an apply of their own first",
+				u.p.svc.Name, u.sub, u.ep.Addr, a.limits.Endpoints, a.nOldEps, a.newEps, a.limits.Endpoints)
 		}
 		u.ep.ID = uint32(id)
-		kept[id] = true
+		a.kept[id] = true
 	}
+	return nil
+}
+
+// released returns the endpoint ids in force of services still planned
+// that no planned endpoint kept.
+func (a *ids) released(plans []*planned, old []*maps.Service) (released []uint32) {
 	planned := make(map[string]bool, len(plans))
 	for _, p := range plans {
 		planned[p.svc.Name] = true
@@ -144,13 +201,13 @@ func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err er
 		}
 		for _, sub := range o.Subsets {
 			for _, ep := range sub.Endpoints {
-				if !kept[ep.ID] {
+				if !a.kept[ep.ID] {
 					released = append(released, ep.ID)
 				}
 			}
 		}
 	}
-	return released, nil
+	return released
 }
 
 // movedEndpoint finds, among a service's endpoints in force, one at addr
