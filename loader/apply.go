@@ -332,34 +332,14 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	if err := set.Begin(); err != nil {
 		return err
 	}
-	var undoRoutes []func() error
+	w := &writing{t: t, set: set, d: d}
 	defer func() {
-		if err == nil {
-			return
-		}
-		errs := []error{set.Rollback()}
-		for i := len(undoRoutes) - 1; i >= 0; i-- {
-			errs = append(errs, undoRoutes[i]())
-		}
-		if rerr := errors.Join(errs...); rerr != nil {
-			err = fmt.Errorf("%w (and rolling back: %v)", err, rerr)
+		if err != nil {
+			err = w.rollBack(err)
 		}
 	}()
-	if err := t.recordOwner(set); err != nil {
+	if err := w.records(); err != nil {
 		return err
-	}
-	if d.daemonFile != "" {
-		if err := claimDaemon(set, d.daemonFile); err != nil {
-			return err
-		}
-	}
-	if err := d.objects.write(set); err != nil {
-		return err
-	}
-	for id, sh := range d.endShifts {
-		if err := set.PutShift(id, sh); err != nil {
-			return err
-		}
 	}
 	var svcs []*maps.Service
 	for _, p := range d.plans {
@@ -370,100 +350,187 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	// once their endpoints are written. Frontend ports are let through
 	// before frontends are written and narrowed once old ones are gone.
 	listen := maps.Listeners(svcs)
-	if err := set.PruneListeners(listen); err != nil {
+	if err := w.widen(svcs, listen); err != nil {
 		return err
 	}
-	if err := set.AddFrontendPorts(svcs); err != nil {
+	fronts, err := w.services(listen)
+	if err != nil {
 		return err
 	}
-	for _, addr := range d.addRoutes {
-		if err := addLocalRoute(t.nl, addr); err != nil {
-			return fmt.Errorf("frontend address of %s: %w", d.routeOwner(addr), err)
+	if err := w.narrow(svcs, listen, fronts); err != nil {
+		return err
+	}
+	if err := w.release(); err != nil {
+		return err
+	}
+	return set.Commit()
+}
+
+// writing is one write's transaction: the maps, the delta, and how to put
+// back the routes it changed so far.
+type writing struct {
+	t          *Target
+	set        *maps.Set
+	d          *delta
+	undoRoutes []func() error
+}
+
+// rollBack puts the maps and the routes back as they were after err.
+func (w *writing) rollBack(err error) error {
+	errs := []error{w.set.Rollback()}
+	for i := len(w.undoRoutes) - 1; i >= 0; i-- {
+		errs = append(errs, w.undoRoutes[i]())
+	}
+	if rerr := errors.Join(errs...); rerr != nil {
+		err = fmt.Errorf("%w (and rolling back: %v)", err, rerr)
+	}
+	return err
+}
+
+// records writes the namespace's records: its owner, the daemon that
+// follows a file, the stored objects and the shifts the change ends.
+func (w *writing) records() error {
+	if err := w.t.recordOwner(w.set); err != nil {
+		return err
+	}
+	if w.d.daemonFile != "" {
+		if err := claimDaemon(w.set, w.d.daemonFile); err != nil {
+			return err
 		}
-		undoRoutes = append(undoRoutes, func() error { return delLocalRoute(t.nl, addr) })
 	}
+	if err := w.d.objects.write(w.set); err != nil {
+		return err
+	}
+	for id, sh := range w.d.endShifts {
+		if err := w.set.PutShift(id, sh); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// widen makes way for the new services before any is written: listeners
+// that go leave, frontend ports and local routes come in.
+func (w *writing) widen(svcs []*maps.Service, listen maps.ListenTable) error {
+	if err := w.set.PruneListeners(listen); err != nil {
+		return err
+	}
+	if err := w.set.AddFrontendPorts(svcs); err != nil {
+		return err
+	}
+	for _, addr := range w.d.addRoutes {
+		if err := addLocalRoute(w.t.nl, addr); err != nil {
+			return fmt.Errorf("frontend address of %s: %w", w.d.routeOwner(addr), err)
+		}
+		w.undoRoutes = append(w.undoRoutes, func() error { return delLocalRoute(w.t.nl, addr) })
+	}
+	return nil
+}
+
+// services registers the planned services' sockets and writes those that
+// changed; it returns the frontends planned.
+func (w *writing) services(listen maps.ListenTable) (map[netip.AddrPort]bool, error) {
 	fronts := map[netip.AddrPort]bool{}
 	var written []*maps.Service
-	for _, p := range d.plans {
+	for _, p := range w.d.plans {
 		fronts[p.svc.Frontend] = true
-		oldIDs := endpointIDs(d.old[p.svc.Name])
-		for i, socks := range p.sockets {
-			for j, sock := range socks {
-				if sock == nil {
-					continue
-				}
-				ep := p.svc.Subsets[i].Endpoints[j]
-				if err := set.RegisterSocket(ep.ID, int(sock.File.Fd()), !oldIDs[ep.ID]); err != nil {
-					return fmt.Errorf("service %s: register %s (%s; did it stop listening?): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
-				}
-				if listen.Account(sock.Addr) {
-					if err := set.TagListener(int(sock.File.Fd()), sock.Addr); err != nil {
-						return fmt.Errorf("service %s: %w", p.svc.Name, err)
-					}
-				}
-			}
+		if err := w.registerSockets(p, listen); err != nil {
+			return nil, err
 		}
-		if !d.write[p.svc.Name] {
+		if !w.d.write[p.svc.Name] {
 			continue
 		}
 		// Written in groups: the tables of a group are swapped in by
 		// one update (see maps.Set.SwapTables).
 		if written = append(written, p.svc); len(written) == maps.TablesPerSwap {
-			if err := set.WriteServices(written); err != nil {
-				return err
+			if err := w.set.WriteServices(written); err != nil {
+				return nil, err
 			}
 			written = nil
 		}
 	}
-	if err := set.WriteServices(written); err != nil {
-		return err
+	return fronts, w.set.WriteServices(written)
+}
+
+// registerSockets registers the sockets planned for p's endpoints, and
+// tags those sockops accounts listeners of.
+func (w *writing) registerSockets(p *planned, listen maps.ListenTable) error {
+	oldIDs := endpointIDs(w.d.old[p.svc.Name])
+	for i, socks := range p.sockets {
+		for j, sock := range socks {
+			if sock == nil {
+				continue
+			}
+			ep := p.svc.Subsets[i].Endpoints[j]
+			if err := w.set.RegisterSocket(ep.ID, int(sock.File.Fd()), !oldIDs[ep.ID]); err != nil {
+				return fmt.Errorf("service %s: register %s (%s; did it stop listening?): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
+			}
+			if listen.Account(sock.Addr) {
+				if err := w.set.TagListener(int(sock.File.Fd()), sock.Addr); err != nil {
+					return fmt.Errorf("service %s: %w", p.svc.Name, err)
+				}
+			}
+		}
 	}
-	// A frontend another service took over in this change stays.
-	var drop []uint32
-	for _, o := range d.old {
+	return nil
+}
+
+// narrow takes away, once the new services are written, the frontends no
+// service has any more (a frontend another service took over in this
+// change stays), and the listeners, frontend ports and local routes
+// nothing needs.
+func (w *writing) narrow(svcs []*maps.Service, listen maps.ListenTable, fronts map[netip.AddrPort]bool) error {
+	for _, o := range w.d.old {
 		if !fronts[o.Frontend] {
-			if err := set.DeleteFrontend(o); err != nil {
+			if err := w.set.DeleteFrontend(o); err != nil {
 				return err
 			}
 		}
 	}
-	if err := set.SyncListeners(listen); err != nil {
+	if err := w.set.SyncListeners(listen); err != nil {
 		return err
 	}
-	if err := set.SyncFrontendPorts(svcs); err != nil {
+	if err := w.set.SyncFrontendPorts(svcs); err != nil {
 		return err
 	}
-	for _, addr := range d.delRoutes {
-		if err := delLocalRoute(t.nl, addr); err != nil {
+	for _, addr := range w.d.delRoutes {
+		if err := delLocalRoute(w.t.nl, addr); err != nil {
 			return err
 		}
-		undoRoutes = append(undoRoutes, func() error { return addLocalRoute(t.nl, addr) })
+		w.undoRoutes = append(w.undoRoutes, func() error { return addLocalRoute(w.t.nl, addr) })
 	}
+	return nil
+}
+
+// release deletes the removed services and the endpoints kept services
+// no longer use, then drops their sockets.
+func (w *writing) release() error {
 	// Counters the kernel keeps updating are reset late: a rollback puts
 	// back snapshots of them, so as little as possible may fail after.
-	if err := set.DeleteServices(d.removed); err != nil {
+	if err := w.set.DeleteServices(w.d.removed); err != nil {
 		return err
 	}
-	for _, o := range d.removed {
+	var drop []uint32
+	for _, o := range w.d.removed {
 		for _, sub := range o.Subsets {
 			for _, ep := range sub.Endpoints {
 				drop = append(drop, ep.ID)
 			}
 		}
 	}
-	for _, id := range d.released {
-		if err := set.ReleaseEndpoint(id); err != nil {
+	for _, id := range w.d.released {
+		if err := w.set.ReleaseEndpoint(id); err != nil {
 			return err
 		}
 		drop = append(drop, id)
 	}
 	// Last, as they cannot be undone: released endpoints' sockets.
 	for _, id := range drop {
-		if err := set.DropSocket(id); err != nil {
+		if err := w.set.DropSocket(id); err != nil {
 			return err
 		}
 	}
-	return set.Commit()
+	return nil
 }
 
 // endpointIDs returns the endpoint ids of a service in force (nil: none).
