@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"reflect"
 	"strings"
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/maps"
+	"github.com/tcpshift/tcpshift/plan"
 )
 
 // Change says what Apply did (or, dry, would do) to one service.
@@ -237,66 +237,28 @@ type delta struct {
 }
 
 // diff plans the whole change: ids, limits, routes, and what each service
-// needs. It touches nothing.
+// needs (see plan.Diff). It touches nothing.
 func diff(plans []*planned, old []*maps.Service, opts ApplyOptions) (*delta, error) {
-	released, err := assignIDs(plans, old)
+	limits, err := maps.Capacities()
 	if err != nil {
 		return nil, err
 	}
-	d := &delta{plans: plans, old: map[string]*maps.Service{}, released: released, write: map[string]bool{}}
-	// Routes tcpshift added earlier stay as long as a lookup- or
-	// proxy-mode service needs them.
-	ourRoutes := map[netip.Addr]bool{}
-	for _, o := range old {
-		d.old[o.Name] = o
-		if o.LocalRoute {
-			ourRoutes[o.Frontend.Addr()] = true
-		}
+	svcs := make([]plan.Service, len(plans))
+	for i, p := range plans {
+		svcs[i] = plan.Service{Svc: p.svc, Route: p.route, Checked: p.checked}
 	}
-	keep := map[netip.Addr]bool{}
-	planned := map[string]bool{}
-	for _, p := range plans {
-		planned[p.svc.Name] = true
-		if _, err := p.svc.Table(); err != nil {
-			return nil, err
+	pd, err := plan.Diff(svcs, old, limits, opts.KeepOverrides)
+	if err != nil {
+		return nil, err
+	}
+	d := &delta{plans: plans, old: pd.Old, removed: pd.Removed, released: pd.Released, write: pd.Write,
+		addRoutes: pd.AddRoutes, delRoutes: pd.DelRoutes}
+	for i, a := range pd.Actions {
+		ch := Change{Service: a.Service, Action: a.Action, KeptOverride: a.KeptOverride}
+		if i < len(plans) {
+			ch.Mode, ch.Waiting = plans[i].svc.Mode, plans[i].waiting
 		}
-		addr := p.svc.Frontend.Addr()
-		if p.route || (ourRoutes[addr] && p.svc.Mode != maps.ModeConnect) {
-			if !ourRoutes[addr] && !keep[addr] {
-				d.addRoutes = append(d.addRoutes, addr)
-			}
-			p.svc.LocalRoute = true
-			keep[addr] = true
-		}
-		o := d.old[p.svc.Name]
-		ch := Change{Service: p.svc.Name, Mode: p.svc.Mode, Waiting: p.waiting}
-		if o != nil && opts.KeepOverrides && sameFileRoute(o, p.svc) && o.Overridden() {
-			for i := range p.svc.Subsets {
-				p.svc.Subsets[i].Weight = o.Subsets[i].Weight
-			}
-			ch.KeptOverride = true
-		}
-		switch {
-		case o != nil && reflect.DeepEqual(o, p.svc):
-			ch.Action = "unchanged"
-		case o == nil:
-			ch.Action = "added"
-		default:
-			ch.Action = "updated"
-		}
-		d.write[p.svc.Name] = ch.Action != "unchanged"
 		d.changes = append(d.changes, ch)
-	}
-	for _, o := range old {
-		if !planned[o.Name] {
-			d.removed = append(d.removed, o)
-			d.changes = append(d.changes, Change{Service: o.Name, Action: "removed"})
-		}
-	}
-	for addr := range ourRoutes {
-		if !keep[addr] {
-			d.delRoutes = append(d.delRoutes, addr)
-		}
 	}
 	return d, nil
 }
@@ -310,20 +272,6 @@ func (d *delta) routeOwner(addr netip.Addr) string {
 		}
 	}
 	return strings.Join(names, ", ")
-}
-
-// sameFileRoute reports whether the file gives a service the same subsets
-// and weights as the file applied before.
-func sameFileRoute(o, n *maps.Service) bool {
-	if len(o.Subsets) != len(n.Subsets) {
-		return false
-	}
-	for i := range o.Subsets {
-		if o.Subsets[i].Name != n.Subsets[i].Name || o.Subsets[i].FileWeight != n.Subsets[i].FileWeight {
-			return false
-		}
-	}
-	return true
 }
 
 // write carries a delta out in one transaction: on any error every map,

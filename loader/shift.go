@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tcpshift/tcpshift/maps"
+	"github.com/tcpshift/tcpshift/plan"
 )
 
 // ShiftPlan is a progressive shift to start: steps in percent of the
@@ -433,7 +434,7 @@ func (t *Target) shiftOwners(set *maps.Set, d *delta, opts ApplyOptions) (notice
 			continue
 		}
 		ch := &d.changes[i]
-		if sameFileRoute(o, p.svc) {
+		if plan.SameFileRoute(o, p.svc) {
 			for j := range p.svc.Subsets {
 				p.svc.Subsets[j].Weight = o.Subsets[j].Weight
 			}

@@ -1,4 +1,4 @@
-package loader
+package plan
 
 import (
 	"fmt"
@@ -8,26 +8,23 @@ import (
 	"github.com/tcpshift/tcpshift/maps"
 )
 
-// assignIDs gives every planned service and endpoint an id: the one it had
-// before when it existed, otherwise one nobody used before this apply, so no
-// table still in force can reach a new endpoint through a recycled id. It
-// returns the endpoint ids that services still planned no longer use. Kept
-// endpoints keep their health while the service is checked. Ids past the
-// maps' capacity are an error, before anything is written.
-func assignIDs(plans []*planned, old []*maps.Service) (released []uint32, err error) {
-	limits, err := maps.Capacities()
-	if err != nil {
-		return nil, err
-	}
+// AssignIDs gives every service of svcs and its endpoints an id: the one
+// it had before when it existed, otherwise one nobody used before this
+// apply, so no table still in force can reach a new endpoint through a
+// recycled id. It returns the endpoint ids that services still planned no
+// longer use. Kept endpoints keep their health while the service is
+// checked. Ids past limits (the maps' capacities) are an error, before
+// anything is written.
+func AssignIDs(svcs []Service, old []*maps.Service, limits maps.Capacity) (released []uint32, err error) {
 	a := newIDs(limits, old)
-	rest, err := a.keep(plans)
+	rest, err := a.keep(svcs)
 	if err != nil {
 		return nil, err
 	}
 	if err := a.assignRest(rest); err != nil {
 		return nil, err
 	}
-	return a.released(plans, old), nil
+	return a.released(svcs, old), nil
 }
 
 // ids is one apply's id assignment: which ids the state in force uses,
@@ -49,7 +46,7 @@ type ids struct {
 
 // unmatched is a planned endpoint with no id in force to keep.
 type unmatched struct {
-	p   *planned
+	s   *Service
 	sub string
 	ep  *maps.Endpoint
 }
@@ -98,27 +95,28 @@ func nextFree(used []bool, cursor *int) int {
 // keep gives every planned service its id (the one in force, or a free
 // one) and every endpoint found at the same address in the same subset in
 // force its id; it returns the endpoints left without one.
-func (a *ids) keep(plans []*planned) ([]unmatched, error) {
+func (a *ids) keep(svcs []Service) ([]unmatched, error) {
 	var rest []unmatched
-	for _, p := range plans {
-		o := a.oldSvc[p.svc.Name]
+	for n := range svcs {
+		s := &svcs[n]
+		o := a.oldSvc[s.Svc.Name]
 		if o != nil {
-			p.svc.ID = o.ID
+			s.Svc.ID = o.ID
 		} else if id := nextFree(a.usedSvc, &a.svcCursor); id >= a.limits.Services {
 			return nil, fmt.Errorf("service %s: %d services would be loaded at once (the file's and the %d in force it removes), at most %d per network namespace: remove services with an apply of their own first",
-				p.svc.Name, len(a.old)+1, len(a.old), a.limits.Services)
+				s.Svc.Name, len(a.old)+1, len(a.old), a.limits.Services)
 		} else {
-			p.svc.ID = uint32(id)
+			s.Svc.ID = uint32(id)
 		}
-		for i := range p.svc.Subsets {
-			sub := &p.svc.Subsets[i]
+		for i := range s.Svc.Subsets {
+			sub := &s.Svc.Subsets[i]
 			var was []maps.Endpoint
 			if o != nil {
-				if k := slices.IndexFunc(o.Subsets, func(s maps.Subset) bool { return s.Name == sub.Name }); k >= 0 {
+				if k := slices.IndexFunc(o.Subsets, func(x maps.Subset) bool { return x.Name == sub.Name }); k >= 0 {
 					was = o.Subsets[k].Endpoints
 				}
 			}
-			rest = a.keepSubset(p, sub, was, rest)
+			rest = a.keepSubset(s, sub, was, rest)
 		}
 	}
 	return rest, nil
@@ -126,7 +124,7 @@ func (a *ids) keep(plans []*planned) ([]unmatched, error) {
 
 // keepSubset gives the endpoints of a planned subset the ids they have in
 // the subset in force (was), and appends those it cannot to rest.
-func (a *ids) keepSubset(p *planned, sub *maps.Subset, was []maps.Endpoint, rest []unmatched) []unmatched {
+func (a *ids) keepSubset(s *Service, sub *maps.Subset, was []maps.Endpoint, rest []unmatched) []unmatched {
 	var byAddr map[netip.AddrPort]maps.Endpoint // built only when the order changed
 	for j := range sub.Endpoints {
 		ep := &sub.Endpoints[j]
@@ -144,13 +142,13 @@ func (a *ids) keepSubset(p *planned, sub *maps.Subset, was []maps.Endpoint, rest
 			prev, found = byAddr[ep.Addr]
 		}
 		if !found || a.kept[prev.ID] {
-			rest = append(rest, unmatched{p, sub.Name, ep})
+			rest = append(rest, unmatched{s, sub.Name, ep})
 			continue
 		}
 		ep.ID = prev.ID
 		// Checks go on where they were; without checks
 		// an endpoint is unchecked again.
-		if p.checked {
+		if s.Checked {
 			ep.Health = prev.Health
 		}
 		a.kept[ep.ID] = true
@@ -165,10 +163,10 @@ func (a *ids) assignRest(rest []unmatched) error {
 	// terminating pod set apart at weight 0) keeps the id it had there,
 	// with its counters and connections.
 	for _, u := range rest {
-		if o := a.oldSvc[u.p.svc.Name]; o != nil {
+		if o := a.oldSvc[u.s.Svc.Name]; o != nil {
 			if prev, ok := movedEndpoint(o, u.ep.Addr, a.kept); ok {
 				u.ep.ID = prev.ID
-				if u.p.checked {
+				if u.s.Checked {
 					u.ep.Health = prev.Health
 				}
 				a.kept[prev.ID] = true
@@ -179,7 +177,7 @@ func (a *ids) assignRest(rest []unmatched) error {
 		id := nextFree(a.usedEp, &a.epCursor)
 		if id >= a.limits.Endpoints {
 			return fmt.Errorf("service %s subset %s: endpoint %s needs an endpoint id past %d: %d endpoints in force and %d new ones, at most %d per network namespace while both exist: remove services with an apply of their own first",
-				u.p.svc.Name, u.sub, u.ep.Addr, a.limits.Endpoints, a.nOldEps, a.newEps, a.limits.Endpoints)
+				u.s.Svc.Name, u.sub, u.ep.Addr, a.limits.Endpoints, a.nOldEps, a.newEps, a.limits.Endpoints)
 		}
 		u.ep.ID = uint32(id)
 		a.kept[id] = true
@@ -189,10 +187,10 @@ func (a *ids) assignRest(rest []unmatched) error {
 
 // released returns the endpoint ids in force of services still planned
 // that no planned endpoint kept.
-func (a *ids) released(plans []*planned, old []*maps.Service) (released []uint32) {
-	planned := make(map[string]bool, len(plans))
-	for _, p := range plans {
-		planned[p.svc.Name] = true
+func (a *ids) released(svcs []Service, old []*maps.Service) (released []uint32) {
+	planned := make(map[string]bool, len(svcs))
+	for _, s := range svcs {
+		planned[s.Svc.Name] = true
 	}
 	// Endpoints of removed services go with them (Set.DeleteServices).
 	for _, o := range old {
