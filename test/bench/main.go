@@ -28,7 +28,8 @@ type settings struct {
 	out       string        // where results go
 	bin       string        // tcpshift and tcp-echo binaries
 	smoke     bool
-	rateOnly  bool // only the short-connection runs
+	rateOnly  bool   // only the short-connection runs
+	marks     string // where to append each short-connection run's window
 }
 
 func main() {
@@ -57,6 +58,7 @@ func run() error {
 	flag.StringVar(&s.out, "out", "docs/benchmarks", "directory for results.md, results.json and results.png")
 	flag.StringVar(&s.bin, "bin", "bin", "directory with the tcpshift and tcp-echo binaries")
 	flag.BoolVar(&s.rateOnly, "rate-only", false, "measure only the short-connection runs (no iperf3, weight changes or flips, no scale step): for profiling a path's connection rate")
+	flag.StringVar(&s.marks, "marks", "", "append each short-connection run's path, start and end (CLOCK_MONOTONIC seconds, as `perf record -k CLOCK_MONOTONIC` stamps samples) and connections to this file, to cut a system-wide profile per path")
 	only := flag.String("paths", "", "comma-separated paths to measure (direct is always measured); all when empty")
 	scaleOnly := flag.Bool("scale-only", false, "run only the scale step (maps' memory and BPF time per selection at 1, 10 000 services and a 1000-endpoint subset); writes scale.md")
 	flag.Parse()

@@ -192,8 +192,12 @@ func (w *world) shortConns(p *path, r *pathResult, use *bpfUse) error {
 		return err
 	}
 	server0, backends0 := w.serverCPU(p), procCPU(w.backends)
+	start := monotonic()
 	lg, err := w.loadgen(p, w.s.rateTime)
 	if err != nil {
+		return err
+	}
+	if err := w.mark(p, start, monotonic(), lg.Conns); err != nil {
 		return err
 	}
 	cpu, err := w.cpuNow()
@@ -228,6 +232,28 @@ func (w *world) shortConns(p *path, r *pathResult, use *bpfUse) error {
 		r.Split[k] += v
 	}
 	return nil
+}
+
+// monotonic is CLOCK_MONOTONIC in seconds: the clock of `perf record -k
+// CLOCK_MONOTONIC`, so that a profile can be cut at the marks.
+func monotonic() float64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return float64(ts.Sec) + float64(ts.Nsec)/1e9
+}
+
+// mark appends a short-connection run's window to the -marks file (when
+// asked for): path, start and end (CLOCK_MONOTONIC seconds), connections.
+func (w *world) mark(p *path, start, end float64, conns int) error {
+	if w.s.marks == "" {
+		return nil
+	}
+	f, err := os.OpenFile(w.s.marks, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%s %.6f %.6f %d\n", p.name, start, end, conns)
+	return errors.Join(err, f.Close())
 }
 
 // iperfRun is one iperf3 run's outcome.
