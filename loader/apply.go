@@ -190,11 +190,8 @@ var afterPlan func()
 // current reads the services in force, refusing state that is not this
 // namespace's or that a daemon manages. The caller holds the lock.
 func (t *Target) current(opts ApplyOptions) ([]*maps.Service, error) {
-	set, err := t.Maps()
-	if errors.Is(err, maps.ErrNotLoaded) {
-		return nil, nil
-	}
-	if err != nil {
+	set, err := t.loadedMaps()
+	if set == nil {
 		return nil, err
 	}
 	defer set.Close()

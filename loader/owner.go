@@ -152,11 +152,8 @@ func runningDaemon(o *maps.Owner) *Daemon {
 
 // RunningDaemon returns the daemon managing the namespace, nil for none.
 func (t *Target) RunningDaemon() (*Daemon, error) {
-	set, err := t.Maps()
-	if errors.Is(err, maps.ErrNotLoaded) {
-		return nil, nil
-	}
-	if err != nil {
+	set, err := t.loadedMaps()
+	if set == nil {
 		return nil, err
 	}
 	defer set.Close()

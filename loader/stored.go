@@ -104,13 +104,13 @@ func (t *Target) currentStored(opts ApplyOptions) ([]*maps.Service, []maps.Store
 	if err != nil {
 		return nil, nil, err
 	}
-	set, err := t.Maps()
-	if errors.Is(err, maps.ErrNotLoaded) {
-		// Nothing applied yet, or stale state current removed.
-		return old, nil, nil
-	}
+	set, err := t.loadedMaps()
 	if err != nil {
 		return nil, nil, err
+	}
+	if set == nil {
+		// Nothing applied yet, or stale state current removed.
+		return old, nil, nil
 	}
 	defer set.Close()
 	stored, err := set.Objects()

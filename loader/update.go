@@ -40,6 +40,19 @@ func (t *Target) Update(fn func(set *maps.Set) error) (err error) {
 	return set.Commit()
 }
 
+// loadedMaps opens the pinned maps: nil and no error when nothing is
+// loaded (maps.ErrNotLoaded), nil and the error when they cannot be opened.
+func (t *Target) loadedMaps() (*maps.Set, error) {
+	set, err := t.Maps()
+	if errors.Is(err, maps.ErrNotLoaded) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
 // Read runs fn on the pinned maps so that what it reads is one state, never
 // half of a change (see maps.Set.ReadConsistent). Readers take no lock. A
 // writer killed mid-write leaves the sequence odd: when no writer holds the
