@@ -37,10 +37,19 @@ static __always_inline struct endpoint_stats *current(struct conn *c)
 	return s;
 }
 
+/* watch_state asks for a socket's state changes, to see it close, unless
+ * it asked already (a counted client's since its SYN). */
+static __always_inline void watch_state(struct bpf_sock_ops *ctx)
+{
+	__u32 cb_flags = ctx->bpf_sock_ops_cb_flags;
+	if (!(cb_flags & BPF_SOCK_OPS_STATE_CB_FLAG))
+		bpf_sock_ops_cb_flags_set(ctx, cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
 /* established counts a tagged connection as active and asks for its state
  * changes, to see it close. The proxy's connections are counted as assigned
  * here; the selection counted the others when it chose. */
-static __always_inline void established(struct bpf_sock_ops *ctx, struct conn *c, __u32 cb_flags)
+static __always_inline void established(struct bpf_sock_ops *ctx, struct conn *c)
 {
 	struct endpoint_stats *s = current(c);
 	if (!s || !counted(c) || c->flags & CONN_COUNTED)
@@ -49,20 +58,35 @@ static __always_inline void established(struct bpf_sock_ops *ctx, struct conn *c
 	if (c->flags & CONN_PROXY)
 		__sync_fetch_and_add(&s->connections, 1);
 	__sync_fetch_and_add(&s->active, 1);
-	bpf_sock_ops_cb_flags_set(ctx, cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	watch_state(ctx);
 }
 
-/* closed moves a connection from active to closed and adds its bytes. On
- * the endpoint's own socket (lookup mode) received bytes went towards the
- * endpoint; on a client's or the proxy's socket, sent bytes did. */
-static __always_inline void closed(struct conn *c, __u64 sent, __u64 received)
+/* closed moves a counted connection from active to closed and adds its
+ * bytes, once: from is the state it closed from. Straight from established
+ * to closed is a reset, sent or received (an orderly close passes through
+ * the FIN states); one closed by a socket destroy (tcpshift rebalance,
+ * through its BPF iterator or through sock_diag) is counted in rebalanced
+ * too: sockops sees both, so both are counted once, here. On the endpoint's
+ * own socket (lookup mode) received bytes went towards the endpoint; on a
+ * client's or the proxy's socket, sent bytes did. One read of the socket
+ * and of the endpoint's counters serves all of it. */
+static __always_inline void closed(struct bpf_sock *sk, struct conn *c, __u32 from)
 {
 	if (!(c->flags & CONN_COUNTED))
+		return;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
 		return;
 	c->flags &= ~CONN_COUNTED;
 	struct endpoint_stats *s = current(c);
 	if (!s)
 		return;
+	__u64 sent, received;
+	payload(tp, &sent, &received);
+	if (from == BPF_TCP_ESTABLISHED)
+		__sync_fetch_and_add(&s->resets, 1);
+	if (destroyed(tp))
+		__sync_fetch_and_add(&s->rebalanced, 1);
 	__sync_fetch_and_add(&s->active, -1);
 	__sync_fetch_and_add(&s->closed, 1);
 	if (c->flags & CONN_SERVER) {
@@ -72,24 +96,6 @@ static __always_inline void closed(struct conn *c, __u64 sent, __u64 received)
 		__sync_fetch_and_add(&s->bytes_in, sent);
 		__sync_fetch_and_add(&s->bytes_out, received);
 	}
-}
-
-/* count_reset counts a counted connection that ended with a reset. */
-static __always_inline void count_reset(struct conn *c)
-{
-	struct endpoint_stats *s = current(c);
-	if (s && c->flags & CONN_COUNTED)
-		__sync_fetch_and_add(&s->resets, 1);
-}
-
-/* count_rebalanced counts a counted connection closed by a socket destroy
- * (tcpshift rebalance, through its BPF iterator or through sock_diag):
- * sockops sees both, so both are counted once, here. */
-static __always_inline void count_rebalanced(struct conn *c)
-{
-	struct endpoint_stats *s = current(c);
-	if (s && c->flags & CONN_COUNTED)
-		__sync_fetch_and_add(&s->rebalanced, 1);
 }
 
 /* connect_failed counts a tagged connect that ended before it was

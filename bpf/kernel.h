@@ -72,13 +72,11 @@ struct bpf_iter__bpf_sk_storage_map {
 	void *value;
 } __attribute__((preserve_access_index));
 
-/* payload returns the data bytes a TCP socket sent and received, without
- * the SYN and FIN that the kernel's sequence-space counters include. */
-static __always_inline int payload(void *sk, __u64 *sent, __u64 *received)
+/* payload returns the data bytes a TCP socket (tp, from
+ * bpf_skc_to_tcp_sock) sent and received, without the SYN and FIN that the
+ * kernel's sequence-space counters include. */
+static __always_inline void payload(struct tcp_sock *tp, __u64 *sent, __u64 *received)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return -1;
 	*sent = tp->bytes_sent - tp->bytes_retrans;
 	*received = tp->bytes_received;
 	struct sock *s = (struct sock *)tp;
@@ -86,20 +84,16 @@ static __always_inline int payload(void *sk, __u64 *sent, __u64 *received)
 	unsigned long flags = bpf_core_field_exists(old->sk_flags) ? old->sk_flags : s->__sk_common.skc_flags;
 	if (flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
 		*received -= 1;
-	return 0;
 }
 
 #define ECONNABORTED 103
 
-/* destroyed reports whether a TCP socket is being closed by a socket
- * destroy: bpf_sock_destroy or sock_diag's SOCK_DESTROY (`ss -K`), which
- * both end in tcp_abort, the only close that sets ECONNABORTED, before the
- * state changes to CLOSE. */
-static __always_inline int destroyed(void *sk)
+/* destroyed reports whether a TCP socket (tp, from bpf_skc_to_tcp_sock) is
+ * being closed by a socket destroy: bpf_sock_destroy or sock_diag's
+ * SOCK_DESTROY (`ss -K`), which both end in tcp_abort, the only close that
+ * sets ECONNABORTED, before the state changes to CLOSE. */
+static __always_inline int destroyed(struct tcp_sock *tp)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return 0;
 	struct sock *s = (struct sock *)tp;
 	return s->sk_err == ECONNABORTED;
 }

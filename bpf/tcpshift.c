@@ -612,30 +612,45 @@ static __always_inline void register_listener(struct bpf_sock_ops *ctx, struct e
  * hooks serve (loader/sockops.go), and sees every TCP socket of the host: it
  * registers this namespace's listeners and counts the connections tagged in
  * this state's conns; any other socket costs it a test or two. */
+/* local_addr reads a socket's local address in the maps' form (IPv4
+ * mapped into IPv6), and its port. Only the callbacks that need it read it:
+ * sockops runs for every TCP socket of the host, most often for callbacks
+ * (timeouts, window, ECN) that return at once. */
+static __always_inline __u32 local_addr(struct bpf_sock_ops *ctx, __u32 addr[4], int *wildcard)
+{
+	/* Every field read before the branch (see tcpshift_lookup), each
+	 * with a load of its own: clang would otherwise merge two into one
+	 * 8-byte load, which the verifier refuses on a context. */
+	volatile struct bpf_sock_ops *v = ctx;
+	__u32 family = v->family, ip4 = v->local_ip4;
+	__u32 ip6[4] = {v->local_ip6[0], v->local_ip6[1], v->local_ip6[2], v->local_ip6[3]};
+	__u32 lport = v->local_port;
+	if (family == AF_INET) {
+		addr[0] = addr[1] = 0;
+		addr[2] = bpf_htonl(0xffff);
+		addr[3] = ip4;
+		*wildcard = ip4 == 0;
+	} else {
+		__builtin_memcpy(addr, ip6, sizeof(ip6));
+		*wildcard = (ip6[0] | ip6[1] | ip6[2] | ip6[3]) == 0;
+	}
+	return lport;
+}
+
 SEC("sockops")
 int tcpshift_sockops(struct bpf_sock_ops *ctx)
 {
-	__u32 op = ctx->op, family = ctx->family, cb_flags = ctx->bpf_sock_ops_cb_flags;
-	__u32 ip4 = ctx->local_ip4;
-	__u32 ip6[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2], ctx->local_ip6[3]};
-	__u32 lport = ctx->local_port;
-	struct bpf_sock *sk = ctx->sk;
+	__u32 op = ctx->op;
+	struct bpf_sock *sk;
 	struct conn *c;
 
 	switch (op) {
 	case BPF_SOCK_OPS_TCP_LISTEN_CB: {
 		if (bpf_get_netns_cookie(ctx) != netns_cookie)
 			return 1;
-		struct endpoint key = {.port = lport};
+		struct endpoint key = {};
 		int wildcard;
-		if (family == AF_INET) {
-			key.addr[2] = bpf_htonl(0xffff);
-			key.addr[3] = ip4;
-			wildcard = ip4 == 0;
-		} else {
-			__builtin_memcpy(key.addr, ip6, sizeof(ip6));
-			wildcard = (ip6[0] | ip6[1] | ip6[2] | ip6[3]) == 0;
-		}
+		key.port = local_addr(ctx, key.addr, &wildcard);
 		register_listener(ctx, &key, wildcard);
 		return 1;
 	}
@@ -643,18 +658,16 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 		/* A tagged listener's new socket: did sk_lookup hand it over,
 		 * for which service? Sockets of untagged listeners pay one
 		 * pointer test. */
+		sk = ctx->sk;
 		if (!sk)
 			return 1;
 		c = bpf_sk_storage_get(&conns, sk, 0, 0);
 		if (!c || !(c->flags & CONN_LISTENER))
 			return 1;
-		struct frontend_key local = {.port = lport};
-		if (family == AF_INET) {
-			local.addr[2] = bpf_htonl(0xffff);
-			local.addr[3] = ip4;
-		} else {
-			__builtin_memcpy(local.addr, ip6, sizeof(ip6));
-		}
+		struct frontend_key local = {};
+		int wildcard;
+		__u32 lport = local_addr(ctx, local.addr, &wildcard);
+		local.port = lport;
 		__u32 id;
 		struct endpoint_stats *s;
 		if (!maybe_frontend(lport) || bpf_get_netns_cookie(ctx) != netns_cookie ||
@@ -668,26 +681,33 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 		c->generation = s->generation;
 		c->flags = CONN_SERVER | CONN_ACCOUNT;
 		__builtin_memset(&c->original, 0, sizeof(c->original));
-		established(ctx, c, cb_flags);
+		established(ctx, c);
 		return 1;
 	}
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		/* A counted client's or proxy's SYN: watch its state to see a
 		 * connect that fails (passive health checks). */
+		sk = ctx->sk;
 		if (sk && (c = bpf_sk_storage_get(&conns, sk, 0, 0)) && counted(c))
-			bpf_sock_ops_cb_flags_set(ctx, cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+			watch_state(ctx);
 		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		/* A client's or the proxy's socket, tagged before connect. */
+		sk = ctx->sk;
 		if (!sk)
 			return 1;
 		c = bpf_sk_storage_get(&conns, sk, 0, 0);
 		if (c)
-			established(ctx, c, cb_flags);
+			established(ctx, c);
 		return 1;
 	case BPF_SOCK_OPS_STATE_CB: {
+		/* Only sockets of ours ask for state changes, and only the
+		 * last one matters. */
 		__u32 from = ctx->args[0], to = ctx->args[1];
-		if (!sk || to != BPF_TCP_CLOSE)
+		if (to != BPF_TCP_CLOSE)
+			return 1;
+		sk = ctx->sk;
+		if (!sk)
 			return 1;
 		c = bpf_sk_storage_get(&conns, sk, 0, 0);
 		if (!c)
@@ -696,15 +716,7 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 			connect_failed(c);
 			return 1;
 		}
-		/* Straight from established to closed is a reset, sent or
-		 * received; an orderly close passes through the FIN states. */
-		if (from == BPF_TCP_ESTABLISHED)
-			count_reset(c);
-		if (destroyed(sk))
-			count_rebalanced(c);
-		__u64 sent, received;
-		if (payload(sk, &sent, &received) == 0)
-			closed(c, sent, received);
+		closed(sk, c, from);
 		return 1;
 	}
 	}
@@ -720,8 +732,10 @@ int tcpshift_bytes(struct bpf_iter__bpf_sk_storage_map *ctx)
 	struct sock *sk = ctx->sk;
 	struct conn *c = ctx->value;
 	__u64 sent, received;
-	if (!sk || !c || !(c->flags & CONN_COUNTED) || payload(sk, &sent, &received) < 0)
+	struct tcp_sock *tp = sk ? bpf_skc_to_tcp_sock(sk) : NULL;
+	if (!tp || !c || !(c->flags & CONN_COUNTED))
 		return 0;
+	payload(tp, &sent, &received);
 	struct conn_bytes b = {.endpoint = c->endpoint, .generation = c->generation};
 	if (c->flags & CONN_SERVER) {
 		b.in = received;
