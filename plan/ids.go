@@ -141,7 +141,7 @@ func (a *ids) keepSubset(s *Service, sub *maps.Subset, was []maps.Endpoint, rest
 			}
 			prev, found = byAddr[ep.Addr]
 		}
-		if !found || a.kept[prev.ID] {
+		if !found || !free(a.kept, prev.ID) {
 			rest = append(rest, unmatched{s, sub.Name, ep})
 			continue
 		}
@@ -199,7 +199,7 @@ func (a *ids) released(svcs []Service, old []*maps.Service) (released []uint32) 
 		}
 		for _, sub := range o.Subsets {
 			for _, ep := range sub.Endpoints {
-				if !a.kept[ep.ID] {
+				if free(a.kept, ep.ID) {
 					released = append(released, ep.ID)
 				}
 			}
@@ -213,10 +213,18 @@ func (a *ids) released(svcs []Service, old []*maps.Service) (released []uint32) 
 func movedEndpoint(o *maps.Service, addr netip.AddrPort, kept []bool) (maps.Endpoint, bool) {
 	for _, sub := range o.Subsets {
 		for _, ep := range sub.Endpoints {
-			if ep.Addr == addr && !kept[ep.ID] {
+			if ep.Addr == addr && free(kept, ep.ID) {
 				return ep, true
 			}
 		}
 	}
 	return maps.Endpoint{}, false
+}
+
+// free reports whether an id in force can be kept (or released): no planned
+// endpoint kept it yet, and it is within the limit. An id past the limit
+// (state written with a larger capacity) is neither: its endpoint gets a new
+// id, and nothing is written at the old one.
+func free(kept []bool, id uint32) bool {
+	return int(id) < len(kept) && !kept[id]
 }

@@ -204,3 +204,28 @@ func TestAssignIDsLimits(t *testing.T) {
 		t.Errorf("ids %d %v, want 7 [0 1]", n.ID, epIDs(n)[0])
 	}
 }
+
+// An endpoint id in force past the capacity (state written with a larger
+// one) is neither kept nor released: its endpoint gets an id within the
+// capacity, and nothing is written at the old one. It used to panic.
+func TestAssignIDsPastCapacity(t *testing.T) {
+	old := svc("a", "10.0.0.1:80", sub("v1", 1, "127.0.0.1:1", "127.0.0.1:2"))
+	old.Subsets[0].Endpoints[0].ID = 300 // roomy has 256
+	old.Subsets[0].Endpoints[1].ID = 7
+	a := clone(old)
+	released, err := AssignIDs(wrap(a), []*maps.Service{old}, roomy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := epIDs(a)[0]; got[1] != 7 || got[0] >= uint32(roomy.Endpoints) || got[0] == 7 {
+		t.Fatalf("endpoint ids %v: want a new id within %d for the first, 7 kept for the second", got, roomy.Endpoints)
+	}
+	if len(released) != 0 {
+		t.Fatalf("released %v, want nothing (300 is past the capacity)", released)
+	}
+	// A subset moved elsewhere with the out-of-range id: not found as moved.
+	b := svc("a", "10.0.0.1:80", sub("v2", 1, "127.0.0.1:1"))
+	if _, err := AssignIDs(wrap(b), []*maps.Service{old}, roomy); err != nil || b.Subsets[0].Endpoints[0].ID >= uint32(roomy.Endpoints) {
+		t.Fatalf("moved endpoint: id %d, %v", b.Subsets[0].Endpoints[0].ID, err)
+	}
+}
