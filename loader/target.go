@@ -173,39 +173,9 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 		}
 	}()
 
-	spec, err := bpf.LoadTcpshift()
-	if err != nil {
-		return nil, nil, fmt.Errorf("load bpf spec: %w", err)
-	}
-	delete(spec.Maps, bpf.TcpshiftMapLayouts)            // only there for its BTF
-	delete(spec.Programs, bpf.TcpshiftProgTcpshiftBytes) // loaded by status when it runs
-	// Loaded by rebalance when it runs, with maps of its own.
-	delete(spec.Programs, bpf.TcpshiftProgTcpshiftRebalance)
-	delete(spec.Maps, bpf.TcpshiftMapRebalanceIds)
-	delete(spec.Maps, bpf.TcpshiftMapRebalanceRuns)
-	cookie, err := t.cookie()
+	spec, err := t.hookSpec()
 	if err != nil {
 		return nil, nil, err
-	}
-	if err := spec.Variables["netns_cookie"].Set(cookie); err != nil {
-		return nil, nil, fmt.Errorf("set netns cookie: %w", err)
-	}
-	var recorded bpf.TcpshiftOwner
-	if t.flowSeed, recorded, err = flowSeed(t.Dir); err != nil {
-		return nil, nil, err
-	}
-	var every uint32
-	if t.everyNetns(recorded) {
-		every = 1
-	}
-	if err := spec.Variables["every_netns"].Set(every); err != nil {
-		return nil, nil, fmt.Errorf("set every_netns: %w", err)
-	}
-	if t.loadedTag, err = t.progTag(t.flowSeed, every == 1); err != nil {
-		return nil, nil, err
-	}
-	if err := spec.Variables["flow_seed"].Set(t.flowSeed); err != nil {
-		return nil, nil, fmt.Errorf("set flow seed: %w", err)
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: t.Dir},
@@ -229,6 +199,49 @@ func (t *Target) load() (_ *ebpf.Collection, undo func() error, err error) {
 		undoLinks = append(undoLinks, u)
 	}
 	return coll, revert, nil
+}
+
+// hookSpec is the hooks' collection, without what other commands load
+// when they run, with this namespace's constants set: its cookie, whether
+// the connect hooks serve every namespace, and the flows hash key (the
+// pinned one, so handshakes in flight survive the swap). It records the
+// programs' tag and the seed for the owner record.
+func (t *Target) hookSpec() (*ebpf.CollectionSpec, error) {
+	spec, err := bpf.LoadTcpshift()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf spec: %w", err)
+	}
+	delete(spec.Maps, bpf.TcpshiftMapLayouts)            // only there for its BTF
+	delete(spec.Programs, bpf.TcpshiftProgTcpshiftBytes) // loaded by status when it runs
+	// Loaded by rebalance when it runs, with maps of its own.
+	delete(spec.Programs, bpf.TcpshiftProgTcpshiftRebalance)
+	delete(spec.Maps, bpf.TcpshiftMapRebalanceIds)
+	delete(spec.Maps, bpf.TcpshiftMapRebalanceRuns)
+	cookie, err := t.cookie()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["netns_cookie"].Set(cookie); err != nil {
+		return nil, fmt.Errorf("set netns cookie: %w", err)
+	}
+	var recorded bpf.TcpshiftOwner
+	if t.flowSeed, recorded, err = flowSeed(t.Dir); err != nil {
+		return nil, err
+	}
+	var every uint32
+	if t.everyNetns(recorded) {
+		every = 1
+	}
+	if err := spec.Variables["every_netns"].Set(every); err != nil {
+		return nil, fmt.Errorf("set every_netns: %w", err)
+	}
+	if t.loadedTag, err = t.progTag(t.flowSeed, every == 1); err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["flow_seed"].Set(t.flowSeed); err != nil {
+		return nil, fmt.Errorf("set flow seed: %w", err)
+	}
+	return spec, nil
 }
 
 // attach points the pinned link of a hook at prog, or attaches prog and
