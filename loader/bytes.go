@@ -96,19 +96,25 @@ func iterBytes(set *maps.Set) (map[uint32]Bytes, error) {
 func (t *Target) diagBytes(set *maps.Set) (map[uint32]Bytes, error) {
 	out := map[uint32]Bytes{}
 	err := sockdiag.Walk(t.NS.Handle, set.Conns, func(s *sockdiag.Socket) error {
-		c, ok := decodeConn(s.Storage)
-		if !ok || c.Flags&bpf.TcpshiftConnFlagsCONN_COUNTED == 0 {
-			return nil
+		c, ok, err := countedConn(set, s)
+		if !ok || err != nil {
+			return err
 		}
 		sent, received := s.BytesSent-s.BytesRetrans, s.BytesReceived
 		if s.FinReceived() && received > 0 {
 			received-- // the kernel counts the peer's FIN in sequence space
 		}
-		b := bpf.TcpshiftConnBytes{Endpoint: c.Endpoint, Generation: c.Generation, In: sent, Out: received}
+		// Towards the endpoint: what a client sent, what the
+		// endpoint's own socket received.
+		toward, from := sent, received
 		if c.Flags&bpf.TcpshiftConnFlagsCONN_SERVER != 0 {
-			b.In, b.Out = received, sent
+			toward, from = received, sent
 		}
-		return addBytes(set, out, b)
+		sum := out[c.Endpoint]
+		sum.In += toward
+		sum.Out += from
+		out[c.Endpoint] = sum
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("live bytes through sock_diag: %w", err)
@@ -133,13 +139,23 @@ func addBytes(set *maps.Set, out map[uint32]Bytes, b bpf.TcpshiftConnBytes) erro
 	return nil
 }
 
-// decodeConn reads a socket's value in conns as sock_diag returns it.
-func decodeConn(raw []byte) (c bpf.TcpshiftConn, ok bool) {
-	if len(raw) < binary.Size(c) {
-		return c, false
+// countedConn reads a socket's tag in conns, as sock_diag returns it, and
+// reports whether sockops counts the connection now for an endpoint still
+// of the generation it was tagged with: the connections whose bytes status
+// adds and that rebalance may close.
+func countedConn(set *maps.Set, s *sockdiag.Socket) (c bpf.TcpshiftConn, ok bool, err error) {
+	if len(s.Storage) < binary.Size(c) {
+		return c, false, nil
 	}
-	if err := binary.Read(bytes.NewReader(raw), binary.NativeEndian, &c); err != nil {
-		return c, false
+	if err := binary.Read(bytes.NewReader(s.Storage), binary.NativeEndian, &c); err != nil {
+		return c, false, nil
 	}
-	return c, true
+	if c.Flags&bpf.TcpshiftConnFlagsCONN_COUNTED == 0 {
+		return c, false, nil
+	}
+	st, err := set.EndpointStats(c.Endpoint)
+	if err != nil {
+		return c, false, err
+	}
+	return c, st.Generation == c.Generation, nil
 }

@@ -150,12 +150,8 @@ func (r *Rebalancer) runSockDiag(budget int) (int, error) {
 	var chosen []sockdiag.Socket
 	errFull := errors.New("budget reached")
 	err := sockdiag.Walk(r.t.NS.Handle, r.set.Conns, func(s *sockdiag.Socket) error {
-		c, ok := decodeConn(s.Storage)
-		if !ok || c.Flags&bpf.TcpshiftConnFlagsCONN_COUNTED == 0 || !r.ids[c.Endpoint] {
-			return nil
-		}
-		st, err := r.set.EndpointStats(c.Endpoint)
-		if err != nil || st.Generation != c.Generation {
+		c, ok, err := countedConn(r.set, s)
+		if !ok || err != nil || !r.ids[c.Endpoint] {
 			return err
 		}
 		chosen = append(chosen, *s)

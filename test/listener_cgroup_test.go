@@ -18,7 +18,6 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/tcpshift/tcpshift/bpf"
-	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/internal/testenv"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/maps"
@@ -261,14 +260,7 @@ func askFrom(env *testenv.Env, src, addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	reply, err := echo.Ask(c, "hello")
-	if err != nil {
-		return "", err
-	}
-	who, _, _ := strings.Cut(reply, " ")
-	return who, nil
+	return testenv.AskOn(c)
 }
 
 const affinityEcho = `services:
@@ -324,10 +316,7 @@ func testRepick(t *testing.T, cookies bool) {
 	// has one. Before, it was refused.
 	ask("127.0.0.11", "two")
 	ask("127.0.0.11", "two") // its affinity now names v2
-	r, err := tg.AffinityRepicked("tcp-echo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := repickedOf(t, tg)
 	v1 := netip.MustParseAddrPort("127.0.0.1:9001")
 	if r.Total != 1 || r.Endpoints[v1] != 1 || len(r.Endpoints) != 1 {
 		t.Fatalf("repicked %+v; want 1, on v1", r)
@@ -552,10 +541,7 @@ func TestLookupAffinityRepickSkipsDeadSubsets(t *testing.T) {
 	for _, src := range []string{"127.0.0.31", "127.0.0.34", "127.0.0.32", "127.0.0.31", "127.0.0.32"} {
 		ask(src, "three")
 	}
-	r, err := tg.AffinityRepicked("tcp-echo")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := repickedOf(t, tg)
 	v1, v2 := netip.MustParseAddrPort("127.0.0.1:9001"), netip.MustParseAddrPort("127.0.0.1:9002")
 	if r.Total != 3 || r.Endpoints[v1] != 2 || r.Endpoints[v2] != 1 {
 		t.Fatalf("repicked %+v; want 3: 2 off v1, 1 off v2", r)
@@ -563,4 +549,25 @@ func TestLookupAffinityRepickSkipsDeadSubsets(t *testing.T) {
 	if _, svc := endpointCounts(t, tg, "tcp-echo"); svc.Refused != 0 || svc.NoSocket != 0 {
 		t.Fatalf("refused %d, no socket %d; want 0", svc.Refused, svc.NoSocket)
 	}
+}
+
+// repicked is a service's affinity repicks as status shows them: the sum,
+// and the endpoints with a count above 0.
+type repicked struct {
+	Total     uint64
+	Endpoints map[netip.AddrPort]uint64
+}
+
+func repickedOf(t *testing.T, tg *loader.Target) repicked {
+	t.Helper()
+	s := status(t, tg)
+	r := repicked{Total: s.AffinityRepicked, Endpoints: map[netip.AddrPort]uint64{}}
+	for _, sub := range s.Subsets {
+		for _, ep := range sub.Endpoints {
+			if ep.Repicked > 0 {
+				r.Endpoints[netip.MustParseAddrPort(ep.Address)] += ep.Repicked
+			}
+		}
+	}
+	return r
 }

@@ -74,14 +74,7 @@ func nsAsk(ns *loader.Namespace, addr string) (string, error) {
 	}); err != nil {
 		return "", err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	reply, err := echo.Ask(c, "hello")
-	if err != nil {
-		return "", err
-	}
-	who, _, _ := strings.Cut(reply, " ")
-	return who, nil
+	return testenv.AskOn(c)
 }
 
 // doomedState applies staleConfig in a namespace of its own (bpffs and

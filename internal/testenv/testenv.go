@@ -155,6 +155,12 @@ func (e *Env) Ask(addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return AskOn(c)
+}
+
+// AskOn sends one line on a connection made by a test's own dialer, closes
+// it and returns the prefix of the reply, as Ask does.
+func AskOn(c net.Conn) (string, error) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	reply, err := echo.Ask(c, "hello")
