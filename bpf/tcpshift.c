@@ -608,10 +608,6 @@ static __always_inline void register_listener(struct bpf_sock_ops *ctx, struct e
 		tag_listener(ctx->sk, key);
 }
 
-/* sockops is attached to the cgroup v2 root, whatever cgroup the connect
- * hooks serve (loader/sockops.go), and sees every TCP socket of the host: it
- * registers this namespace's listeners and counts the connections tagged in
- * this state's conns; any other socket costs it a test or two. */
 /* local_addr reads a socket's local address in the maps' form (IPv4
  * mapped into IPv6), and its port. Only the callbacks that need it read it:
  * sockops runs for every TCP socket of the host, most often for callbacks
@@ -637,6 +633,10 @@ static __always_inline __u32 local_addr(struct bpf_sock_ops *ctx, __u32 addr[4],
 	return lport;
 }
 
+/* sockops is attached to the cgroup v2 root, whatever cgroup the connect
+ * hooks serve (loader/sockops.go), and sees every TCP socket of the host: it
+ * registers this namespace's listeners and counts the connections tagged in
+ * this state's conns; any other socket costs it a test or two. */
 SEC("sockops")
 int tcpshift_sockops(struct bpf_sock_ops *ctx)
 {
