@@ -18,6 +18,10 @@ type Result struct {
 	Origins  map[string][]Key // by service name
 	Notes    []string
 	Rejected []Rejection // objects left out (Options.KeepGoing)
+	// The Gateway API's status of every TCPRoute read (those left out
+	// too) and of every listener that accepted one.
+	Routes    []RouteStatus
+	Listeners []ListenerStatus
 }
 
 // world is every object of a derivation, read and indexed.
@@ -29,8 +33,10 @@ type world struct {
 	entries     []*serviceEntry
 	workloads   []workloadEntry
 	routes      []*tcpRouteAPI
+	grants      []*referenceGrant
 	notes       []string
-	dynamic     bool // Options.Dynamic
+	dynamic     bool              // Options.Dynamic
+	namespaces  map[string]Labels // Options.Namespaces
 	rejected    []Rejection
 }
 
@@ -101,11 +107,8 @@ func DeriveWith(objs []*Object, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	for _, rt := range w.routes {
-		svcs, origins, err := w.tcpRoute(rt)
-		if err := derived(rt.Object, svcs, origins, err); err != nil {
-			return nil, err
-		}
+	if err := w.servedRoutes(res, derived); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(res.Services, func(a, b config.Service) int { return cmp.Compare(a.Name, b.Name) })
 	return res, nil
@@ -123,7 +126,7 @@ func read(objs []*Object, opts Options) (*world, error) {
 	slices.SortFunc(order, func(a, b Key) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	w := &world{gateways: map[string]*gateway{}, apiGateways: map[string]*apiGateway{}, dynamic: opts.Dynamic}
+	w := &world{gateways: map[string]*gateway{}, apiGateways: map[string]*apiGateway{}, dynamic: opts.Dynamic, namespaces: opts.Namespaces}
 	for _, h := range opts.Registry {
 		w.entries = append(w.entries, registryEntry(h))
 	}
@@ -162,6 +165,10 @@ func read(objs []*Object, opts Options) (*world, error) {
 			var rt *tcpRouteAPI
 			rt, err = readTCPRoute(o)
 			w.routes = append(w.routes, rt)
+		case KindReferenceGrant:
+			var g *referenceGrant
+			g, err = readReferenceGrant(o)
+			w.grants = append(w.grants, g)
 		}
 		if err != nil {
 			if !opts.KeepGoing {
@@ -181,6 +188,7 @@ func (w *world) drop(k Key) {
 	w.rules = slices.DeleteFunc(w.rules, func(v *destinationRule) bool { return v == nil || same(v.Object) })
 	w.entries = slices.DeleteFunc(w.entries, func(v *serviceEntry) bool { return v == nil || same(v.Object) })
 	w.routes = slices.DeleteFunc(w.routes, func(v *tcpRouteAPI) bool { return v == nil || same(v.Object) })
+	w.grants = slices.DeleteFunc(w.grants, func(v *referenceGrant) bool { return v == nil || same(v.Object) })
 	w.workloads = slices.DeleteFunc(w.workloads, func(v workloadEntry) bool { return v.key == k })
 	delete(w.gateways, k.Namespace+"/"+k.Name)
 	delete(w.apiGateways, k.Namespace+"/"+k.Name)
@@ -266,8 +274,14 @@ type pick struct {
 
 // resolve turns a route destination into endpoints.
 func (w *world) resolve(o *Object, d destination) (pick, error) {
+	return w.resolveIn(o, d, o.Namespace, w.dynamic)
+}
+
+// resolveIn is resolve for a host of namespace ns; allowEmpty makes a
+// subset of no endpoint rather than refusing it.
+func (w *world) resolveIn(o *Object, d destination, ns string, allowEmpty bool) (pick, error) {
 	line := d.node.Line
-	se := w.entry(d.host, o.Namespace)
+	se := w.entry(d.host, ns)
 	if se == nil {
 		return pick{}, failAt(o, line, d.field+".destination.host", "host %s is not declared: add a ServiceEntry with hosts: [%s] (tcpshift knows no other registry)", d.host, d.host)
 	}
@@ -279,7 +293,7 @@ func (w *world) resolve(o *Object, d destination) (pick, error) {
 	all, weKeys := w.members(se)
 	chosen := all
 	if d.subset != "" {
-		dr := w.rule(d.host, o.Namespace)
+		dr := w.rule(d.host, ns)
 		if dr == nil {
 			return p, failAt(o, line, d.field+".destination.subset", "subset %s of host %s: no DestinationRule has host %s", d.subset, d.host, d.host)
 		}
@@ -299,11 +313,11 @@ func (w *world) resolve(o *Object, d destination) (pick, error) {
 				chosen = append(chosen, m)
 			}
 		}
-		if len(chosen) == 0 && !w.dynamic {
+		if len(chosen) == 0 && !allowEmpty {
 			return p, failAt(dr.Object, dr.subsets[i].node.Line, fmt.Sprintf("spec.subsets[%d].labels", i), "subset %s: labels %s select no workload of host %s (%s)", d.subset, sel, d.host, describeMembers(all))
 		}
 	}
-	if len(chosen) == 0 && !w.dynamic {
+	if len(chosen) == 0 && !allowEmpty {
 		return p, failAt(se.Object, 0, "spec", "host %s has no workloads: add endpoints, or WorkloadEntries its workloadSelector selects", d.host)
 	}
 	if weights := distinctWeights(chosen); len(weights) > 1 {
@@ -393,8 +407,8 @@ func distinctWeights(ms []workload) []uint64 {
 
 // subsets turns a route's destinations into the service's subsets, with
 // Istio's weights: one destination takes everything; several share by
-// their weights, relative, whose total must not be 0.
-func (w *world) subsets(o *Object, field string, line int, dests []destination) ([]config.Subset, []Key, error) {
+// their weights, relative (istiod refuses a total of 0).
+func (w *world) subsets(o *Object, line int, dests []destination) ([]config.Subset, []Key, error) {
 	if len(dests) > config.MaxSubsets {
 		d := dests[config.MaxSubsets]
 		return nil, nil, failAt(o, d.node.Line, d.field, "destination %d of the route: at most %d, as a service has at most %d subsets", config.MaxSubsets+1, config.MaxSubsets, config.MaxSubsets)
@@ -405,7 +419,6 @@ func (w *world) subsets(o *Object, field string, line int, dests []destination) 
 		hosts[d.host] = true
 	}
 	var origin []Key
-	var total uint64
 	for _, d := range dests {
 		p, err := w.resolve(o, d)
 		if err != nil {
@@ -421,15 +434,11 @@ func (w *world) subsets(o *Object, field string, line int, dests []destination) 
 		if len(dests) == 1 {
 			p.weight = 100
 		}
-		total += p.weight
 		if slices.ContainsFunc(picks, func(q pick) bool { return q.name == p.name }) {
 			return nil, nil, failAt(o, d.node.Line, d.field+".destination", "%s is a destination of this route twice: give it once, with the sum of the weights", p.name)
 		}
 		picks = append(picks, p)
 		origin = append(origin, p.origin...)
-	}
-	if total == 0 {
-		return nil, nil, failAt(o, line, field, "every destination has weight 0: no connection could be served")
 	}
 	picks, origin = w.restOfRule(o, dests, picks, origin)
 	var subs []config.Subset

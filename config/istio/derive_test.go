@@ -274,7 +274,7 @@ spec:
   - route:
     - {destination: {host: tcp-echo, subset: v1}, weight: 0}
     - {destination: {host: tcp-echo, subset: v2}, weight: 0}
-`, "x.yaml:103: VirtualService default/tcp-echo: spec.tcp[0].route: every destination has weight 0: no connection could be served"},
+`, "x.yaml:104: VirtualService default/tcp-echo: spec.tcp[0].route: total destination weight = 0"},
 		{"two objects make one service", base + "\n---\n" + strings.Replace(tcpRouteText, "port: 31400", "port: 31500", 1),
 			"x.yaml:119: TCPRoute default/tcp-echo: makes service tcp-echo, which VirtualService default/tcp-echo makes too: rename one"},
 	} {

@@ -26,6 +26,7 @@ const (
 	KindWorkloadEntry   = istioGroup + "/WorkloadEntry"
 	KindAPIGateway      = gatewayGroup + "/Gateway"
 	KindTCPRoute        = gatewayGroup + "/TCPRoute"
+	KindReferenceGrant  = gatewayGroup + "/ReferenceGrant"
 )
 
 // versions are the API versions understood per group.
@@ -37,7 +38,7 @@ var versions = map[string][]string{
 // kinds lists the kinds of each group tcpshift reads.
 var kinds = map[string][]string{
 	istioGroup:   {"Gateway", "VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry"},
-	gatewayGroup: {"Gateway", "TCPRoute"},
+	gatewayGroup: {"Gateway", "TCPRoute", "ReferenceGrant"},
 }
 
 // Kinds as `get` names them, with kubectl's short names.
@@ -52,6 +53,7 @@ var kindNames = []struct {
 	{KindServiceEntry, []string{"serviceentry", "serviceentries", "se"}, false},
 	{KindWorkloadEntry, []string{"workloadentry", "workloadentries", "we"}, false},
 	{KindTCPRoute, []string{"tcproute", "tcproutes"}, false},
+	{KindReferenceGrant, []string{"referencegrant", "referencegrants", "refgrant"}, false},
 	{KindAPIGateway, []string{"gateway.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"}, true},
 }
 
@@ -101,7 +103,7 @@ func known(o *Object, root *yaml.Node) error {
 	case "ServiceAccount", "ConfigMap", "Secret", "Namespace":
 		return fail("kind", "%s %s: not a traffic object, tcpshift has no use for it: leave it out", kind, o.Name)
 	}
-	return fail("kind", "%s (%s) is not a kind tcpshift reads (kinds: Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry of %s; Gateway, TCPRoute of %s; or tcpshift's services:)", kind, o.APIVersion, istioGroup, gatewayGroup)
+	return fail("kind", "%s (%s) is not a kind tcpshift reads (kinds: Gateway, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry of %s; Gateway, TCPRoute, ReferenceGrant of %s; or tcpshift's services:)", kind, o.APIVersion, istioGroup, gatewayGroup)
 }
 
 func groupOf(groupKind string) string {

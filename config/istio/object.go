@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -44,6 +45,7 @@ type Object struct {
 	Path       string     // where it was read, for errors
 	Line       int        // line of its document
 	Spec       *yaml.Node // the spec mapping (nil: none)
+	Created    time.Time  // metadata.creationTimestamp (zero: none)
 	Text       []byte     // the document as YAML, as stored and printed by get
 }
 
@@ -176,6 +178,13 @@ func object(path string, root *yaml.Node) (*Object, error) {
 	}
 	if msg := dnsName(o.Name); msg != "" {
 		return nil, fail(get(meta, "name"), kind+".metadata.name", "%q %s", o.Name, msg)
+	}
+	if n := get(meta, "creationTimestamp"); scalar(n) != "" {
+		t, err := time.Parse(time.RFC3339, scalar(n))
+		if err != nil {
+			return nil, fail(n, kind+".metadata.creationTimestamp", "%q is not a time as Kubernetes writes it (RFC 3339, 2026-06-01T10:00:00Z)", scalar(n))
+		}
+		o.Created = t
 	}
 	text, err := marshal(root)
 	if err != nil {

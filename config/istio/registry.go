@@ -46,6 +46,10 @@ type Options struct {
 	// it in Result.Rejected, instead of failing the whole derivation: one
 	// user's mistake must not stop a cluster's other services.
 	KeepGoing bool
+	// Namespaces are the labels of each namespace, for a Gateway
+	// listener that takes routes of namespaces by a selector; nil: not
+	// known (one host), and such a listener takes none.
+	Namespaces map[string]Labels
 }
 
 // Rejection is an object left out of a derivation, and why.

@@ -37,7 +37,7 @@ func (w *world) virtualService(vs *virtualService) ([]config.Service, [][]Key, e
 		if route == nil {
 			continue // no route for this port: nothing listens on it
 		}
-		subs, origin, err := w.subsets(vs.Object, route.field+".route", route.node.Line, route.route)
+		subs, origin, err := w.subsets(vs.Object, route.node.Line, route.route)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -181,115 +181,6 @@ func keysOf[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// tcpRoute derives a service per Gateway listener a TCPRoute attaches to.
-func (w *world) tcpRoute(rt *tcpRouteAPI) ([]config.Service, [][]Key, error) {
-	type target struct {
-		listen netip.AddrPort
-		parent Key
-		mode   config.Mode
-	}
-	var targets []target
-	for i, p := range rt.parents {
-		field := fmt.Sprintf("spec.parentRefs[%d]", i)
-		ns := p.namespace
-		if ns == "" {
-			ns = rt.Namespace
-		}
-		if p.service {
-			// The mesh: the Service's clients dial its VIP, whose
-			// connects are rewritten (connect mode).
-			se := w.entry(p.name, ns)
-			if se == nil || se.Kind != KindKubeService || len(se.addresses) == 0 {
-				return nil, nil, failAt(rt.Object, p.node.Line, field, "Service %s/%s is not known with a cluster IP", ns, p.name)
-			}
-			n := 0
-			for _, sp := range se.ports {
-				// sectionName is the Service's port name (GAMMA).
-				if (p.port == 0 || sp.number == p.port) && (p.section == "" || sp.name == p.section) {
-					targets = append(targets, target{netip.AddrPortFrom(se.addresses[0].Addr(), sp.number), se.Key, config.ModeConnect})
-					n++
-				}
-			}
-			if n == 0 {
-				return nil, nil, failAt(rt.Object, p.node.Line, field, "Service %s/%s has no port %d", ns, p.name, p.port)
-			}
-			continue
-		}
-		g := w.apiGateways[ns+"/"+p.name]
-		if g == nil {
-			return nil, nil, failAt(rt.Object, p.node.Line, field, "Gateway %s/%s (gateway.networking.k8s.io) is not applied", ns, p.name)
-		}
-		n := 0
-		for _, l := range g.listeners {
-			if p.section != "" && l.name != p.section || p.port != 0 && l.port != p.port {
-				continue
-			}
-			addr := g.bind
-			if !addr.IsValid() {
-				addr = netip.IPv6Unspecified()
-			}
-			targets = append(targets, target{netip.AddrPortFrom(addr, l.port), g.Key, config.ModeAuto})
-			n++
-		}
-		if n == 0 {
-			return nil, nil, failAt(rt.Object, p.node.Line, field, "Gateway %s has no listener %s", g.Key, describeParent(p))
-		}
-	}
-	var dests []destination
-	for _, b := range rt.backends {
-		d := destination{host: b.name, port: b.port, weight: b.weight, hasWeight: true, field: strings.TrimSuffix(b.field, ""), node: b.node}
-		dests = append(dests, d)
-	}
-	var (
-		svcs    []config.Service
-		origins [][]Key
-	)
-	for _, t := range targets {
-		subs, origin, err := w.backendSubsets(rt, dests)
-		if err != nil {
-			return nil, nil, err
-		}
-		svcs = append(svcs, config.Service{
-			Name:       serviceName(rt.Object, t.listen.Port(), len(targets) > 1),
-			Listen:     t.listen,
-			Mode:       t.mode,
-			Policy:     config.PolicyRoundRobin,
-			Failover:   true,
-			Accounting: true,
-			Subsets:    subs,
-			Line:       rt.Line,
-		})
-		origins = append(origins, append([]Key{rt.Key, t.parent}, origin...))
-	}
-	return svcs, origins, nil
-}
-
-// backendSubsets makes a subset per backendRef: a Service (a ServiceEntry's
-// host) with all its workloads, weighted as the Gateway API says (default 1).
-func (w *world) backendSubsets(rt *tcpRouteAPI, dests []destination) ([]config.Subset, []Key, error) {
-	var (
-		subs   []config.Subset
-		origin []Key
-		total  uint64
-	)
-	for _, d := range dests {
-		p, err := w.resolve(rt.Object, destination{host: d.host, port: d.port, field: d.field, node: d.node})
-		if err != nil {
-			return nil, nil, err
-		}
-		if slices.ContainsFunc(subs, func(s config.Subset) bool { return s.Name == shortHost(d.host) }) {
-			return nil, nil, failAt(rt.Object, d.node.Line, d.field, "%s is a backendRef twice: give it once, with the sum of the weights", d.host)
-		}
-		subs = append(subs, config.Subset{Name: shortHost(d.host), Endpoints: p.endpoints, Weight: d.weight, Line: rt.Line})
-		origin = append(origin, p.origin...)
-		total += d.weight
-	}
-	if total == 0 {
-		return nil, nil, failAt(rt.Object, 0, "spec.rules[0].backendRefs", "every backendRef has weight 0: no connection could be served")
-	}
-	return subs, origin, nil
 }
 
 func describeParent(p parentRef) string {

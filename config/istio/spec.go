@@ -95,39 +95,6 @@ type workload struct {
 	weight uint64
 }
 
-type tcpRouteAPI struct {
-	*Object
-	parents  []parentRef
-	backends []backendRef
-}
-
-type parentRef struct {
-	name, namespace, section string
-	port                     uint16
-	service                  bool // kind: Service (the mesh, GAMMA)
-	node                     *yaml.Node
-}
-
-type backendRef struct {
-	name, namespace string
-	port            uint16
-	weight          uint64
-	field           string
-	node            *yaml.Node
-}
-
-type apiGateway struct {
-	*Object
-	listeners []apiListener
-	bind      netip.Addr
-}
-
-type apiListener struct {
-	name     string
-	port     uint16
-	protocol string
-}
-
 var tcpProtocols = []string{"TCP", "TLS", "MONGO", "MYSQL", "REDIS"}
 
 const httpWhy = "tcpshift shifts TCP connections by weight; it does not route HTTP requests"
@@ -202,8 +169,8 @@ func readVirtualService(o *Object) (*virtualService, error) {
 			})
 		}
 	})
-	if r.err == nil && len(vs.tcp) == 0 {
-		r.failf(o.Spec, "spec.tcp", "missing: tcpshift reads a VirtualService's tcp routes")
+	if r.err == nil {
+		r.checkVirtualService(vs)
 	}
 	return vs, r.err
 }
@@ -223,7 +190,7 @@ func (r *reader) tcpRoute(n *yaml.Node, f string) tcpRoute {
 				}, func(k string, v *yaml.Node) {
 					switch k {
 					case "port":
-						m.port = r.port(v, mf+".port")
+						m.port = r.istioPort(v, mf+".port")
 					case "destinationSubnets":
 						for j, s := range r.strings(v, mf+".destinationSubnets") {
 							p, err := netip.ParsePrefix(s)
@@ -250,7 +217,7 @@ func (r *reader) tcpRoute(n *yaml.Node, f string) tcpRoute {
 				r.mapping(v, df, []string{"destination", "weight"}, nil, func(k string, v *yaml.Node) {
 					switch k {
 					case "weight":
-						d.weight, d.hasWeight = r.uint(v, df+".weight")
+						d.weight, d.hasWeight = r.istioWeight(v, df+".weight"), true
 					case "destination":
 						r.mapping(v, df+".destination", []string{"host", "subset", "port"}, nil, func(k string, v *yaml.Node) {
 							switch k {
@@ -260,21 +227,18 @@ func (r *reader) tcpRoute(n *yaml.Node, f string) tcpRoute {
 								d.subset = r.str(v, df+".destination.subset")
 							case "port":
 								r.mapping(v, df+".destination.port", []string{"number"}, nil, func(_ string, v *yaml.Node) {
-									d.port = r.port(v, df+".destination.port.number")
+									d.port = r.istioPort(v, df+".destination.port.number")
 								})
 							}
 						})
 					}
 				})
-				if r.err == nil && d.host == "" {
-					r.failf(v, df+".destination.host", "missing")
-				}
 				t.route = append(t.route, d)
 			})
 		}
 	})
-	if r.err == nil && len(t.route) == 0 {
-		r.failf(n, f+".route", "missing: a tcp route needs at least one destination")
+	if r.err == nil {
+		r.checkTCPRoute(t)
 	}
 	return t
 }
@@ -298,24 +262,18 @@ func readDestinationRule(o *Object) (*destinationRule, error) {
 					switch k {
 					case "name":
 						s.name = r.str(v, f+".name")
-						if s.name != "" && !dnsLabelRE.MatchString(s.name) {
-							r.failf(v, f+".name", "%q is not a DNS label (lower-case letters, digits and '-')", s.name)
-						}
 					case "labels":
 						s.labels = r.labels(v, f+".labels")
 					}
 				})
-				if r.err == nil && s.name == "" {
-					r.failf(v, f+".name", "missing")
-				}
 				dr.subsets = append(dr.subsets, s)
 			})
 		case "trafficPolicy":
 			r.trafficPolicy(v, dr)
 		}
 	})
-	if r.err == nil && dr.host == "" {
-		r.failf(o.Spec, "spec.host", "missing")
+	if r.err == nil {
+		r.checkDestinationRule(dr)
 	}
 	return dr, r.err
 }
@@ -447,137 +405,6 @@ func readWorkloadEntry(o *Object) (workload, error) {
 	r := &reader{o: o}
 	w := r.workload(o.Spec, "spec", o.Key.String())
 	return w, r.err
-}
-
-func readAPIGateway(o *Object) (*apiGateway, error) {
-	r := &reader{o: o}
-	g := &apiGateway{Object: o}
-	r.mapping(o.Spec, "spec", []string{"gatewayClassName", "listeners", "addresses", "infrastructure"}, nil, func(k string, v *yaml.Node) {
-		switch k {
-		case "listeners":
-			r.list(v, "spec.listeners", func(i int, v *yaml.Node) {
-				f := fmt.Sprintf("spec.listeners[%d]", i)
-				var l apiListener
-				r.mapping(v, f, []string{"name", "port", "protocol", "hostname", "allowedRoutes"}, map[string]string{
-					"tls": "TLS termination",
-				}, func(k string, v *yaml.Node) {
-					switch k {
-					case "name":
-						l.name = r.str(v, f+".name")
-					case "port":
-						l.port = r.port(v, f+".port")
-					case "protocol":
-						l.protocol = strings.ToUpper(r.str(v, f+".protocol"))
-						if l.protocol != "TCP" && l.protocol != "TLS" {
-							r.failf(v, f+".protocol", "%s: %s; TCPRoute needs TCP listeners", l.protocol, httpWhy)
-						}
-					}
-				})
-				if r.err == nil && l.port == 0 {
-					r.failf(v, f+".port", "missing")
-				}
-				g.listeners = append(g.listeners, l)
-			})
-		case "addresses":
-			r.list(v, "spec.addresses", func(i int, v *yaml.Node) {
-				f := fmt.Sprintf("spec.addresses[%d]", i)
-				r.mapping(v, f, []string{"type", "value"}, nil, func(k string, v *yaml.Node) {
-					if k == "value" {
-						a, err := netip.ParseAddr(r.str(v, f+".value"))
-						if err != nil {
-							r.failf(v, f+".value", "%q is not an IP address", v.Value)
-							return
-						}
-						if i == 0 {
-							g.bind = a.Unmap()
-						}
-					}
-				})
-			})
-		}
-	})
-	return g, r.err
-}
-
-func readTCPRoute(o *Object) (*tcpRouteAPI, error) {
-	r := &reader{o: o}
-	t := &tcpRouteAPI{Object: o}
-	r.mapping(o.Spec, "spec", []string{"parentRefs", "rules", "hostnames"}, nil, func(k string, v *yaml.Node) {
-		switch k {
-		case "parentRefs":
-			r.list(v, "spec.parentRefs", func(i int, v *yaml.Node) {
-				f := fmt.Sprintf("spec.parentRefs[%d]", i)
-				p := parentRef{node: v}
-				r.mapping(v, f, []string{"name", "namespace", "sectionName", "port", "group", "kind"}, nil, func(k string, v *yaml.Node) {
-					switch k {
-					case "name":
-						p.name = r.str(v, f+".name")
-					case "namespace":
-						p.namespace = r.str(v, f+".namespace")
-					case "sectionName":
-						p.section = r.str(v, f+".sectionName")
-					case "port":
-						p.port = r.port(v, f+".port")
-					case "kind":
-						// A Service parent is the mesh (GAMMA):
-						// its clients' connects are routed.
-						switch s := r.str(v, f+".kind"); s {
-						case "Gateway":
-						case "Service":
-							p.service = true
-						default:
-							r.failf(v, f+".kind", "%s: a TCPRoute's parent is a Gateway, or a Service for the mesh", s)
-						}
-					}
-				})
-				t.parents = append(t.parents, p)
-			})
-		case "rules":
-			r.list(v, "spec.rules", func(i int, v *yaml.Node) {
-				f := fmt.Sprintf("spec.rules[%d]", i)
-				if i > 0 {
-					r.failf(v, f, "a TCPRoute with several rules has no way to choose between them: give one rule with every backendRef")
-					return
-				}
-				r.mapping(v, f, []string{"backendRefs", "name"}, nil, func(k string, v *yaml.Node) {
-					if k != "backendRefs" {
-						return
-					}
-					r.list(v, f+".backendRefs", func(j int, v *yaml.Node) {
-						bf := fmt.Sprintf("%s.backendRefs[%d]", f, j)
-						b := backendRef{weight: 1, field: bf, node: v}
-						r.mapping(v, bf, []string{"name", "namespace", "port", "weight", "group", "kind"}, nil, func(k string, v *yaml.Node) {
-							switch k {
-							case "name":
-								b.name = r.str(v, bf+".name")
-							case "namespace":
-								b.namespace = r.str(v, bf+".namespace")
-							case "port":
-								b.port = r.port(v, bf+".port")
-							case "weight":
-								b.weight, _ = r.uint(v, bf+".weight")
-							case "kind":
-								if s := r.str(v, bf+".kind"); s != "Service" {
-									r.failf(v, bf+".kind", "%s: backends are Services (declared with a ServiceEntry)", s)
-								}
-							}
-						})
-						if r.err == nil && b.name == "" {
-							r.failf(v, bf+".name", "missing")
-						}
-						t.backends = append(t.backends, b)
-					})
-				})
-			})
-		}
-	})
-	if r.err == nil && len(t.parents) == 0 {
-		r.failf(o.Spec, "spec.parentRefs", "missing: a TCPRoute attaches to a Gateway listener")
-	}
-	if r.err == nil && len(t.backends) == 0 {
-		r.failf(o.Spec, "spec.rules[0].backendRefs", "missing")
-	}
-	return t, r.err
 }
 
 func contains(list []string, s string) bool {

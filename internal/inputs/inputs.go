@@ -6,6 +6,7 @@ package inputs
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/config/istio"
@@ -33,8 +34,10 @@ func (ch *Change) Build(stored []maps.StoredObject, current []*maps.Service) (*l
 	objs := map[istio.Key]*istio.Object{}
 	var order []istio.Key
 	change := &loader.ObjectChange{}
+	texts := map[istio.Key][]byte{} // for the creation times they keep
 	for _, s := range stored {
 		k := istio.Key(s.Key)
+		texts[k] = s.Text
 		if ch.Exact {
 			change.Delete = append(change.Delete, s.Key)
 			continue
@@ -53,7 +56,12 @@ func (ch *Change) Build(stored []maps.StoredObject, current []*maps.Service) (*l
 		delete(objs, k)
 		change.Delete = append(change.Delete, maps.ObjectKey(k))
 	}
+	now := time.Now()
 	for _, o := range ch.Put {
+		o, err := istio.Stamped(o, texts[o.Key], now)
+		if err != nil {
+			return nil, err
+		}
 		if _, ok := objs[o.Key]; !ok {
 			order = append(order, o.Key)
 		}
