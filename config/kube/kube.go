@@ -50,6 +50,9 @@ type Result struct {
 	// Terminating counts the endpoints kept at weight 0 so that their
 	// connections drain (TerminatingSubset).
 	Terminating int
+	// Changed names the services a Deriver's Update re-derived (those in
+	// Config and those gone); nil after a full derivation: all of them.
+	Changed map[string]bool
 }
 
 // TerminatingSubset holds a service's terminating endpoints at weight 0:
@@ -61,63 +64,7 @@ const PlainSubset = "endpoints"
 
 // Derive makes the node's services from a snapshot.
 func Derive(s *Snapshot, opts Options) (*Result, error) {
-	domain := cmp.Or(opts.ClusterDomain, "cluster.local")
-	slicesOf := map[string][]*discoveryv1.EndpointSlice{}
-	for _, sl := range s.Slices {
-		name := sl.Labels[discoveryv1.LabelServiceName]
-		if name != "" {
-			k := sl.Namespace + "/" + name
-			slicesOf[k] = append(slicesOf[k], sl)
-		}
-	}
-	var hosts []istio.RegistryHost
-	terminating := map[istio.Key]map[netip.Addr]bool{}
-	sticky := map[istio.Key]*config.Affinity{}
-	for _, svc := range s.Services {
-		h, term, ok := registryHost(svc, slicesOf[svc.Namespace+"/"+svc.Name], s.Pod, domain, opts.Node)
-		if !ok {
-			continue
-		}
-		hosts = append(hosts, h)
-		terminating[h.Key] = term
-		if a := sessionAffinity(svc); a != nil {
-			sticky[h.Key] = a
-		}
-	}
-	res, err := istio.DeriveWith(s.Objects, istio.Options{Registry: hosts, Dynamic: true, KeepGoing: true})
-	if err != nil {
-		return nil, err
-	}
-	out := &Result{Origins: map[string]string{}, Rejected: res.Rejected, Notes: res.Notes}
-	cfg := &config.Config{Path: "kubernetes"}
-	taken := map[netip.AddrPort]bool{}
-	// A service drains the terminating endpoints of the Services behind
-	// it, and no others: two Services may share an address (host-network
-	// pods), and one's pod terminating says nothing of the other's.
-	for _, svc := range res.Services {
-		taken[svc.Listen] = true
-		drain := map[netip.Addr]bool{}
-		for _, k := range res.Origins[svc.Name] {
-			for a := range terminating[k] {
-				drain[a] = true
-			}
-		}
-		out.Terminating += drainTerminating(&svc, drain)
-		cfg.Services = append(cfg.Services, svc)
-		out.Origins[svc.Name] = res.OriginText(svc.Name)
-	}
-	if !opts.OnlyRouted {
-		for _, h := range hosts {
-			for _, svc := range plainServices(h, taken, sticky[h.Key]) {
-				out.Terminating += drainTerminating(&svc, terminating[h.Key])
-				cfg.Services = append(cfg.Services, svc)
-				out.Origins[svc.Name] = h.Key.String()
-			}
-		}
-	}
-	slices.SortFunc(cfg.Services, func(a, b config.Service) int { return cmp.Compare(a.Name, b.Name) })
-	out.Config = cfg
-	return out, nil
+	return NewDeriver(opts).Full(s)
 }
 
 // registryHost makes a Service with a cluster IP into a registry host whose
