@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/state"
 )
 
 // putFile records what the route config said about a service beyond what
@@ -45,8 +44,8 @@ func (s *Set) readFile(svc *Service) error {
 		return nil
 	}
 	var f bpf.TcpshiftServiceFile
-	err := s.ServiceFiles.Lookup(svc.ID, &f)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
+	err := s.lookup(s.ServiceFiles, svc.ID, &f)
+	if errors.Is(err, state.ErrNotExist) {
 		return nil
 	}
 	if err != nil {

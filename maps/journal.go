@@ -6,23 +6,38 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/state"
 )
 
-// A journal records how to undo each write of one transaction (Begin to
-// Commit or Rollback), so a write that fails midway can put every map back
-// exactly as it was. Without a journal writes are simply made.
+// A transaction's undo steps, and the inner maps it swapped out, are kept
+// by its state.Journal (see state/journal.go), the same over the kernel's
+// maps and over memory. journal holds what the maps package adds to a
+// transaction in progress.
 type journal struct {
-	// writing is set by the first write: only then the write sequence
-	// turns odd, so a change refused before it writes leaves every map
-	// exactly as it was, the sequence included.
-	writing bool
-	undo    []func() error
-	// Tables swapped out stay open until the end, so a rollback can put the
-	// very same inner map (and its round-robin position) back.
-	held []*ebpf.Map
 	// lists is the lists map as this transaction sees it (see lists.go).
 	lists *listSpace
 }
+
+// tx is the journal every write of the Set goes through: over the BPF
+// maps in its fields unless the Set was made over other maps (OnMaps).
+func (s *Set) tx() *state.Journal {
+	if s.log == nil {
+		s.log = &state.Journal{Maps: &kernelMaps{s: s}}
+	}
+	if s.log.Hooks.Writing == nil {
+		s.log.Hooks = state.Hooks{
+			Writing: func() error { return s.bumpSeq(true) },
+			Ended:   func() error { return s.bumpSeq(false) },
+			Guard:   s.writeTables,
+		}
+	}
+	return s.log
+}
+
+// raw is the Set's maps, unjournaled.
+func (s *Set) raw() state.Maps { return s.tx().Maps }
 
 // Begin starts a transaction: every write until Commit or Rollback is
 // journaled, and readers see an odd write sequence (see ReadConsistent).
@@ -38,125 +53,54 @@ func (s *Set) Begin() error {
 			return err
 		}
 	}
+	if err := s.tx().Begin(); err != nil {
+		return err
+	}
 	s.j = &journal{}
 	return nil
 }
 
 // writing marks the transaction as writing before its first write.
-func (s *Set) writing() error {
-	if s.j == nil || s.j.writing {
-		return nil
-	}
-	if err := s.bumpSeq(true); err != nil {
-		return err
-	}
-	s.j.writing = true
-	return nil
-}
+func (s *Set) writing() error { return s.tx().Writing() }
 
 // Commit ends the transaction, keeping its writes. If even that fails, the
 // writes are rolled back.
 func (s *Set) Commit() error {
-	if s.j != nil && s.j.writing {
-		if err := s.bumpSeq(false); err != nil {
-			return errors.Join(fmt.Errorf("commit: %w", err), s.Rollback())
-		}
-	}
-	s.release()
-	return nil
+	err := s.tx().Commit()
+	s.j = nil
+	return err
 }
 
 // Rollback undoes the transaction's writes, newest first.
 func (s *Set) Rollback() error {
-	if s.j == nil {
-		return nil
-	}
-	wrote := s.j.writing
-	var errs []error
-	for i := len(s.j.undo) - 1; i >= 0; i-- {
-		if err := s.j.undo[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	s.release()
-	if wrote {
-		errs = append(errs, s.bumpSeq(false))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("roll back: %w", err)
-	}
-	return nil
+	err := s.tx().Rollback()
+	s.j = nil
+	return err
 }
 
+// release ends a transaction without undoing anything (the Set is closed).
 func (s *Set) release() {
-	if s.j == nil {
-		return
-	}
-	for _, m := range s.j.held {
-		m.Close()
+	if s.log != nil {
+		s.log.Abandon()
 	}
 	s.j = nil
 }
 
-func (s *Set) record(undo func() error) {
-	if s.j != nil {
-		s.j.undo = append(s.j.undo, undo)
-	}
-}
+func (s *Set) record(undo func() error) { s.tx().Record(undo) }
 
-// put writes one entry, journaling what was there before.
+// put writes one entry of one of the Set's maps, journaled.
 func (s *Set) put(m *ebpf.Map, key, value any) error {
-	var old []byte
-	if s.j != nil {
-		var err error
-		if old, err = m.LookupBytes(key); err != nil {
-			return err
-		}
-	}
-	if err := s.writing(); err != nil {
-		return err
-	}
-	if err := m.Put(key, value); err != nil {
-		return err
-	}
-	s.record(func() error { return restore(m, key, old) })
-	return nil
+	return s.tx().Put(s.name(m), key, value)
 }
 
-// del deletes one entry, journaling it. A missing entry is not an error.
+// del deletes one entry, journaled. A missing entry is not an error.
 func (s *Set) del(m *ebpf.Map, key any) error {
-	var old []byte
-	if s.j != nil {
-		var err error
-		if old, err = m.LookupBytes(key); err != nil {
-			return err
-		}
-	}
-	if err := s.writing(); err != nil {
-		return err
-	}
-	if err := m.Delete(key); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		return err
-	}
-	s.record(func() error { return restore(m, key, old) })
-	return nil
+	return s.tx().Delete(s.name(m), key)
 }
 
-// restore puts back an entry's old value, or deletes it if it had none.
-func restore(m *ebpf.Map, key any, old []byte) error {
-	if old == nil {
-		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("map %s: %w", m, err)
-		}
-		return nil
-	}
-	if err := m.Put(key, old); err != nil {
-		return fmt.Errorf("map %s: %w", m, err)
-	}
-	return nil
+// lookup reads one entry of one of the Set's maps.
+func (s *Set) lookup(m *ebpf.Map, key, value any) error {
+	return s.raw().Lookup(s.name(m), key, value)
 }
 
 // bumpSeq moves the write sequence on to its next odd value (a write
@@ -175,7 +119,7 @@ func (s *Set) bumpSeq(odd bool) error {
 	if (o.WriteSeq%2 == 1) != odd {
 		o.WriteSeq++
 	}
-	if err := s.Owners.Put(uint32(0), &o); err != nil {
+	if err := s.raw().Put(bpf.TcpshiftMapOwners, uint32(0), &o); err != nil {
 		return fmt.Errorf("write sequence: %w", err)
 	}
 	return nil

@@ -102,7 +102,7 @@ func (s *Set) readListeners() (ListenTable, error) {
 		k bpf.TcpshiftEndpoint
 		v bpf.TcpshiftListenIds
 	)
-	it := s.Listeners.Iterate()
+	it := s.raw().Iterate(bpf.TcpshiftMapListeners)
 	for it.Next(&k, &v) {
 		n := min(int(v.Count), len(v.Ids))
 		ids := make([]ListenID, n)
@@ -193,7 +193,7 @@ func (s *Set) TagListener(fd int, addr netip.AddrPort) error {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	c := bpf.TcpshiftConn{Flags: bpf.TcpshiftConnFlagsCONN_LISTENER}
 	c.Original.Addr, c.Original.Port = addrWords(addr.Addr()), addr.Port()
-	if err := s.Conns.Put(int32(fd), &c); err != nil {
+	if err := s.raw().Put(bpf.TcpshiftMapConns, int32(fd), &c); err != nil {
 		return fmt.Errorf("tag listener %s: %w", addr, err)
 	}
 	return nil
@@ -225,7 +225,7 @@ func (s *Set) SyncFrontendPorts(svcs []*Service) error {
 
 func (s *Set) syncPorts(want *frontendWords, keep bool) error {
 	// One batch read, not a lookup per word: this runs on every apply.
-	words, err := readArray[uint64](s.FrontendPorts)
+	words, err := readArray[uint64](s, s.FrontendPorts)
 	if err != nil {
 		return fmt.Errorf("read frontend ports: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/state"
 )
 
 // The lists map holds every table's endpoint ids: a subset's are Count
@@ -55,15 +56,15 @@ func (s *Set) markInForce(sp *listSpace) error {
 	if sp.used != nil {
 		return nil
 	}
-	sp.used = make([]bool, s.Lists.MaxEntries())
+	sp.used = make([]bool, s.raw().MaxEntries(bpf.TcpshiftMapLists))
 	var (
 		svc     uint32
 		innerID ebpf.MapID
 	)
-	it := s.Tables.Iterate()
+	it := s.raw().Iterate(tablesName)
 	for it.Next(&svc, &innerID) {
-		head, err := tableHead(innerID)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
+		head, err := s.tableHead(innerID)
+		if errors.Is(err, state.ErrNotExist) {
 			continue // swapped out meanwhile: only by this writer, marked below
 		}
 		if err != nil {
@@ -165,16 +166,7 @@ func (s *Set) writeList(first int, ids []uint32) error {
 			return err
 		}
 	}
-	if _, err := s.Lists.BatchUpdate(keys, ids, nil); err != nil {
-		return err
-	}
-	s.record(func() error {
-		if _, err := s.Lists.BatchUpdate(keys, old, nil); err != nil {
-			return fmt.Errorf("map %s: %w", s.Lists, err)
-		}
-		return nil
-	})
-	return nil
+	return s.tx().PutBatch(bpf.TcpshiftMapLists, keys, ids, old)
 }
 
 // writeIndex records where each endpoint id of a service with affinity sits
@@ -188,7 +180,7 @@ func (s *Set) writeIndex(t *Table) error {
 	for _, ids := range t.Endpoints {
 		for k, id := range ids {
 			var have uint32
-			if err := s.EndpointIndex.Lookup(id, &have); err != nil {
+			if err := s.lookup(s.EndpointIndex, id, &have); err != nil {
 				return fmt.Errorf("read place of endpoint %d: %w", id, err)
 			}
 			if have == uint32(k) {
@@ -206,7 +198,7 @@ func (s *Set) writeIndex(t *Table) error {
 func (s *Set) readIDs(first, n uint32) ([]uint32, error) {
 	ids := make([]uint32, n)
 	for k := range ids {
-		if err := s.Lists.Lookup(first+uint32(k), &ids[k]); err != nil {
+		if err := s.lookup(s.Lists, first+uint32(k), &ids[k]); err != nil {
 			return nil, fmt.Errorf("read endpoint ids at %d: %w", first+uint32(k), err)
 		}
 	}
@@ -214,34 +206,34 @@ func (s *Set) readIDs(first, n uint32) ([]uint32, error) {
 }
 
 // tableHead reads the table an inner map holds, without its ids.
-func tableHead(version ebpf.MapID) (*bpf.TcpshiftTable, error) {
-	inner, err := ebpf.NewMapFromID(version)
+func (s *Set) tableHead(version ebpf.MapID) (*bpf.TcpshiftTable, error) {
+	inner, err := s.raw().OpenInner(uint32(version))
 	if err != nil {
-		return nil, fmt.Errorf("open table %d: %w", version, err)
+		return nil, fmt.Errorf("open table %d: %w", version, wrapNotExist(err))
 	}
 	defer inner.Close()
 	var t bpf.TcpshiftTable
 	if err := inner.Lookup(uint32(0), &t); err != nil {
-		return nil, fmt.Errorf("read table %d: %w", version, err)
+		return nil, fmt.Errorf("read table %d: %w", version, wrapNotExist(err))
 	}
 	return &t, nil
 }
 
-// readArray reads every entry of an array map in a few batch calls.
-func readArray[V any](m *ebpf.Map) ([]V, error) {
-	return readArrayUntil[V](m, func([]V) bool { return false })
+// readArray reads every entry of one of s's array maps in a few batch calls.
+func readArray[V any](s *Set, m *ebpf.Map) ([]V, error) {
+	return readArrayUntil[V](s, m, func([]V) bool { return false })
 }
 
 // readArrayUntil reads an array map's entries from key 0 on until done says
 // the entries read so far suffice or the map ends.
-func readArrayUntil[V any](m *ebpf.Map, done func([]V) bool) ([]V, error) {
-	_, vals, err := readUntil[uint32](m, done)
+func readArrayUntil[V any](s *Set, m *ebpf.Map, done func([]V) bool) ([]V, error) {
+	_, vals, err := readUntil[uint32](s, m, done)
 	return vals, err
 }
 
 // readAll reads every entry of a map in a few batch calls.
-func readAll[K, V any](m *ebpf.Map) ([]K, []V, error) {
-	return readUntil[K](m, func([]V) bool { return false })
+func readAll[K, V any](s *Set, m *ebpf.Map) ([]K, []V, error) {
+	return readUntil[K](s, m, func([]V) bool { return false })
 }
 
 // readUntil reads a map's entries in batches until done says the values
@@ -250,26 +242,27 @@ func readAll[K, V any](m *ebpf.Map) ([]K, []V, error) {
 // reads a service back before and after its write) stays well under a
 // millisecond, and a read of service descriptions (kilobytes each) does
 // not allocate megabytes for a few services.
-func readUntil[K, V any](m *ebpf.Map, done func([]V) bool) ([]K, []V, error) {
+func readUntil[K, V any](s *Set, m *ebpf.Map, done func([]V) bool) ([]K, []V, error) {
 	const first, most = 64, 4096
 	var (
-		cursor ebpf.MapBatchCursor
+		cursor state.Cursor
 		keys   []K
 		vals   []V
 		kb     []K
 		vb     []V
 	)
+	name := s.name(m)
 	for batch := first; ; batch = min(2*batch, most) {
 		if len(kb) < batch { // the buffers grow with the batch, once each size
 			kb, vb = make([]K, batch), make([]V, batch)
 		}
-		n, err := m.BatchLookup(&cursor, kb, vb, nil)
+		n, err := s.raw().ReadBatch(name, &cursor, kb, vb)
 		keys, vals = append(keys, kb[:n]...), append(vals, vb[:n]...)
-		if errors.Is(err, ebpf.ErrKeyNotExist) || err == nil && done(vals) {
+		if errors.Is(err, state.ErrNotExist) || err == nil && done(vals) {
 			return keys, vals, nil
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("map %s: %w", m, err)
+			return nil, nil, fmt.Errorf("map %s: %w", name, err)
 		}
 	}
 }

@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/state"
 )
 
 // ObjectKey names a stored input object: kind (Group/Kind), namespace, name.
@@ -64,7 +63,7 @@ func (s *Set) Objects() ([]StoredObject, error) {
 		v   bpf.TcpshiftObject
 		out []StoredObject
 	)
-	it := s.Stored.Iterate()
+	it := s.raw().Iterate(bpf.TcpshiftMapObjects)
 	for it.Next(&k, &v) {
 		text := make([]byte, min(int(v.Len), len(v.Text)))
 		for i := range text {
@@ -102,7 +101,7 @@ func (s *Set) PutObject(o StoredObject) error {
 
 // DeleteObject removes a stored object, journaled; a missing one is no error.
 func (s *Set) DeleteObject(k ObjectKey) error {
-	if err := s.del(s.Stored, objectKey(k)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := s.del(s.Stored, objectKey(k)); err != nil && !errors.Is(err, state.ErrNotExist) {
 		return fmt.Errorf("delete %s %s/%s: %w", k.Kind, k.Namespace, k.Name, err)
 	}
 	return nil

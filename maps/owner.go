@@ -16,7 +16,7 @@ func (s *Set) Owner() (Owner, error) {
 	if s.Owners == nil {
 		return o, nil
 	}
-	if err := s.Owners.Lookup(uint32(0), &o); err != nil {
+	if err := s.lookup(s.Owners, uint32(0), &o); err != nil {
 		return o, fmt.Errorf("read owner: %w", err)
 	}
 	return o, nil
@@ -38,7 +38,7 @@ func (s *Set) PutOwner(o Owner) error {
 		return err
 	}
 	o.WriteSeq = old.WriteSeq
-	if err := s.Owners.Put(uint32(0), &o); err != nil {
+	if err := s.raw().Put(bpf.TcpshiftMapOwners, uint32(0), &o); err != nil {
 		return fmt.Errorf("write owner: %w", err)
 	}
 	s.record(func() error {
@@ -47,7 +47,7 @@ func (s *Set) PutOwner(o Owner) error {
 			return err
 		}
 		old.WriteSeq = cur.WriteSeq
-		return s.Owners.Put(uint32(0), &old)
+		return s.raw().Put(bpf.TcpshiftMapOwners, uint32(0), &old)
 	})
 	return nil
 }

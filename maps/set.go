@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/state"
 )
 
 // ErrNotLoaded is returned by Open when no tcpshift state is pinned in the
@@ -44,7 +45,9 @@ type Set struct {
 	EndpointIndex  *ebpf.Map // an id's place in its subset's ids, for affinity
 	EndpointPlaces *ebpf.Map // an id's place in the descriptions
 
-	j *journal // the transaction in progress, if any
+	j     *journal             // the transaction in progress, if any
+	log   *state.Journal       // every write goes through it (see tx)
+	names map[*ebpf.Map]string // the fields' pinned names (see name)
 }
 
 // FromCollection wraps the maps of a loaded collection. The Set shares them:
@@ -123,6 +126,9 @@ var optionalMaps = map[string]bool{
 // Close closes every map the Set opened.
 func (s *Set) Close() error {
 	s.release()
+	if _, ok := s.raw().(*kernelMaps); !ok {
+		return nil // placeholders over other maps (OnMaps)
+	}
 	var errs []error
 	for _, m := range s.fields() {
 		if *m != nil {
@@ -175,13 +181,8 @@ func inGroups(svcs []*Service, fn func([]*Service) error) error {
 
 // swapTables swaps one group of at most TablesPerSwap tables, never empty.
 func (s *Set) swapTables(svcs []*Service) error {
-	spec, err := innerSpec()
-	if err != nil {
-		return err
-	}
 	keys := make([]uint32, len(svcs))
-	fds := make([]uint32, len(svcs))
-	prevs := make([]*ebpf.Map, len(svcs)) // held for a rollback; nil: none
+	tables := make([]any, len(svcs))
 	for i, svc := range svcs {
 		t, err := svc.Table()
 		if err != nil {
@@ -191,16 +192,10 @@ func (s *Set) swapTables(svcs []*Service) error {
 		version, err := s.TableVersion(svc.ID)
 		switch {
 		case err == nil:
-			if head, err = tableHead(version); err != nil {
+			if head, err = s.tableHead(version); err != nil {
 				return fmt.Errorf("service %s: %w", svc.Name, err)
 			}
-			if s.j != nil {
-				if prevs[i], err = ebpf.NewMapFromID(version); err != nil {
-					return fmt.Errorf("service %s: hold table %d: %w", svc.Name, version, err)
-				}
-				s.j.held = append(s.j.held, prevs[i])
-			}
-		case !errors.Is(err, ebpf.ErrKeyNotExist):
+		case !errors.Is(err, state.ErrNotExist):
 			return err
 		}
 		if err := s.placeLists(svc, t, head); err != nil {
@@ -209,27 +204,12 @@ func (s *Set) swapTables(svcs []*Service) error {
 		if err := s.writeIndex(t); err != nil {
 			return fmt.Errorf("service %s: %w", svc.Name, err)
 		}
-		inner, err := ebpf.NewMap(spec)
-		if err != nil {
-			return fmt.Errorf("service %s: create table: %w", svc.Name, err)
-		}
-		defer inner.Close()
-		if err := inner.Put(uint32(0), &t.TcpshiftTable); err != nil {
-			return fmt.Errorf("service %s: fill table: %w", svc.Name, err)
-		}
-		keys[i], fds[i] = svc.ID, uint32(inner.FD())
+		keys[i], tables[i] = svc.ID, &t.TcpshiftTable
 	}
-	if err := s.writing(); err != nil {
-		return err
-	}
-	err = s.writeTables(keys, func() error {
-		_, err := s.Tables.BatchUpdate(keys, fds, nil)
-		return err
-	})
-	// Recorded even when the update failed partway: putting back a
-	// table that was not replaced changes nothing.
-	s.record(func() error { return s.restoreTables(keys, prevs) })
-	if err != nil {
+	// Each table is filled in a new inner map first, so no connection
+	// ever sees a half-written one; the journal holds the tables swapped
+	// out, so a rollback puts the very same ones back.
+	if err := s.tx().Swap(tablesName, keys, tables); err != nil {
 		return fmt.Errorf("swap %d tables (services %s...): %w", len(svcs), svcs[0].Name, err)
 	}
 	for _, svc := range svcs {
@@ -244,36 +224,13 @@ func (s *Set) swapTables(svcs []*Service) error {
 	return nil
 }
 
-// restoreTables puts tables held by a transaction back, in one update, and
-// empties the slots that had none.
-func (s *Set) restoreTables(keys []uint32, prevs []*ebpf.Map) error {
-	var put, fds, del []uint32
-	for i, k := range keys {
-		if prevs[i] == nil {
-			del = append(del, k)
-		} else {
-			put, fds = append(put, k), append(fds, uint32(prevs[i].FD()))
-		}
-	}
-	return s.writeTables(keys, func() error {
-		if len(put) > 0 {
-			if _, err := s.Tables.BatchUpdate(put, fds, nil); err != nil {
-				return fmt.Errorf("put back %d tables: %w", len(put), err)
-			}
-		}
-		for _, k := range del {
-			if err := s.Tables.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return fmt.Errorf("empty table slot %d: %w", k, err)
-			}
-		}
-		return nil
-	})
-}
+// tablesName is the map of maps that holds each service's table.
+const tablesName = bpf.TcpshiftMapTables
 
 // Swaps returns how many times a service's table was replaced.
 func (s *Set) Swaps(id uint32) (uint64, error) {
 	var n uint64
-	if err := s.TableSwaps.Lookup(id, &n); err != nil {
+	if err := s.lookup(s.TableSwaps, id, &n); err != nil {
 		return 0, fmt.Errorf("read table swaps of service %d: %w", id, err)
 	}
 	return n, nil
@@ -294,7 +251,7 @@ func (s *Set) Health(id uint32) (Health, error) {
 	if s.EndpointHealth == nil { // state pinned by a build without health
 		return HealthUnchecked, nil
 	}
-	if err := s.EndpointHealth.Lookup(id, &h); err != nil {
+	if err := s.lookup(s.EndpointHealth, id, &h); err != nil {
 		return 0, fmt.Errorf("read health of endpoint %d: %w", id, err)
 	}
 	return h, nil
@@ -328,7 +285,7 @@ func (s *Set) Table(id uint32) (*Table, error) {
 // force: it changes with every swap.
 func (s *Set) TableVersion(id uint32) (ebpf.MapID, error) {
 	var innerID ebpf.MapID
-	if err := s.Tables.Lookup(id, &innerID); err != nil {
+	if err := s.lookup(s.Tables, id, &innerID); err != nil {
 		return 0, fmt.Errorf("look up table %d: %w", id, err)
 	}
 	return innerID, nil
@@ -338,7 +295,7 @@ func (s *Set) TableVersion(id uint32) (ebpf.MapID, error) {
 // swapped tables are never rewritten, and their ids do not change while
 // they are in force (see Table for one that may not be any more).
 func (s *Set) TableAt(version ebpf.MapID) (*Table, error) {
-	head, err := tableHead(version)
+	head, err := s.tableHead(version)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +311,7 @@ func (s *Set) TableAt(version ebpf.MapID) (*Table, error) {
 // Endpoint reads an endpoint id's address and generation.
 func (s *Set) Endpoint(id uint32) (netip.AddrPort, uint32, error) {
 	var e bpf.TcpshiftEndpoint
-	if err := s.Endpoints.Lookup(id, &e); err != nil {
+	if err := s.lookup(s.Endpoints, id, &e); err != nil {
 		return netip.AddrPort{}, 0, fmt.Errorf("read endpoint %d: %w", id, err)
 	}
 	st, err := s.EndpointStats(id)
@@ -434,7 +391,7 @@ func (s *Set) PutMeta(svc *Service) error {
 		for j, ep := range sub.Endpoints {
 			want := bpf.TcpshiftEndpointPlace{Used: 1, Service: svc.ID, Subset: uint32(i), Index: uint32(j)}
 			var have bpf.TcpshiftEndpointPlace
-			if err := s.EndpointPlaces.Lookup(ep.ID, &have); err != nil {
+			if err := s.lookup(s.EndpointPlaces, ep.ID, &have); err != nil {
 				return fmt.Errorf("service %s: read place of endpoint %d: %w", svc.Name, ep.ID, err)
 			}
 			if have == want {
@@ -488,48 +445,23 @@ func (s *Set) DeleteServices(svcs []*Service) error {
 }
 
 // deleteTables empties services' slots in the tables array; a rollback puts
-// the tables back in one update.
+// the very same tables back.
 func (s *Set) deleteTables(svcs []*Service) error {
-	var (
-		keys  []uint32
-		prevs []*ebpf.Map
-	)
+	var keys []uint32
 	for _, svc := range svcs {
-		version, err := s.TableVersion(svc.ID)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
+		_, err := s.TableVersion(svc.ID)
+		if errors.Is(err, state.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		var prev *ebpf.Map
-		if s.j != nil {
-			if prev, err = ebpf.NewMapFromID(version); err != nil {
-				return fmt.Errorf("service %s: hold table %d: %w", svc.Name, version, err)
-			}
-			s.j.held = append(s.j.held, prev)
-		}
-		keys, prevs = append(keys, svc.ID), append(prevs, prev)
+		keys = append(keys, svc.ID)
 	}
 	if len(keys) == 0 {
 		return nil
 	}
-	if err := s.writing(); err != nil {
-		return err
-	}
-	// This kernel has no batch delete for a map of maps: one delete per
-	// table, each waiting for running programs (~9 ms here), so removing
-	// thousands of services takes that many times as long.
-	err := s.writeTables(keys, func() error {
-		for _, k := range keys {
-			if err := s.Tables.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return err
-			}
-		}
-		return nil
-	})
-	s.record(func() error { return s.restoreTables(keys, prevs) })
-	if err != nil {
+	if err := s.tx().Swap(tablesName, keys, make([]any, len(keys))); err != nil {
 		return fmt.Errorf("delete %d tables: %w", len(keys), err)
 	}
 	return nil
@@ -542,7 +474,7 @@ func (s *Set) deleteTables(svcs []*Service) error {
 // transaction a filled slot is emptied again on rollback.
 func (s *Set) RegisterSocket(id uint32, fd int, replace bool) error {
 	var cookie uint64
-	err := s.Sockets.Lookup(id, &cookie)
+	err := s.lookup(s.Sockets, id, &cookie)
 	switch {
 	case err == nil && !replace:
 		return nil
@@ -553,13 +485,13 @@ func (s *Set) RegisterSocket(id uint32, fd int, replace bool) error {
 		if err := s.DropSocket(id); err != nil {
 			return err
 		}
-	case !errors.Is(err, ebpf.ErrKeyNotExist):
+	case !errors.Is(err, state.ErrNotExist):
 		return fmt.Errorf("read socket of endpoint %d: %w", id, err)
 	}
 	if err := s.writing(); err != nil {
 		return err
 	}
-	if err := s.Sockets.Put(id, uint64(fd)); err != nil {
+	if err := s.raw().Put(bpf.TcpshiftMapSockets, id, uint64(fd)); err != nil {
 		return err
 	}
 	s.record(func() error { return s.DropSocket(id) })
@@ -575,7 +507,7 @@ func (s *Set) DropSocket(id uint32) error {
 	}
 	// A socket map answers EINVAL for an empty slot: connect-mode endpoints
 	// never had a socket, and closed listeners leave by themselves.
-	if err := s.Sockets.Delete(id); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) && !errors.Is(err, unix.EINVAL) {
+	if err := s.raw().Delete(bpf.TcpshiftMapSockets, id); err != nil && !errors.Is(err, state.ErrNotExist) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("drop socket of endpoint %d: %w", id, err)
 	}
 	return nil
@@ -608,7 +540,7 @@ func (s *Set) ReleaseEndpoint(id uint32) error {
 // ServiceList reads every service's description, sorted by name. It reads
 // each map whole, in batches: a few calls for ten thousand services.
 func (s *Set) ServiceList() ([]*Service, error) {
-	ids, metas, err := readAll[uint32, bpf.TcpshiftServiceMeta](s.Services)
+	ids, metas, err := readAll[uint32, bpf.TcpshiftServiceMeta](s, s.Services)
 	if err != nil {
 		return nil, fmt.Errorf("read services: %w", err)
 	}
@@ -624,7 +556,7 @@ func (s *Set) ServiceList() ([]*Service, error) {
 			total += int(sm.Count)
 		}
 	}
-	places, err := readArrayUntil(s.EndpointPlaces, func(read []bpf.TcpshiftEndpointPlace) bool {
+	places, err := readArrayUntil(s, s.EndpointPlaces, func(read []bpf.TcpshiftEndpointPlace) bool {
 		for id := found; id < len(read); id++ {
 			if read[id].Used != 0 {
 				last = id
@@ -642,13 +574,13 @@ func (s *Set) ServiceList() ([]*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read endpoint places: %w", err)
 	}
-	addrs, err := readArrayUntil(s.Endpoints, func(read []bpf.TcpshiftEndpoint) bool { return len(read) > last })
+	addrs, err := readArrayUntil(s, s.Endpoints, func(read []bpf.TcpshiftEndpoint) bool { return len(read) > last })
 	if err != nil {
 		return nil, fmt.Errorf("read endpoints: %w", err)
 	}
 	var health []Health
 	if s.EndpointHealth != nil { // state pinned by a build without health
-		if health, err = readArrayUntil(s.EndpointHealth, func(read []Health) bool { return len(read) > last }); err != nil {
+		if health, err = readArrayUntil(s, s.EndpointHealth, func(read []Health) bool { return len(read) > last }); err != nil {
 			return nil, fmt.Errorf("read endpoint health: %w", err)
 		}
 	}
@@ -738,7 +670,7 @@ func fromMeta(id uint32, m *bpf.TcpshiftServiceMeta) *Service {
 // from sockops the active ones and the bytes of the closed ones.
 func (s *Set) EndpointStats(id uint32) (bpf.TcpshiftEndpointStats, error) {
 	var st bpf.TcpshiftEndpointStats
-	if err := s.EndpointCounts.Lookup(id, &st); err != nil {
+	if err := s.lookup(s.EndpointCounts, id, &st); err != nil {
 		return st, fmt.Errorf("read endpoint %d counters: %w", id, err)
 	}
 	return st, nil
@@ -748,7 +680,7 @@ func (s *Set) EndpointStats(id uint32) (bpf.TcpshiftEndpointStats, error) {
 // lookups that found no listening socket.
 func (s *Set) ServiceStats(id uint32) (bpf.TcpshiftServiceStats, error) {
 	var st bpf.TcpshiftServiceStats
-	if err := s.ServiceCounts.Lookup(id, &st); err != nil {
+	if err := s.lookup(s.ServiceCounts, id, &st); err != nil {
 		return st, fmt.Errorf("read service %d counters: %w", id, err)
 	}
 	return st, nil

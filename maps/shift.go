@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/tcpshift/tcpshift/bpf"
+	"github.com/tcpshift/tcpshift/state"
 )
 
 // ShiftState is where a shift is.
@@ -45,8 +44,8 @@ func (s *Set) Shift(service uint32) (sh Shift, ok bool, err error) {
 		return sh, false, nil
 	}
 	var v bpf.TcpshiftShift
-	err = s.Shifts.Lookup(service, &v)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
+	err = s.lookup(s.Shifts, service, &v)
+	if errors.Is(err, state.ErrNotExist) {
 		return sh, false, nil
 	}
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpshift/tcpshift/bpf"
 )
 
 // writeTables makes a write of services' slots in tables between two bumps
@@ -34,10 +36,10 @@ func (s *Set) bumpVersion(id uint32) error {
 		return nil
 	}
 	var n uint64
-	if err := s.TableVersions.Lookup(id, &n); err != nil {
+	if err := s.lookup(s.TableVersions, id, &n); err != nil {
 		return fmt.Errorf("read table version of service %d: %w", id, err)
 	}
-	if err := s.TableVersions.Put(id, n+1); err != nil {
+	if err := s.raw().Put(bpf.TcpshiftMapTableVersions, id, n+1); err != nil {
 		return fmt.Errorf("count table write of service %d: %w", id, err)
 	}
 	return nil
