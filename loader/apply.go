@@ -26,10 +26,7 @@ type Change struct {
 }
 
 // Waiting is a lookup-mode endpoint with no listener in the namespace yet.
-type Waiting struct {
-	Endpoint string
-	Note     string // what listens elsewhere, if anything
-}
+type Waiting = plan.Waiting
 
 // ApplyOptions adjust Apply.
 type ApplyOptions struct {
@@ -240,11 +237,7 @@ func diff(plans []*planned, old []*maps.Service, opts ApplyOptions) (*delta, err
 	if err != nil {
 		return nil, err
 	}
-	svcs := make([]plan.Service, len(plans))
-	for i, p := range plans {
-		svcs[i] = plan.Service{Svc: p.svc, Route: p.route, Checked: p.checked}
-	}
-	pd, err := plan.Diff(svcs, old, limits, opts.KeepOverrides)
+	pd, err := plan.Diff(planServices(plans), old, limits, opts.KeepOverrides)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +246,7 @@ func diff(plans []*planned, old []*maps.Service, opts ApplyOptions) (*delta, err
 	for i, a := range pd.Actions {
 		ch := Change{Service: a.Service, Action: a.Action, KeptOverride: a.KeptOverride}
 		if i < len(plans) {
-			ch.Mode, ch.Waiting = plans[i].svc.Mode, plans[i].waiting
+			ch.Mode, ch.Waiting = plans[i].svc.Mode, plans[i].plan.Waiting
 		}
 		d.changes = append(d.changes, ch)
 	}

@@ -8,18 +8,14 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-)
 
-// route is how the namespace routes an address today.
-type route struct {
-	Type int    // unix.RTN_*
-	desc string // "via 10.0.2.2 dev eth0" for messages
-}
+	"github.com/tcpshift/tcpshift/plan"
+)
 
 // routeTo looks up the route the namespace uses for addr: nil when the
 // address is unreachable (no route, or a reject route) and a local route
 // would shadow nothing.
-func routeTo(h *netlink.Handle, addr netip.Addr) (*route, error) {
+func routeTo(h *netlink.Handle, addr netip.Addr) (*plan.Route, error) {
 	routes, err := h.RouteGet(net.IP(addr.AsSlice()))
 	if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EINVAL) {
 		return nil, nil
@@ -30,24 +26,12 @@ func routeTo(h *netlink.Handle, addr netip.Addr) (*route, error) {
 	if len(routes) == 0 {
 		return nil, nil
 	}
-	r := routes[0]
-	desc := ""
-	if r.Gw != nil {
-		desc = "via " + r.Gw.String() + " "
-	}
-	if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
-		desc += "dev " + l.Attrs().Name
-	}
-	switch r.Type {
-	case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT:
-		return nil, nil
-	}
-	return &route{Type: r.Type, desc: desc}, nil
+	return planRoute(h, &routes[0]), nil
 }
 
 // shadowedRoute is the route addr would take without tcpshift's local
 // route for it: the longest main-table prefix that holds it, nil for none.
-func shadowedRoute(h *netlink.Handle, addr netip.Addr) (*route, error) {
+func shadowedRoute(h *netlink.Handle, addr netip.Addr) (*plan.Route, error) {
 	family := netlink.FAMILY_V4
 	if addr.Is6() {
 		family = netlink.FAMILY_V6
@@ -76,18 +60,34 @@ func shadowedRoute(h *netlink.Handle, addr netip.Addr) (*route, error) {
 	if best == nil {
 		return nil, nil
 	}
-	switch best.Type {
+	return planRoute(h, best), nil
+}
+
+// planRoute is a kernel route as the plan weighs it, nil for a reject
+// route (which a local route shadows harmlessly), described for messages
+// as "via 10.0.2.2 dev eth0".
+func planRoute(h *netlink.Handle, r *netlink.Route) *plan.Route {
+	kind := plan.RouteOther
+	switch r.Type {
 	case unix.RTN_BLACKHOLE, unix.RTN_UNREACHABLE, unix.RTN_PROHIBIT:
-		return nil, nil
+		return nil
+	case unix.RTN_LOCAL:
+		kind = plan.RouteLocal
+	case unix.RTN_UNICAST:
+		kind = plan.RouteUnicast
+	case unix.RTN_BROADCAST:
+		kind = plan.RouteBroadcast
+	case unix.RTN_MULTICAST:
+		kind = plan.RouteMulticast
 	}
 	desc := ""
-	if best.Gw != nil {
-		desc = "via " + best.Gw.String() + " "
+	if r.Gw != nil {
+		desc = "via " + r.Gw.String() + " "
 	}
-	if l, err := h.LinkByIndex(best.LinkIndex); err == nil {
+	if l, err := h.LinkByIndex(r.LinkIndex); err == nil {
 		desc += "dev " + l.Attrs().Name
 	}
-	return &route{Type: best.Type, desc: desc}, nil
+	return &plan.Route{Kind: kind, Desc: desc}
 }
 
 // localRoute is `ip route add local ADDR dev lo`: the kernel then delivers
@@ -127,34 +127,4 @@ func delLocalRoute(h *netlink.Handle, addr netip.Addr) error {
 		return fmt.Errorf("delete local route %s: %w", addr, err)
 	}
 	return nil
-}
-
-// reachableFromOutside says how clients on other hosts could reach addr:
-// "" when they cannot (a loopback address, or one that no interface but lo
-// holds, like a virtual IP), otherwise where it lives.
-func (t *Target) reachableFromOutside(addr netip.Addr) (string, error) {
-	switch {
-	case addr.IsLoopback():
-		return "", nil
-	case addr.IsUnspecified():
-		return "it is every address of this host", nil
-	}
-	addrs, err := t.nl.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return "", fmt.Errorf("list addresses: %w", err)
-	}
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || ip.Unmap() != addr.Unmap() {
-			continue
-		}
-		l, err := t.nl.LinkByIndex(a.LinkIndex)
-		if err != nil {
-			return "", fmt.Errorf("link of %s: %w", addr, err)
-		}
-		if l.Attrs().Flags&net.FlagLoopback == 0 {
-			return "it is an address of " + l.Attrs().Name, nil
-		}
-	}
-	return "", nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/maps"
+	"github.com/tcpshift/tcpshift/plan"
 )
 
 // BPFAvailable reports why the kernel paths cannot be used on this host, or
@@ -37,7 +38,7 @@ func StaticServices(cfg *config.Config, why string) ([]*maps.Service, error) {
 	next := uint32(0)
 	for i := range cfg.Services {
 		c := &cfg.Services[i]
-		svc := service(c)
+		svc := plan.NewService(c)
 		svc.ID = uint32(i)
 		svc.Mode = maps.ModeProxy
 		switch c.Mode {

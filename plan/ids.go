@@ -15,7 +15,7 @@ import (
 // longer use. Kept endpoints keep their health while the service is
 // checked. Ids past limits (the maps' capacities) are an error, before
 // anything is written.
-func AssignIDs(svcs []Service, old []*maps.Service, limits maps.Capacity) (released []uint32, err error) {
+func AssignIDs(svcs []*Service, old []*maps.Service, limits maps.Capacity) (released []uint32, err error) {
 	a := newIDs(limits, old)
 	rest, err := a.keep(svcs)
 	if err != nil {
@@ -95,10 +95,9 @@ func nextFree(used []bool, cursor *int) int {
 // keep gives every planned service its id (the one in force, or a free
 // one) and every endpoint found at the same address in the same subset in
 // force its id; it returns the endpoints left without one.
-func (a *ids) keep(svcs []Service) ([]unmatched, error) {
+func (a *ids) keep(svcs []*Service) ([]unmatched, error) {
 	var rest []unmatched
-	for n := range svcs {
-		s := &svcs[n]
+	for _, s := range svcs {
 		o := a.oldSvc[s.Svc.Name]
 		if o != nil {
 			s.Svc.ID = o.ID
@@ -187,7 +186,7 @@ func (a *ids) assignRest(rest []unmatched) error {
 
 // released returns the endpoint ids in force of services still planned
 // that no planned endpoint kept.
-func (a *ids) released(svcs []Service, old []*maps.Service) (released []uint32) {
+func (a *ids) released(svcs []*Service, old []*maps.Service) (released []uint32) {
 	planned := make(map[string]bool, len(svcs))
 	for _, s := range svcs {
 		planned[s.Svc.Name] = true

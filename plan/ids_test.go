@@ -35,10 +35,10 @@ func clone(s *maps.Service) *maps.Service {
 	return &c
 }
 
-func wrap(svcs ...*maps.Service) []Service {
-	out := make([]Service, len(svcs))
+func wrap(svcs ...*maps.Service) []*Service {
+	out := make([]*Service, len(svcs))
 	for i, s := range svcs {
-		out[i] = Service{Svc: s}
+		out[i] = &Service{Svc: s}
 	}
 	return out
 }
@@ -56,7 +56,7 @@ func epIDs(s *maps.Service) [][]uint32 {
 	return out
 }
 
-func mustAssign(t *testing.T, svcs []Service, old []*maps.Service) []uint32 {
+func mustAssign(t *testing.T, svcs []*Service, old []*maps.Service) []uint32 {
 	t.Helper()
 	released, err := AssignIDs(svcs, old, roomy)
 	if err != nil {
@@ -155,7 +155,7 @@ func TestAssignIDsHealthFollowsChecks(t *testing.T) {
 		// v2's endpoint moves to v1: it keeps its id, and its health
 		// while checked.
 		n := svc("a", "10.0.0.1:80", sub("v1", 1, "127.0.0.1:1", "127.0.0.1:2"))
-		if _, err := AssignIDs([]Service{{Svc: n, Checked: checked}}, []*maps.Service{old}, roomy); err != nil {
+		if _, err := AssignIDs([]*Service{{Svc: n, Checked: checked}}, []*maps.Service{old}, roomy); err != nil {
 			t.Fatal(err)
 		}
 		got := []maps.Health{n.Subsets[0].Endpoints[0].Health, n.Subsets[0].Endpoints[1].Health}

@@ -1,37 +1,57 @@
-// Package plan is the kernel-free core of an apply, begun (issue 28): given
-// the services a config makes and the services in force, as plain data, it
-// decides what the change is. It opens no map, socket or file and needs no
-// root; the loader carries its result out.
+// Package plan is the kernel-free core of an apply (issue 28): from the
+// model (config.Config), what the host looks like (Host) and the services
+// in force, as plain data, it decides what the change is. It opens no map,
+// socket or file and needs no root; the loader answers Host with the kernel
+// and carries the result out, keeping the sockets Host found beside it.
 //
-// What it covers so far: the ids of services and endpoints (AssignIDs) and
-// the diff of services (Diff): which are added, updated, unchanged or
-// removed, which need writing, the endpoint ids released, the local routes
-// to add and to remove, and set-weight overrides kept. What it does not
-// cover yet, and the loader still does: turning a config.Config into
-// services and checking them against the host (loader.Target.plan: modes,
-// listening sockets, address families), deciding which frontends need a
-// local route (the Route input, loader's decideRoutes), shifts holding
+// The steps, in the order an apply takes them:
+//   - Services: each config service as the kernel is to hold it, its mode
+//     (configured, or chosen for mode: auto), the listening socket of each
+//     lookup-mode endpoint, the endpoints waited for, and the checks of
+//     address families, with errors that name the file, line and field;
+//   - Routes: which frontends need a local route, with the routes in force;
+//   - Diff: ids (AssignIDs), limits, weight tables, local routes to add and
+//     remove, set-weight overrides kept, and which services are added,
+//     updated, unchanged or removed.
+//
+// What it does not cover, and the loader still does: shifts holding
 // weights (loader's shiftOwners), listeners and frontend ports, and the
-// order of the writes (loader's Target.write). Its data types are the maps
-// package's (maps.Service), so it still links cilium/ebpf through that
-// package though it calls none of it.
+// order of the writes. Its data types are the maps package's
+// (maps.Service), so it links cilium/ebpf through that package, though it
+// calls nothing of it that touches the kernel.
 package plan
 
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 
 	"github.com/tcpshift/tcpshift/maps"
 )
 
 // Service is one service to apply: the service as the kernel is to hold it
 // (ids are assigned by AssignIDs, LocalRoute set by Diff), whether its
-// frontend needs a local route, and whether its config asks for health
-// checks (kept endpoints then keep their health).
+// frontend needs a local route (Routes), and whether its config asks for
+// health checks (kept endpoints then keep their health).
 type Service struct {
 	Svc     *maps.Service
 	Route   bool
 	Checked bool
+	// Sockets holds, per subset and endpoint, the listener Host found for
+	// a lookup-mode endpoint; nil where none is (yet).
+	Sockets [][]*Listener
+	// Waiting lists lookup-mode endpoints nothing listens on yet: they
+	// get connections once they listen.
+	Waiting []Waiting
+	// ListenField names the service's listen field in errors
+	// ("FILE:LINE: services[i].listen").
+	ListenField string
+}
+
+// Waiting is a lookup-mode endpoint with no listener in the namespace yet.
+type Waiting struct {
+	Endpoint string
+	Note     string // what listens elsewhere, if anything
 }
 
 // Action is what the change does to one service: "added", "updated",
@@ -60,7 +80,7 @@ type Delta struct {
 // each service needs. With keepOverrides, a service whose route in the
 // file did not change keeps the weights in force that set-weight gave it.
 // It sets the ids, LocalRoute and kept weights in svcs' services.
-func Diff(svcs []Service, old []*maps.Service, limits maps.Capacity, keepOverrides bool) (*Delta, error) {
+func Diff(svcs []*Service, old []*maps.Service, limits maps.Capacity, keepOverrides bool) (*Delta, error) {
 	released, err := AssignIDs(svcs, old, limits)
 	if err != nil {
 		return nil, err
@@ -104,6 +124,8 @@ func Diff(svcs []Service, old []*maps.Service, limits maps.Capacity, keepOverrid
 			d.DelRoutes = append(d.DelRoutes, addr)
 		}
 	}
+	// In address order, not the map's: the same change removes them alike.
+	slices.SortFunc(d.DelRoutes, netip.Addr.Compare)
 	return d, nil
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/tcpshift/tcpshift/maps"
 )
 
-func mustDiff(t *testing.T, svcs []Service, old []*maps.Service, keepOverrides bool) *Delta {
+func mustDiff(t *testing.T, svcs []*Service, old []*maps.Service, keepOverrides bool) *Delta {
 	t.Helper()
 	d, err := Diff(svcs, old, roomy, keepOverrides)
 	if err != nil {
@@ -50,7 +50,7 @@ func TestDiffRoutes(t *testing.T) {
 	// Two services on one address that needs a route: added once.
 	a := svc("a", "10.0.0.1:80", sub("v1", 1, "127.0.0.1:1"))
 	b := svc("b", "10.0.0.1:81", sub("v1", 1, "127.0.0.1:2"))
-	got := mustDiff(t, []Service{{Svc: a, Route: true}, {Svc: b, Route: true}}, nil, false)
+	got := mustDiff(t, []*Service{{Svc: a, Route: true}, {Svc: b, Route: true}}, nil, false)
 	if !slices.Equal(got.AddRoutes, []netip.Addr{vip}) || got.DelRoutes != nil || !a.LocalRoute || !b.LocalRoute {
 		t.Errorf("add %v del %v, local route %v %v", got.AddRoutes, got.DelRoutes, a.LocalRoute, b.LocalRoute)
 	}
