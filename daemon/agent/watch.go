@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
@@ -43,7 +42,11 @@ type watch struct {
 	routeGVRs []schema.GroupVersionResource
 	synced    []cache.InformerSynced
 	names     []string // of synced's informers, for messages
+	changes   changes  // what the informers saw change since the last sync
 }
+
+// byService indexes EndpointSlices by their Service (namespace/name).
+const byService = "service"
 
 // unsynced names the informers whose first list has not completed.
 func (w *watch) unsynced() []string {
@@ -61,10 +64,17 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 	w := &watch{}
 	typed := informers.NewSharedInformerFactory(cs, 0)
 	dyn := dynamicinformer.NewDynamicSharedInformerFactory(dc, 0)
+	// Every event records what changed (an EndpointSlice: the Services it
+	// belonged to before and after) and signals a sync.
 	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { signal(changed) },
-		UpdateFunc: func(any, any) { signal(changed) },
-		DeleteFunc: func(any) { signal(changed) },
+		AddFunc:    func(o any) { w.changes.seen(o); signal(changed) },
+		UpdateFunc: func(old, cur any) { w.changes.seen(old); w.changes.seen(cur); signal(changed) },
+		DeleteFunc: func(o any) { w.changes.seen(o); signal(changed) },
+	}
+	routeHandler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { w.changes.route(); signal(changed) },
+		UpdateFunc: func(any, any) { w.changes.route(); signal(changed) },
+		DeleteFunc: func(any) { w.changes.route(); signal(changed) },
 	}
 	w.services = typed.Core().V1().Services().Informer()
 	w.slices = typed.Discovery().V1().EndpointSlices().Informer()
@@ -81,8 +91,12 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 		o, ok1 := old.(*corev1.Pod)
 		c, ok2 := cur.(*corev1.Pod)
 		if !ok1 || !ok2 || !maps.Equal(o.Labels, c.Labels) {
+			w.changes.seen(cur)
 			signal(changed)
 		}
+	}
+	if err := w.slices.AddIndexers(cache.Indexers{byService: sliceService}); err != nil {
+		return nil, nil, nil, fmt.Errorf("EndpointSlice informer: %w", err)
 	}
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandlerFuncs{w.services: handler, w.slices: handler, w.pods: podHandler} {
 		if _, err := inf.AddEventHandler(h); err != nil {
@@ -100,7 +114,10 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 	}
 	for _, gvr := range gvrs {
 		inf := dyn.ForResource(gvr)
-		if _, err := inf.Informer().AddEventHandler(handler); err != nil {
+		if err := inf.Informer().SetTransform(decodeOnce); err != nil {
+			return nil, nil, nil, fmt.Errorf("%s informer: %w", gvr.GroupResource(), err)
+		}
+		if _, err := inf.Informer().AddEventHandler(routeHandler); err != nil {
 			return nil, nil, nil, err
 		}
 		w.routes = append(w.routes, inf.Lister())
@@ -164,64 +181,79 @@ func (w *watch) snapshot() (*kube.Snapshot, []istio.Rejection) {
 	for _, o := range w.slices.GetStore().List() {
 		s.Slices = append(s.Slices, o.(*discoveryv1.EndpointSlice))
 	}
-	pods := w.pods.GetIndexer()
-	s.Pod = func(ns, name string) *corev1.Pod {
-		o, ok, err := pods.GetByKey(ns + "/" + name)
-		if err != nil || !ok {
-			return nil
-		}
-		return o.(*corev1.Pod)
-	}
+	s.Pod = w.pod
 	var rejected []istio.Rejection
+	s.Objects, rejected = w.objects()
+	return s, rejected
+}
+
+// objects lists the route objects, decoded when they arrived; those that
+// did not decode are rejected.
+func (w *watch) objects() (objs []*istio.Object, rejected []istio.Rejection) {
 	for _, l := range w.routes {
 		list, err := l.List(labels.Everything())
 		if err != nil {
 			continue
 		}
 		for _, o := range list {
-			u, ok := o.(*unstructured.Unstructured)
+			d, ok := o.(*decoded)
 			if !ok {
 				continue
 			}
-			obj, err := decode(u)
-			if err != nil {
-				rejected = append(rejected, istio.Rejection{Key: keyOf(u), Err: err})
+			if d.err != nil {
+				key := istio.Key{Kind: d.GroupVersionKind().Group + "/" + d.Kind, Namespace: d.Namespace, Name: d.Name}
+				rejected = append(rejected, istio.Rejection{Key: key, Err: d.err})
 				continue
 			}
-			s.Objects = append(s.Objects, obj)
+			objs = append(objs, d.obj)
 		}
 	}
-	return s, rejected
+	return objs, rejected
 }
 
-// keyOf names an object from the API server as the Istio front end names
-// the objects it decodes (group/kind, namespace, name).
-func keyOf(u *unstructured.Unstructured) istio.Key {
-	return istio.Key{Kind: u.GroupVersionKind().Group + "/" + u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
+// lookup answers the Deriver's questions from the informers' stores.
+func (w *watch) lookup(objs []*istio.Object) kube.Lookup {
+	return kube.Lookup{
+		Service: func(ns, name string) *corev1.Service {
+			o, ok, err := w.services.GetIndexer().GetByKey(ns + "/" + name)
+			if err != nil || !ok {
+				return nil
+			}
+			return o.(*corev1.Service)
+		},
+		Slices: func(ns, svc string) []*discoveryv1.EndpointSlice {
+			list, err := w.slices.GetIndexer().ByIndex(byService, ns+"/"+svc)
+			if err != nil {
+				return nil
+			}
+			out := make([]*discoveryv1.EndpointSlice, 0, len(list))
+			for _, o := range list {
+				out = append(out, o.(*discoveryv1.EndpointSlice))
+			}
+			return out
+		},
+		Pod:     w.pod,
+		Objects: func() []*istio.Object { return objs },
+	}
 }
 
-// decode hands an object from the API server to the Istio front end as the
-// YAML document kubectl would print, without status and managed fields.
-func decode(u *unstructured.Unstructured) (*istio.Object, error) {
-	doc := map[string]any{
-		"apiVersion": u.GetAPIVersion(),
-		"kind":       u.GetKind(),
-		"metadata":   map[string]any{"name": u.GetName(), "namespace": u.GetNamespace()},
+func (w *watch) pod(ns, name string) *corev1.Pod {
+	o, ok, err := w.pods.GetIndexer().GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return nil
 	}
-	if spec, ok := u.Object["spec"]; ok {
-		doc["spec"] = spec
+	return o.(*corev1.Pod)
+}
+
+// sliceService is the byService index: an EndpointSlice's Service.
+func sliceService(obj any) ([]string, error) {
+	sl, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
 	}
-	data, err := istio.Marshal(doc)
-	if err != nil {
-		return nil, err
+	name := sl.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return nil, nil
 	}
-	name := keyOf(u).String()
-	docs, err := istio.Decode(name, data)
-	if err != nil {
-		return nil, err
-	}
-	if len(docs) != 1 || docs[0].Object == nil {
-		return nil, fmt.Errorf("%s: not an object tcpshift reads", name)
-	}
-	return docs[0].Object, nil
+	return []string{sl.Namespace + "/" + name}, nil
 }

@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/tcpshift/tcpshift/config/istio"
+)
+
+// decoded is what the informers keep of an Istio or Gateway API object:
+// the object as the Istio front end reads it, decoded once when it
+// arrives (an informer transform), not at every sync; or why it cannot
+// be. Its metadata keeps it keyed in the informer's store.
+type decoded struct {
+	metav1.TypeMeta
+	metav1.ObjectMeta
+	obj *istio.Object
+	err error
+}
+
+func (d *decoded) DeepCopyObject() runtime.Object {
+	c := *d
+	c.ObjectMeta = *d.ObjectMeta.DeepCopy()
+	return &c
+}
+
+// decodeOnce is the route informers' transform: each object is decoded
+// as it arrives and only the decoded object is kept.
+func decodeOnce(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil // a tombstone, or decoded already
+	}
+	d := &decoded{
+		TypeMeta:   metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: u.GetKind()},
+		ObjectMeta: metav1.ObjectMeta{Namespace: u.GetNamespace(), Name: u.GetName(), ResourceVersion: u.GetResourceVersion()},
+	}
+	d.obj, d.err = decode(u)
+	return d, nil
+}
+
+// keyOf names an object from the API server as the Istio front end names
+// the objects it decodes (group/kind, namespace, name).
+func keyOf(u *unstructured.Unstructured) istio.Key {
+	return istio.Key{Kind: u.GroupVersionKind().Group + "/" + u.GetKind(), Namespace: u.GetNamespace(), Name: u.GetName()}
+}
+
+// decode hands an object from the API server to the Istio front end as the
+// YAML document kubectl would print, without status and managed fields.
+// It runs once per object version (decodeOnce).
+func decode(u *unstructured.Unstructured) (*istio.Object, error) {
+	doc := map[string]any{
+		"apiVersion": u.GetAPIVersion(),
+		"kind":       u.GetKind(),
+		"metadata":   map[string]any{"name": u.GetName(), "namespace": u.GetNamespace()},
+	}
+	if spec, ok := u.Object["spec"]; ok {
+		doc["spec"] = spec
+	}
+	data, err := istio.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	name := keyOf(u).String()
+	docs, err := istio.Decode(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) != 1 || docs[0].Object == nil {
+		return nil, fmt.Errorf("%s: not an object tcpshift reads", name)
+	}
+	return docs[0].Object, nil
+}
