@@ -114,7 +114,7 @@ func (w *world) gatewayParent(p *routePlan, ref parentRef, field string) (Key, e
 	}
 	switch {
 	case matched == 0:
-		return g.Key, &parentRefusal{ReasonNoMatchingParent, fmt.Sprintf("Gateway %s has no listener %s", g.Key, describeParent(ref))}
+		return g.Key, &parentRefusal{ReasonNoMatchingParent, fmt.Sprintf("%s has no listener %s", g.Key, describeParent(ref))}
 	case why != "" && !slices.ContainsFunc(p.listeners, func(l listenerRef) bool { return l.gateway == g }):
 		return g.Key, &parentRefusal{ReasonNotAllowedByListeners, why}
 	}

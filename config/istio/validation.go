@@ -96,7 +96,11 @@ func (r *reader) istioWeight(n *yaml.Node, field string) uint64 {
 // checkDestinationRule applies istiod's rules to what readDestinationRule read.
 func (r *reader) checkDestinationRule(dr *destinationRule) {
 	if msg := domainProblem(dr.host); msg != "" {
-		r.failf(get(dr.Spec, "host"), "spec.host", "%s", msg)
+		at := get(dr.Spec, "host")
+		if at == nil {
+			at = dr.Spec
+		}
+		r.failf(at, "spec.host", "%s", msg)
 	}
 	seen := map[string]bool{}
 	for i, s := range dr.subsets {
