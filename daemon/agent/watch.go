@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -38,7 +37,7 @@ type watch struct {
 	services  cache.SharedIndexInformer
 	slices    cache.SharedIndexInformer
 	pods      cache.SharedIndexInformer
-	routes    []cache.GenericLister
+	routes    []cache.Indexer // their objects are *decoded (decodeOnce), which their Listers cannot list
 	routeGVRs []schema.GroupVersionResource
 	synced    []cache.InformerSynced
 	names     []string // of synced's informers, for messages
@@ -120,7 +119,7 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 		if _, err := inf.Informer().AddEventHandler(routeHandler); err != nil {
 			return nil, nil, nil, err
 		}
-		w.routes = append(w.routes, inf.Lister())
+		w.routes = append(w.routes, inf.Informer().GetIndexer())
 		w.routeGVRs = append(w.routeGVRs, gvr)
 		w.synced = append(w.synced, inf.Informer().HasSynced)
 		w.names = append(w.names, gvr.GroupResource().String())
@@ -190,12 +189,8 @@ func (w *watch) snapshot() (*kube.Snapshot, []istio.Rejection) {
 // objects lists the route objects, decoded when they arrived; those that
 // did not decode are rejected.
 func (w *watch) objects() (objs []*istio.Object, rejected []istio.Rejection) {
-	for _, l := range w.routes {
-		list, err := l.List(labels.Everything())
-		if err != nil {
-			continue
-		}
-		for _, o := range list {
+	for _, idx := range w.routes {
+		for _, o := range idx.List() {
 			d, ok := o.(*decoded)
 			if !ok {
 				continue
