@@ -290,6 +290,15 @@ spec:
 // derive decodes text as x.yaml, the later of two objects with one key
 // replacing the earlier as a second apply would, and derives.
 func derive(text string) (*Result, error) {
+	objs, err := decodeObjects(text)
+	if err != nil {
+		return nil, err
+	}
+	return Derive(objs)
+}
+
+// decodeObjects decodes text as x.yaml, a file of objects.
+func decodeObjects(text string) ([]*Object, error) {
 	docs, err := Decode("x.yaml", []byte(text))
 	if err != nil {
 		return nil, err
@@ -298,7 +307,7 @@ func derive(text string) (*Result, error) {
 	for _, d := range docs {
 		objs = append(objs, d.Object)
 	}
-	return Derive(objs)
+	return objs, nil
 }
 
 func TestLabelsMatch(t *testing.T) {

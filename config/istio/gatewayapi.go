@@ -3,7 +3,6 @@ package istio
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -311,14 +310,9 @@ func (r *reader) backendRef(n *yaml.Node, f string) backendRef {
 
 // apiWeight reads a backendRef's weight: 0 to 1000000.
 func (r *reader) apiWeight(n *yaml.Node, field string) uint64 {
-	s := r.str(n, field)
-	if r.err != nil {
-		return 0
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
+	v, ok := r.integer(n, field, 64, "Invalid value: %q: must be an integer")
 	switch {
-	case err != nil:
-		r.failf(n, field, "Invalid value: %q: must be an integer", s)
+	case !ok:
 	case v < 0:
 		r.failf(n, field, "Invalid value: %d: should be greater than or equal to 0", v)
 	case v > maxAPIWeight:

@@ -54,13 +54,9 @@ const toV1 = "[{name: echo-v1, port: 3000}]"
 
 func deriveOpts(t *testing.T, text string, opts Options) (*Result, error) {
 	t.Helper()
-	docs, err := Decode("x.yaml", []byte(text))
+	objs, err := decodeObjects(text)
 	if err != nil {
 		return nil, err
-	}
-	var objs []*Object
-	for _, d := range docs {
-		objs = append(objs, d.Object)
 	}
 	return DeriveWith(objs, opts)
 }

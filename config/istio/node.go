@@ -120,6 +120,21 @@ func (r *reader) uint(n *yaml.Node, field string) (uint64, bool) {
 	return v, true
 }
 
+// integer reads a whole number of bits bits, or fails with notInt (a
+// format for the text given); ok is false when there is none.
+func (r *reader) integer(n *yaml.Node, field string, bits int, notInt string) (v int64, ok bool) {
+	s := r.str(n, field)
+	if r.err != nil || s == "" {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(s, 10, bits)
+	if err != nil {
+		r.failf(n, field, notInt, s)
+		return 0, false
+	}
+	return v, true
+}
+
 func (r *reader) labels(n *yaml.Node, field string) Labels {
 	l := Labels{}
 	if n == nil || r.err != nil || isNull(n) {

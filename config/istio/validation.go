@@ -63,15 +63,8 @@ func subsetNameProblem(name string) string {
 
 // istioPort reads a port number as istiod checks it (1..65535).
 func (r *reader) istioPort(n *yaml.Node, field string) uint16 {
-	s := r.str(n, field)
-	if r.err != nil || s == "" {
-		return 0
-	}
-	p, err := strconv.ParseInt(s, 10, 64)
-	switch {
-	case err != nil:
-		r.failf(n, field, "%q is not a port number", s)
-	case p < 1 || p > 65535:
+	p, ok := r.integer(n, field, 64, "%q is not a port number")
+	if ok && (p < 1 || p > 65535) {
 		r.failf(n, field, "port number %d must be in the range 1..65535", p)
 	}
 	return uint16(min(max(p, 0), 65535))
@@ -79,15 +72,8 @@ func (r *reader) istioPort(n *yaml.Node, field string) uint16 {
 
 // istioWeight reads a route destination's weight as istiod checks it.
 func (r *reader) istioWeight(n *yaml.Node, field string) uint64 {
-	s := r.str(n, field)
-	if r.err != nil || s == "" {
-		return 0
-	}
-	w, err := strconv.ParseInt(s, 10, 32)
-	switch {
-	case err != nil:
-		r.failf(n, field, "%q is not a weight (a whole number)", s)
-	case w < 0:
+	w, ok := r.integer(n, field, 32, "%q is not a weight (a whole number)")
+	if ok && w < 0 {
 		r.failf(n, field, "weight %d < 0", w)
 	}
 	return uint64(max(w, 0))
