@@ -57,6 +57,26 @@ enum table_flags {
 	TABLE_ACCOUNTING = 1, /* sockops counts the service's connections */
 };
 
+/* The frontend filter (map frontend_filter) tells a hook, before it looks
+ * up the frontends hash, that an address and port cannot be a frontend of
+ * its mode: a lookup-mode frontend costs a connect() nothing, nor a
+ * connect-mode one a lookup. Each part is a bitmap of 65536 bits: the
+ * ports of a mode's wildcard frontends, and its other frontends by
+ * filter_hash of address and port (a set bit may be another frontend's:
+ * the hash then answers). After the parts, one word says they were written
+ * (a map created by an upgrade is empty until the next write, and a hook
+ * that finds it unwritten looks every port up). */
+#define FILTER_WORDS (65536 / 64)
+enum filter_part {
+	FILTER_LOOKUP_PORTS = 0,
+	FILTER_LOOKUP_ADDRS = 1,
+	FILTER_CONNECT_PORTS = 2,
+	FILTER_CONNECT_ADDRS = 3,
+	FILTER_PARTS = 4,
+};
+#define FILTER_READY (FILTER_PARTS * FILTER_WORDS) /* the word after the parts */
+#define FILTER_HASH_MUL 0x9e3779b97f4a7c15ULL
+
 /* Health of an endpoint as the daemon's checks see it. Only userspace reads
  * and writes it: the tables it builds leave down endpoints out. */
 enum health {

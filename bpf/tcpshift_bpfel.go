@@ -89,6 +89,16 @@ type TcpshiftEndpointStats struct {
 	Repicked       uint32
 }
 
+type TcpshiftFilterPart uint32
+
+const (
+	TcpshiftFilterPartFILTER_LOOKUP_PORTS  TcpshiftFilterPart = 0
+	TcpshiftFilterPartFILTER_LOOKUP_ADDRS  TcpshiftFilterPart = 1
+	TcpshiftFilterPartFILTER_CONNECT_PORTS TcpshiftFilterPart = 2
+	TcpshiftFilterPartFILTER_CONNECT_ADDRS TcpshiftFilterPart = 3
+	TcpshiftFilterPartFILTER_PARTS         TcpshiftFilterPart = 4
+)
+
 type TcpshiftFlow struct {
 	_        structs.HostLayout
 	Tag      uint64
@@ -128,10 +138,12 @@ const (
 )
 
 type TcpshiftLayouts struct {
-	_         structs.HostLayout
-	Table     TcpshiftTable
-	ConnBytes TcpshiftConnBytes
-	ListenIds TcpshiftListenIds
+	_          structs.HostLayout
+	Table      TcpshiftTable
+	ConnBytes  TcpshiftConnBytes
+	ListenIds  TcpshiftListenIds
+	FilterPart TcpshiftFilterPart
+	_          [4]byte
 }
 
 type TcpshiftListenIds struct {
@@ -325,6 +337,7 @@ const (
 	TcpshiftMapEndpoints             = "endpoints"
 	TcpshiftMapFlowStates            = "flow_states"
 	TcpshiftMapFlows                 = "flows"
+	TcpshiftMapFrontendFilter        = "frontend_filter"
 	TcpshiftMapFrontendPorts         = "frontend_ports"
 	TcpshiftMapFrontends             = "frontends"
 	TcpshiftMapLayouts               = "layouts"
@@ -421,6 +434,7 @@ type TcpshiftMapSpecs struct {
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	FlowStates     *ebpf.MapSpec `ebpf:"flow_states"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
+	FrontendFilter *ebpf.MapSpec `ebpf:"frontend_filter"`
 	FrontendPorts  *ebpf.MapSpec `ebpf:"frontend_ports"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Layouts        *ebpf.MapSpec `ebpf:"layouts"`
@@ -479,6 +493,7 @@ type TcpshiftMaps struct {
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	FlowStates     *ebpf.Map `ebpf:"flow_states"`
 	Flows          *ebpf.Map `ebpf:"flows"`
+	FrontendFilter *ebpf.Map `ebpf:"frontend_filter"`
 	FrontendPorts  *ebpf.Map `ebpf:"frontend_ports"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Layouts        *ebpf.Map `ebpf:"layouts"`
@@ -509,6 +524,7 @@ func (m *TcpshiftMaps) Close() error {
 		m.Endpoints,
 		m.FlowStates,
 		m.Flows,
+		m.FrontendFilter,
 		m.FrontendPorts,
 		m.Frontends,
 		m.Layouts,

@@ -211,38 +211,21 @@ func portWords(svcs []*Service) *frontendWords {
 	return &w
 }
 
-// AddFrontendPorts sets the bits of svcs' frontend ports, before their
-// frontends are written: a hook that tests a clear bit never looks further.
+// AddFrontendPorts sets the bits of svcs' frontend ports and of their
+// frontend filter, before their frontends are written: a hook that tests a
+// clear bit never looks further.
 func (s *Set) AddFrontendPorts(svcs []*Service) error {
-	return s.syncPorts(portWords(svcs), true)
+	if err := s.syncBits(s.FrontendPorts, "frontend ports", portWords(svcs)[:], true); err != nil {
+		return err
+	}
+	return s.syncBits(s.FrontendFilter, "frontend filter", filterFor(svcs)[:], true)
 }
 
-// SyncFrontendPorts leaves exactly svcs' ports set, once frontends that are
-// gone are deleted.
+// SyncFrontendPorts leaves exactly svcs' ports and filter bits set, once
+// frontends that are gone are deleted.
 func (s *Set) SyncFrontendPorts(svcs []*Service) error {
-	return s.syncPorts(portWords(svcs), false)
-}
-
-func (s *Set) syncPorts(want *frontendWords, keep bool) error {
-	// One batch read, not a lookup per word: this runs on every apply.
-	words, err := readArray[uint64](s, s.FrontendPorts)
-	if err != nil {
-		return fmt.Errorf("read frontend ports: %w", err)
+	if err := s.syncBits(s.FrontendPorts, "frontend ports", portWords(svcs)[:], false); err != nil {
+		return err
 	}
-	for i, bits := range want {
-		var have uint64
-		if i < len(words) {
-			have = words[i]
-		}
-		if keep {
-			bits |= have
-		}
-		if bits == have {
-			continue
-		}
-		if err := s.put(s.FrontendPorts, uint32(i), bits); err != nil {
-			return fmt.Errorf("write frontend ports: %w", err)
-		}
-	}
-	return nil
+	return s.syncBits(s.FrontendFilter, "frontend filter", filterFor(svcs)[:], false)
 }
