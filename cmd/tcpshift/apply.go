@@ -22,7 +22,7 @@ func applyCommand() *cli.Command {
 		Description: "Reads every -f (a file, a directory's .yaml/.yml/.json files, or - for stdin),\n" +
 			"each with any number of YAML documents: tcpshift's own route config (services:)\n" +
 			"and Istio's Gateway, VirtualService, DestinationRule, ServiceEntry and\n" +
-			"WorkloadEntry, or the Gateway API's Gateway and TCPRoute.\n\n" +
+			"WorkloadEntry, or the Gateway API's Gateway, TCPRoute and ReferenceGrant.\n\n" +
 			"tcpshift's route config has whole-file semantics: its services are added or\n" +
 			"updated and the route config's services not in it are removed. Objects are\n" +
 			"applied as kubectl applies them: the objects given are created or updated, the\n" +

@@ -160,6 +160,9 @@ spec:
 	if got := c.share("127.0.0.1:31400", 10); !maps.Equal(got, map[string]int{"two": 10}) {
 		t.Fatalf("with the grant: %v, want 10 to two", got)
 	}
+	if got := c.must("get", "refgrant", "-n", "web"); !strings.Contains(got, "tcp-echo  tcp-echo ([::]:31400") {
+		t.Fatalf("get refgrant does not name the service the grant serves:\n%s", got)
+	}
 	c.must("delete", "-f", grant)
 	if got := c.share("127.0.0.1:31400", 10); !maps.Equal(got, map[string]int{"refused": 10}) {
 		t.Fatalf("grant deleted: %v, want 10 refused", got)
