@@ -192,3 +192,21 @@ func (k *kernelMaps) SwapInner(name string, keys []uint32, inners []state.Inner)
 	}
 	return nil
 }
+
+// OwnersID returns the id of the owners map, which names the pinned state
+// (state removed and made again has a new one); ok is false without one.
+// A Set over other maps (OnMaps) keeps one state for its life: id 1.
+func (s *Set) OwnersID() (id uint32, ok bool) {
+	if _, kernel := s.raw().(*kernelMaps); !kernel {
+		return 1, true
+	}
+	if s.Owners == nil {
+		return 0, false
+	}
+	info, err := s.Owners.Info()
+	if err != nil {
+		return 0, false
+	}
+	mid, ok := info.ID()
+	return uint32(mid), ok
+}

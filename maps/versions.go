@@ -19,19 +19,27 @@ import (
 // as current. Writers hold the namespace's lock, so a lookup and an update
 // suffice. State pinned by a build without the counters has none to bump.
 func (s *Set) writeTables(ids []uint32, write func() error) error {
-	for _, id := range ids {
-		if err := s.bumpVersion(id); err != nil {
+	for i, id := range ids {
+		if err := s.bumpVersion(id, true); err != nil {
+			// The slots counted as being written end their write: an
+			// odd count left behind would stay until the next write.
+			for _, begun := range ids[:i] {
+				err = errors.Join(err, s.bumpVersion(begun, false))
+			}
 			return err
 		}
 	}
 	err := write()
 	for _, id := range ids {
-		err = errors.Join(err, s.bumpVersion(id))
+		err = errors.Join(err, s.bumpVersion(id, false))
 	}
 	return err
 }
 
-func (s *Set) bumpVersion(id uint32) error {
+// bumpVersion moves a table's count on to its next odd value (a write
+// begins) or even value (it ended): a count a failed write left odd is
+// even again after the next write of the slot, a rollback's included.
+func (s *Set) bumpVersion(id uint32, odd bool) error {
 	if s.TableVersions == nil {
 		return nil
 	}
@@ -39,7 +47,10 @@ func (s *Set) bumpVersion(id uint32) error {
 	if err := s.lookup(s.TableVersions, id, &n); err != nil {
 		return fmt.Errorf("read table version of service %d: %w", id, err)
 	}
-	if err := s.raw().Put(bpf.TcpshiftMapTableVersions, id, n+1); err != nil {
+	if n++; (n%2 == 1) != odd {
+		n++
+	}
+	if err := s.raw().Put(bpf.TcpshiftMapTableVersions, id, n); err != nil {
 		return fmt.Errorf("count table write of service %d: %w", id, err)
 	}
 	return nil

@@ -262,36 +262,40 @@ func (m *Memory) PutBatch(name string, keys, values any) error {
 	return nil
 }
 
-// entries returns map name's keys in order: every index of an array, the
-// filled ones of others.
-func (m *Memory) entries(name string) ([]string, error) {
+// entries returns map name's keys in order: every index of an array (as
+// its count: keyAt makes each), the filled ones of others.
+func (m *Memory) entries(name string) (keys []string, n int, err error) {
 	s, err := m.spec(name)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var keys []string
 	if s.Kind == Array {
-		for i := range s.MaxEntries {
-			keys = append(keys, string(binary.NativeEndian.AppendUint32(nil, i)))
-		}
-		return keys, nil
+		return nil, int(s.MaxEntries), nil
 	}
 	for k := range m.data[name] {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	return keys, nil
+	return keys, len(keys), nil
+}
+
+// keyAt is the ith key of entries' answer.
+func keyAt(keys []string, i int) []byte {
+	if keys == nil {
+		return binary.NativeEndian.AppendUint32(nil, uint32(i))
+	}
+	return []byte(keys[i])
 }
 
 func (m *Memory) ReadBatch(name string, c *Cursor, keys, values any) (int, error) {
-	all, err := m.entries(name)
+	all, total, err := m.entries(name)
 	if err != nil {
 		return 0, err
 	}
 	kv, vv := reflect.ValueOf(keys), reflect.ValueOf(values)
 	n := 0
-	for ; n < kv.Len() && c.Pos < len(all); n, c.Pos = n+1, c.Pos+1 {
-		k := []byte(all[c.Pos])
+	for ; n < kv.Len() && c.Pos < total; n, c.Pos = n+1, c.Pos+1 {
+		k := keyAt(all, c.Pos)
 		v, err := m.LookupBytes(name, k)
 		if err != nil {
 			return n, err
@@ -303,30 +307,31 @@ func (m *Memory) ReadBatch(name string, c *Cursor, keys, values any) (int, error
 			return n, err
 		}
 	}
-	if c.Pos >= len(all) {
+	if c.Pos >= total {
 		return n, fmt.Errorf("map %s: %w", name, ErrNotExist)
 	}
 	return n, nil
 }
 
 func (m *Memory) Iterate(name string) Iterator {
-	keys, err := m.entries(name)
-	return &memIterator{m: m, name: name, keys: keys, err: err}
+	keys, n, err := m.entries(name)
+	return &memIterator{m: m, name: name, keys: keys, n: n, err: err}
 }
 
 type memIterator struct {
 	m    *Memory
 	name string
 	keys []string
+	i, n int
 	err  error
 }
 
 func (it *memIterator) Next(key, value any) bool {
-	if it.err != nil || len(it.keys) == 0 {
+	if it.err != nil || it.i >= it.n {
 		return false
 	}
-	k := []byte(it.keys[0])
-	it.keys = it.keys[1:]
+	k := keyAt(it.keys, it.i)
+	it.i++
 	v, err := it.m.LookupBytes(it.name, k)
 	if err == nil {
 		err = errors.Join(decode(k, key), decode(v, value))
