@@ -212,3 +212,31 @@ spec:
 	}
 	c.env.RequireUnchanged(before)
 }
+
+// The conformance suite's WeightedRouting on one host, exactly: 70/30/0
+// over 500 new connections is 350/150/0.
+func TestGatewayAPIWeightedRouting(t *testing.T) {
+	c := newCLI(t)
+	c.env.Echo("127.0.0.1:9003", "three")
+	c.apply(gatewayBase + `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcp-echo-v3}
+spec:
+  hosts: [tcp-echo-v3]
+  ports: [{number: 3000, name: tcp}]
+  endpoints: [{address: 127.0.0.1, ports: {tcp: 9003}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: tcp-echo-v2}
+spec:
+  hosts: [tcp-echo-v2]
+  ports: [{number: 3000, name: tcp}]
+  endpoints: [{address: 127.0.0.1, ports: {tcp: 9002}}]
+`)
+	c.apply(tcpRoute("weighted", "[{name: tcp-echo-v1, port: 3000, weight: 70}, {name: tcp-echo-v2, port: 3000, weight: 30}, {name: tcp-echo-v3, port: 3000, weight: 0}]"))
+	if got := c.share("127.0.0.1:31400", 500); !maps.Equal(got, map[string]int{"one": 350, "two": 150}) {
+		t.Fatalf("500 connections went %v, want exactly 350 to one, 150 to two, none to three", got)
+	}
+}
