@@ -37,6 +37,28 @@ func (h *host) Listener(addr netip.AddrPort) (*plan.Listener, error) {
 	return &plan.Listener{Addr: s.Addr, IPv6: s.Family == unix.AF_INET6, V6Only: s.V6Only, Owner: s.Owner(), Handle: len(h.found) - 1}, nil
 }
 
+// beside pairs each planned service with the sockets its plan kept, by
+// handle, and closes every other socket found.
+func (h *host) beside(svcs []*plan.Service) []*planned {
+	kept := make([]bool, len(h.found))
+	plans := make([]*planned, len(svcs))
+	for i, s := range svcs {
+		p := &planned{svc: s.Svc, plan: s}
+		for _, ls := range s.Sockets {
+			socks := make([]*listener.Socket, len(ls))
+			for j, l := range ls {
+				if l != nil {
+					socks[j], kept[l.Handle] = h.found[l.Handle], true
+				}
+			}
+			p.sockets = append(p.sockets, socks)
+		}
+		plans[i] = p
+	}
+	h.closeExcept(kept)
+	return plans
+}
+
 // closeExcept closes the sockets found whose handle keep does not hold.
 func (h *host) closeExcept(keep []bool) {
 	for i, s := range h.found {

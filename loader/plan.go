@@ -34,23 +34,7 @@ func (t *Target) plan(cfg *config.Config, opts ApplyOptions) ([]*planned, error)
 		h.closeExcept(nil)
 		return nil, err
 	}
-	kept := make([]bool, len(h.found))
-	plans := make([]*planned, len(svcs))
-	for i, s := range svcs {
-		p := &planned{svc: s.Svc, plan: s}
-		for _, ls := range s.Sockets {
-			socks := make([]*listener.Socket, len(ls))
-			for j, l := range ls {
-				if l != nil {
-					socks[j], kept[l.Handle] = h.found[l.Handle], true
-				}
-			}
-			p.sockets = append(p.sockets, socks)
-		}
-		plans[i] = p
-	}
-	h.closeExcept(kept)
-	return plans, nil
+	return h.beside(svcs), nil
 }
 
 // decideRoutes decides, with the state in force read under the lock, which
