@@ -1,6 +1,7 @@
 package istio
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -58,7 +59,7 @@ func (w *world) planRoute(rt *tcpRouteAPI) (*routePlan, error) {
 		switch {
 		case err == nil:
 			ps.Conditions = append(ps.Conditions, Condition{Type: CondAccepted, Status: true, Reason: ReasonAccepted, Message: "accepted"})
-		case asRefusal(err, &why):
+		case errors.As(err, &why):
 			ps.Conditions = append(ps.Conditions, Condition{Type: CondAccepted, Reason: why.reason, Message: why.msg})
 			p.notes = append(p.notes, noteAt(rt.Object, ref.node.Line, field, "%s: not attached there (%s)", why.msg, why.reason))
 			if refused == nil {
@@ -82,12 +83,6 @@ type parentRefusal struct{ reason, msg string }
 
 func (e *parentRefusal) Error() string { return e.msg }
 
-func asRefusal(err error, out **parentRefusal) bool {
-	r, ok := err.(*parentRefusal)
-	*out = r
-	return ok
-}
-
 // gatewayParent attaches the route to the listeners of a Gateway that the
 // parentRef names (by sectionName, port, or neither: all) and allow it.
 func (w *world) gatewayParent(p *routePlan, ref parentRef, field string) (Key, error) {
@@ -97,7 +92,7 @@ func (w *world) gatewayParent(p *routePlan, ref parentRef, field string) (Key, e
 	if g == nil {
 		return Key{}, failAt(rt.Object, ref.node.Line, field, "Gateway %s/%s (gateway.networking.k8s.io) is not applied", ns, ref.name)
 	}
-	matched, why := 0, ""
+	matched, allowed, why := 0, 0, ""
 	for i, l := range g.listeners {
 		if ref.section != "" && l.name != ref.section || ref.port != 0 && l.port != ref.port {
 			continue
@@ -107,6 +102,7 @@ func (w *world) gatewayParent(p *routePlan, ref parentRef, field string) (Key, e
 			why = cmpOr(why, msg)
 			continue
 		}
+		allowed++
 		lr := listenerRef{g, i}
 		if !slices.Contains(p.listeners, lr) {
 			p.listeners = append(p.listeners, lr)
@@ -115,7 +111,7 @@ func (w *world) gatewayParent(p *routePlan, ref parentRef, field string) (Key, e
 	switch {
 	case matched == 0:
 		return g.Key, &parentRefusal{ReasonNoMatchingParent, fmt.Sprintf("%s has no listener %s", g.Key, describeParent(ref))}
-	case why != "" && !slices.ContainsFunc(p.listeners, func(l listenerRef) bool { return l.gateway == g }):
+	case allowed == 0:
 		return g.Key, &parentRefusal{ReasonNotAllowedByListeners, why}
 	}
 	return g.Key, nil
