@@ -166,13 +166,20 @@ func TestNonTCPListener(t *testing.T) {
 			res.Rejected, p, res.Listeners, len(res.Services))
 	}
 
-	res = mustDerive(t, backends+route("{name: r}", "[{name: gw, sectionName: udp}, {name: gw, sectionName: one}]", toV1))
-	if got := describeServices(res.Services); got != "r [::]:9300 auto echo-v1=1[127.0.0.1:9001]\n" {
-		t.Fatalf("one TCP parent of two:\n%s", got)
-	}
-	want := []string{"x.yaml:32: TCPRoute default/r: spec.parentRefs[0]: listener udp of Gateway default/gw takes no TCPRoute: its protocol is UDP: not attached there (NotAllowedByListeners)"}
-	if !slices.Equal(res.Notes, want) {
-		t.Fatalf("notes %q\nwant %q", res.Notes, want)
+	// In either order: the UDP parentRef is refused on its own.
+	for i, parents := range []string{"[{name: gw, sectionName: udp}, {name: gw, sectionName: one}]", "[{name: gw, sectionName: one}, {name: gw, sectionName: udp}]"} {
+		res = mustDerive(t, backends+route("{name: r}", parents, toV1))
+		if got := describeServices(res.Services); got != "r [::]:9300 auto echo-v1=1[127.0.0.1:9001]\n" {
+			t.Fatalf("one TCP parent of two:\n%s", got)
+		}
+		want := []string{fmt.Sprintf("x.yaml:32: TCPRoute default/r: spec.parentRefs[%d]: listener udp of Gateway default/gw takes no TCPRoute: its protocol is UDP: not attached there (NotAllowedByListeners)", i)}
+		if !slices.Equal(res.Notes, want) {
+			t.Fatalf("notes %q\nwant %q", res.Notes, want)
+		}
+		udp := res.Routes[0].Parents[i]
+		if udp.Accepted() || udp.Reason(CondAccepted) != ReasonNotAllowedByListeners || !res.Routes[0].Parents[1-i].Accepted() {
+			t.Fatalf("parents %+v, want the udp one NotAllowedByListeners, the other Accepted", res.Routes[0].Parents)
+		}
 	}
 }
 
