@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/maps"
 	"github.com/tcpshift/tcpshift/plan"
 )
@@ -47,33 +46,42 @@ type ApplyOptions struct {
 	applied map[string][]netip.AddrPort
 }
 
-// Apply makes the kernel match cfg: see ApplyWith.
-func (t *Target) Apply(cfg *config.Config) ([]Change, error) {
-	return t.ApplyWith(cfg, ApplyOptions{})
-}
-
-// ApplyWith makes the kernel match cfg: it loads and attaches the programs
-// if needed, then adds, updates and removes services. It holds the
-// namespace's writer lock from reading the state to the last write. Every
-// check that can fail runs before the kernel is touched, and a write that
-// fails midway is rolled back, so the namespace is left either exactly as
-// cfg says or exactly as it was. Applying the same config twice changes
-// nothing (round-robin positions included).
-func (t *Target) ApplyWith(cfg *config.Config, opts ApplyOptions) ([]Change, error) {
-	plans, err := t.plan(cfg, opts)
-	defer closeAll(plans)
-	if err != nil {
-		return nil, err
+// Apply is the one way an apply changes what the namespace holds: it
+// makes the kernel match what b makes of the state in force, loading and
+// attaching the programs if needed, then adding, updating and removing
+// services, and storing the input objects' change in the same transaction.
+// It holds the namespace's writer lock from reading the state to the last
+// write (a Fixed config is planned before, see Fixed). Every check that can
+// fail runs before the kernel is touched, and a write that fails midway is
+// rolled back, so the namespace is left either exactly as b says or exactly
+// as it was. Applying the same config twice changes nothing (round-robin
+// positions included). A dry run plans from the state read without the
+// lock and stops before the first write.
+func (t *Target) Apply(b Build, opts ApplyOptions) ([]Change, error) {
+	f, early := b.(fixed)
+	var plans []*planned
+	defer func() { closeAll(plans) }()
+	if early {
+		var err error
+		if plans, err = t.plan(f.cfg, opts); err != nil {
+			return nil, err
+		}
+		if afterPlan != nil && !opts.DryRun {
+			afterPlan()
+		}
 	}
-	if afterPlan != nil && !opts.DryRun {
-		afterPlan()
-	}
-	old, _, unlock, err := t.inForce(opts, false)
+	old, stored, unlock, err := t.inForce(opts, !early)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	return t.commit(plans, old, opts, nil)
+	var objects *ObjectChange
+	if !early {
+		if plans, objects, err = t.planBuilt(b, stored, old, &opts); err != nil {
+			return nil, err
+		}
+	}
+	return t.commit(plans, old, opts, objects)
 }
 
 // inForce reads the services in force and, withObjects, the stored
@@ -142,20 +150,29 @@ func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions
 		d.daemonFile = opts.DaemonFile
 	}
 	d.objects = objects
-	// A shift holds its service's weights (see shiftOwners).
-	notices, err := t.shiftOwners(set, d, opts)
-	if err != nil {
+	if err := t.execute(set, d, opts); err != nil {
 		return nil, errors.Join(err, undoLoad())
 	}
+	return d.changes, nil
+}
+
+// execute carries a planned delta out over set, the executor's whole job:
+// a shift keeps the weights it holds (see shiftOwners), then one write;
+// what it did on its own besides is told once the change is made.
+func (t *Target) execute(set *maps.Set, d *delta, opts ApplyOptions) error {
+	notices, err := t.shiftOwners(set, d, opts)
+	if err != nil {
+		return err
+	}
 	if err := t.write(set, d); err != nil {
-		return nil, errors.Join(err, undoLoad())
+		return err
 	}
 	for _, n := range notices {
 		if t.Notice != nil {
 			t.Notice(n)
 		}
 	}
-	return d.changes, nil
+	return nil
 }
 
 // programs makes sure this build's programs are attached, loading them
@@ -262,225 +279,4 @@ func (d *delta) routeOwner(addr netip.Addr) string {
 		}
 	}
 	return strings.Join(names, ", ")
-}
-
-// write carries a delta out in one transaction: on any error every map,
-// route and link is put back as it was.
-func (t *Target) write(set *maps.Set, d *delta) (err error) {
-	if err := set.Begin(); err != nil {
-		return err
-	}
-	w := &writing{t: t, set: set, d: d}
-	defer func() {
-		if err != nil {
-			err = w.rollBack(err)
-		}
-	}()
-	if err := w.records(); err != nil {
-		return err
-	}
-	var svcs []*maps.Service
-	for _, p := range d.plans {
-		svcs = append(svcs, p.svc)
-	}
-	// sockops registers listeners by these tables: ids that go or change
-	// address leave them before any endpoint is rewritten, new ones come in
-	// once their endpoints are written. Frontend ports are let through
-	// before frontends are written and narrowed once old ones are gone.
-	listen := maps.Listeners(svcs)
-	if err := w.widen(svcs, listen); err != nil {
-		return err
-	}
-	fronts, err := w.services(listen)
-	if err != nil {
-		return err
-	}
-	if err := w.narrow(svcs, listen, fronts); err != nil {
-		return err
-	}
-	if err := w.release(); err != nil {
-		return err
-	}
-	return set.Commit()
-}
-
-// writing is one write's transaction: the maps, the delta, and how to put
-// back the routes it changed so far.
-type writing struct {
-	t          *Target
-	set        *maps.Set
-	d          *delta
-	undoRoutes []func() error
-}
-
-// rollBack puts the maps and the routes back as they were after err.
-func (w *writing) rollBack(err error) error {
-	errs := []error{w.set.Rollback()}
-	for i := len(w.undoRoutes) - 1; i >= 0; i-- {
-		errs = append(errs, w.undoRoutes[i]())
-	}
-	if rerr := errors.Join(errs...); rerr != nil {
-		err = fmt.Errorf("%w (and rolling back: %v)", err, rerr)
-	}
-	return err
-}
-
-// records writes the namespace's records: its owner, the daemon that
-// follows a file, the stored objects and the shifts the change ends.
-func (w *writing) records() error {
-	if err := w.t.recordOwner(w.set); err != nil {
-		return err
-	}
-	if w.d.daemonFile != "" {
-		if err := claimDaemon(w.set, w.d.daemonFile); err != nil {
-			return err
-		}
-	}
-	if err := w.d.objects.write(w.set); err != nil {
-		return err
-	}
-	for id, sh := range w.d.endShifts {
-		if err := w.set.PutShift(id, sh); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// widen makes way for the new services before any is written: listeners
-// that go leave, frontend ports and local routes come in.
-func (w *writing) widen(svcs []*maps.Service, listen maps.ListenTable) error {
-	if err := w.set.PruneListeners(listen); err != nil {
-		return err
-	}
-	if err := w.set.AddFrontendPorts(svcs); err != nil {
-		return err
-	}
-	for _, addr := range w.d.addRoutes {
-		if err := addLocalRoute(w.t.nl, addr); err != nil {
-			return fmt.Errorf("frontend address of %s: %w", w.d.routeOwner(addr), err)
-		}
-		w.undoRoutes = append(w.undoRoutes, func() error { return delLocalRoute(w.t.nl, addr) })
-	}
-	return nil
-}
-
-// services registers the planned services' sockets and writes those that
-// changed; it returns the frontends planned.
-func (w *writing) services(listen maps.ListenTable) (map[netip.AddrPort]bool, error) {
-	fronts := map[netip.AddrPort]bool{}
-	var written []*maps.Service
-	for _, p := range w.d.plans {
-		fronts[p.svc.Frontend] = true
-		if err := w.registerSockets(p, listen); err != nil {
-			return nil, err
-		}
-		if !w.d.write[p.svc.Name] {
-			continue
-		}
-		// Written in groups: the tables of a group are swapped in by
-		// one update (see maps.Set.SwapTables).
-		if written = append(written, p.svc); len(written) == maps.TablesPerSwap {
-			if err := w.set.WriteServices(written); err != nil {
-				return nil, err
-			}
-			written = nil
-		}
-	}
-	return fronts, w.set.WriteServices(written)
-}
-
-// registerSockets registers the sockets planned for p's endpoints, and
-// tags those sockops accounts listeners of.
-func (w *writing) registerSockets(p *planned, listen maps.ListenTable) error {
-	oldIDs := endpointIDs(w.d.old[p.svc.Name])
-	for i, socks := range p.sockets {
-		for j, sock := range socks {
-			if sock == nil {
-				continue
-			}
-			ep := p.svc.Subsets[i].Endpoints[j]
-			if err := w.set.RegisterSocket(ep.ID, int(sock.File.Fd()), !oldIDs[ep.ID]); err != nil {
-				return fmt.Errorf("service %s: register %s (%s; did it stop listening?): %w", p.svc.Name, ep.Addr, sock.Owner(), err)
-			}
-			if listen.Account(sock.Addr) {
-				if err := w.set.TagListener(int(sock.File.Fd()), sock.Addr); err != nil {
-					return fmt.Errorf("service %s: %w", p.svc.Name, err)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// narrow takes away, once the new services are written, the frontends no
-// service has any more (a frontend another service took over in this
-// change stays), and the listeners, frontend ports and local routes
-// nothing needs.
-func (w *writing) narrow(svcs []*maps.Service, listen maps.ListenTable, fronts map[netip.AddrPort]bool) error {
-	for _, o := range w.d.old {
-		if !fronts[o.Frontend] {
-			if err := w.set.DeleteFrontend(o); err != nil {
-				return err
-			}
-		}
-	}
-	if err := w.set.SyncListeners(listen); err != nil {
-		return err
-	}
-	if err := w.set.SyncFrontendPorts(svcs); err != nil {
-		return err
-	}
-	for _, addr := range w.d.delRoutes {
-		if err := delLocalRoute(w.t.nl, addr); err != nil {
-			return err
-		}
-		w.undoRoutes = append(w.undoRoutes, func() error { return addLocalRoute(w.t.nl, addr) })
-	}
-	return nil
-}
-
-// release deletes the removed services and the endpoints kept services
-// no longer use, then drops their sockets.
-func (w *writing) release() error {
-	// Counters the kernel keeps updating are reset late: a rollback puts
-	// back snapshots of them, so as little as possible may fail after.
-	if err := w.set.DeleteServices(w.d.removed); err != nil {
-		return err
-	}
-	var drop []uint32
-	for _, o := range w.d.removed {
-		for _, sub := range o.Subsets {
-			for _, ep := range sub.Endpoints {
-				drop = append(drop, ep.ID)
-			}
-		}
-	}
-	for _, id := range w.d.released {
-		if err := w.set.ReleaseEndpoint(id); err != nil {
-			return err
-		}
-		drop = append(drop, id)
-	}
-	// Last, as they cannot be undone: released endpoints' sockets.
-	for _, id := range drop {
-		if err := w.set.DropSocket(id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// endpointIDs returns the endpoint ids of a service in force (nil: none).
-func endpointIDs(o *maps.Service) map[uint32]bool {
-	ids := map[uint32]bool{}
-	if o == nil {
-		return ids
-	}
-	for _, sub := range o.Subsets {
-		for _, ep := range sub.Endpoints {
-			ids[ep.ID] = true
-		}
-	}
-	return ids
 }

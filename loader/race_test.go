@@ -49,7 +49,7 @@ func TestRouteDecidedUnderLock(t *testing.T) {
 	env.Echo("127.0.0.1:9001", "one")
 	x, y := env.Target(), env.Target()
 	t.Cleanup(func() { x.Down() })
-	if _, err := x.Apply(parse(t, vipConfig)); err != nil {
+	if _, err := x.Apply(loader.Fixed(parse(t, vipConfig)), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if !env.HasLocalRoute("10.77.0.1") {
@@ -61,7 +61,7 @@ func TestRouteDecidedUnderLock(t *testing.T) {
 			return // y's own apply
 		}
 		ran = true
-		changes, err := y.Apply(parse(t, otherConfig))
+		changes, err := y.Apply(loader.Fixed(parse(t, otherConfig)), loader.ApplyOptions{})
 		if err != nil || len(changes) != 2 {
 			t.Errorf("the writer in between: %+v %v", changes, err)
 		}
@@ -70,7 +70,7 @@ func TestRouteDecidedUnderLock(t *testing.T) {
 		}
 	})
 	defer loader.SetAfterPlan(nil)
-	if _, err := x.Apply(parse(t, vipConfig)); err != nil {
+	if _, err := x.Apply(loader.Fixed(parse(t, vipConfig)), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if !ran {
@@ -97,11 +97,11 @@ func TestClaimCheckedThroughOwnRoute(t *testing.T) {
 	t.Cleanup(func() { tg.Down() })
 	claimed := strings.Replace(vipConfig, "10.77.0.1", "10.88.0.5", 1)
 	claimed = strings.Replace(claimed, "mode: lookup", "mode: lookup\n  claim: true", 1)
-	if _, err := tg.Apply(parse(t, claimed)); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, claimed)), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := env.KernelState()
-	_, err := tg.Apply(parse(t, strings.Replace(claimed, "\n  claim: true", "", 1)))
+	_, err := tg.Apply(loader.Fixed(parse(t, strings.Replace(claimed, "\n  claim: true", "", 1))), loader.ApplyOptions{})
 	if err == nil || !strings.Contains(err.Error(), "services[0].listen") || !strings.Contains(err.Error(), "routed to another host") ||
 		!strings.Contains(err.Error(), "via 10.0.0.2") {
 		t.Fatalf("dropping claim: %v, want a refusal naming the route it shadows", err)
@@ -116,7 +116,7 @@ func TestSetHealthChecksEndpoint(t *testing.T) {
 	env.Echo("127.0.0.1:9001", "one")
 	tg := env.Target()
 	t.Cleanup(func() { tg.Down() })
-	if _, err := tg.Apply(parse(t, otherConfig)); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, otherConfig)), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := tg.Status("t")

@@ -45,53 +45,86 @@ type Built struct {
 	Objects *ObjectChange
 }
 
-// Build turns the stored objects and the services in force into the config
-// to apply. It runs under the namespace's writer lock, so what it reads is
-// what the change is made over.
-type Build func(stored []maps.StoredObject, current []*maps.Service) (*Built, error)
+// A Build makes what an apply writes from the state in force: the stored
+// objects and the services. Apply runs it under the namespace's writer
+// lock, so what it reads is what the change is made over.
+type Build interface {
+	Build(stored []maps.StoredObject, current []*maps.Service) (*Built, error)
+}
 
-// ApplyBuilt applies what build makes, in one transaction with the change
-// to the stored objects: another writer cannot slip in between the read
-// of the objects and the write. An endpoint that was applied before and
-// has no listener now is waited for (the kernel registers it when it comes
-// back) rather than refused; a new one must listen.
-func (t *Target) ApplyBuilt(build Build, opts ApplyOptions) ([]Change, error) {
-	old, stored, unlock, err := t.inForce(opts, true)
+// BuildFunc is a function as a Build.
+type BuildFunc func(stored []maps.StoredObject, current []*maps.Service) (*Built, error)
+
+func (f BuildFunc) Build(stored []maps.StoredObject, current []*maps.Service) (*Built, error) {
+	return f(stored, current)
+}
+
+// Fixed is the Build of a whole config that does not depend on the state
+// in force (tests, the demo, the proxy command). Apply plans it before it
+// takes the lock, as finding listening sockets takes a while, and holds
+// the lock only to read the state in force and write; what another writer
+// changes in between is decided again under the lock (local routes).
+func Fixed(cfg *config.Config) Build { return fixed{cfg} }
+
+type fixed struct{ cfg *config.Config }
+
+func (f fixed) Build([]maps.StoredObject, []*maps.Service) (*Built, error) {
+	return &Built{Config: f.cfg}, nil
+}
+
+// planBuilt runs b over the state in force (under the lock) and plans
+// what it makes, returning the plans (also when it fails: their sockets
+// are the caller's to close) and the change to the stored objects. It
+// completes opts with what the state in force tells: an endpoint that was
+// applied before and has no listener now is waited for (the kernel
+// registers it when it comes back) rather than refused, a new one must
+// listen; and which services the change leaves as they are (see scope).
+func (t *Target) planBuilt(b Build, stored []maps.StoredObject, old []*maps.Service, opts *ApplyOptions) ([]*planned, *ObjectChange, error) {
+	built, err := b.Build(stored, old)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer unlock()
-	b, err := build(stored, old)
+	if err := built.Objects.check(); err != nil {
+		return nil, nil, err
+	}
+	opts.applied = appliedEndpoints(old)
+	plans, err := t.plan(built.Config, *opts)
 	if err != nil {
-		return nil, err
+		return plans, nil, err
 	}
-	opts.applied = map[string][]netip.AddrPort{}
+	for _, p := range plans {
+		p.svc.Origin = built.Origins[p.svc.Name]
+	}
+	return plans, built.Objects, nil
+}
+
+// appliedEndpoints lists, per lookup-mode service in force, its endpoints.
+func appliedEndpoints(old []*maps.Service) map[string][]netip.AddrPort {
+	applied := map[string][]netip.AddrPort{}
 	for _, svc := range old {
 		if svc.Mode != maps.ModeLookup {
 			continue
 		}
 		for _, sub := range svc.Subsets {
 			for _, ep := range sub.Endpoints {
-				opts.applied[svc.Name] = append(opts.applied[svc.Name], ep.Addr)
+				applied[svc.Name] = append(applied[svc.Name], ep.Addr)
 			}
 		}
 	}
-	if b.Objects != nil {
-		for _, o := range b.Objects.Put {
-			if err := maps.CheckObject(o); err != nil {
-				return nil, fmt.Errorf("%s %s/%s: %w", o.Key.Kind, o.Key.Namespace, o.Key.Name, err)
-			}
+	return applied
+}
+
+// check says why an object of the change cannot be stored, naming it.
+func (c *ObjectChange) check() error {
+	if c == nil {
+		return nil
+	}
+	for _, o := range c.Put {
+		if err := maps.CheckObject(o); err != nil {
+			return fmt.Errorf("%s %s/%s: %w", o.Key.Kind, o.Key.Namespace, o.Key.Name, err)
 		}
 	}
-	plans, err := t.plan(b.Config, opts)
-	defer closeAll(plans)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range plans {
-		p.svc.Origin = b.Origins[p.svc.Name]
-	}
-	return t.commit(plans, old, opts, b.Objects)
+	return nil
 }
 
 // currentStored reads, under the lock, the services in force (refusing

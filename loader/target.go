@@ -72,7 +72,10 @@ type Target struct {
 	// the namespace's lock and who it is; nil says nothing.
 	Waiting func(msg string)
 	nl      *netlink.Handle
-	netns   uint64 // the namespace's cookie, once read
+	routes  frontendRoutes // nil: netlink's (see localRoutes)
+	// traceWrite, in tests, is told each step of a write as it begins.
+	traceWrite func(step string)
+	netns      uint64 // the namespace's cookie, once read
 	// flowSeed keys the programs' flows hash: the pinned one, or a new one
 	// for state made now (see load).
 	flowSeed uint64

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcpshift/tcpshift/internal/echo"
 	"github.com/tcpshift/tcpshift/internal/testenv"
+	"github.com/tcpshift/tcpshift/loader"
 )
 
 // The backends live in another namespace (a remote host over veth); the
@@ -243,14 +244,14 @@ func TestConnectEndpointsChangeAndRemove(t *testing.T) {
 	env := remotePair(t)
 	tg := env.Target()
 	apply(t, tg, connectConfig)
-	if _, err := tg.Apply(parse(t, strings.Replace(connectConfig, "10.0.0.2:9002", "10.0.0.2:9001", 1))); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, strings.Replace(connectConfig, "10.0.0.2:9002", "10.0.0.2:9001", 1))), loader.ApplyOptions{}); err != nil {
 		t.Fatalf("change an endpoint: %v", err)
 	}
 	if got := env.Count("10.96.0.10:9000", 5); !maps.Equal(got, map[string]int{"one": 5}) {
 		t.Fatalf("after changing v2's endpoint: %v", got)
 	}
 	// A file without the service removes it (an empty file is refused).
-	changes, err := tg.Apply(parse(t, strings.Replace(connectConfig, "name: tcp-echo", "name: other", 1)))
+	changes, err := tg.Apply(loader.Fixed(parse(t, strings.Replace(connectConfig, "name: tcp-echo", "name: other", 1))), loader.ApplyOptions{})
 	if err != nil || len(changes) != 2 || changes[0].Service != "other" || changes[0].Action != "added" ||
 		changes[1].Service != "tcp-echo" || changes[1].Action != "removed" {
 		t.Fatalf("remove the service: %+v %v", changes, err)

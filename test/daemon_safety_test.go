@@ -511,7 +511,7 @@ func TestDaemonRefusesCLIApplyAndDown(t *testing.T) {
 	}
 
 	// The loader refuses, and changes nothing.
-	_, err = tg.Apply(parse(t, weighted(50, 50)))
+	_, err = tg.Apply(loader.Fixed(parse(t, weighted(50, 50))), loader.ApplyOptions{})
 	names("apply", err)
 	removed, err := tg.Down()
 	names("down", err)
@@ -547,7 +547,7 @@ func TestDaemonRefusesCLIApplyAndDown(t *testing.T) {
 	// Forced, from the loader and from the CLI: the change is made and
 	// the daemon logs it as someone else's.
 	forced := time.Now()
-	if _, err := tg.ApplyWith(parse(t, weighted(50, 50)), loader.ApplyOptions{Force: true}); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, weighted(50, 50))), loader.ApplyOptions{Force: true}); err != nil {
 		t.Fatalf("forced apply: %v", err)
 	}
 	p.waitLogWithin(t, "service changed outside the daemon", 1, forced, outsideWithin)
@@ -588,7 +588,7 @@ func TestDaemonRefusesCLIApplyAndDown(t *testing.T) {
 		t.Fatalf("status daemon %+v, %v after SIGTERM, want none", st.Daemon, err)
 	}
 	wantSplit(t, env, 10, map[string]int{"one": 10})
-	if _, err := tg.Apply(parse(t, echoConfig)); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{}); err != nil {
 		t.Fatalf("apply after the daemon stopped: %v", err)
 	}
 	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})
@@ -610,7 +610,7 @@ func TestDaemonRefusesCLIApplyAndDown(t *testing.T) {
 	if st, err := tg.Status(""); err != nil || st.Daemon != nil {
 		t.Fatalf("status daemon %+v, %v after SIGKILL, want none", st.Daemon, err)
 	}
-	if _, err := tg.Apply(parse(t, weighted(60, 40))); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, weighted(60, 40))), loader.ApplyOptions{}); err != nil {
 		t.Fatalf("apply after the daemon was killed: %v", err)
 	}
 	wantSplit(t, env, 10, map[string]int{"one": 6, "two": 4})
@@ -654,7 +654,7 @@ func TestDaemonLogsOutsideChanges(t *testing.T) {
 	force := func(text string) time.Time {
 		t.Helper()
 		at := time.Now()
-		if _, err := outsider.ApplyWith(parse(t, text), loader.ApplyOptions{Force: true}); err != nil {
+		if _, err := outsider.Apply(loader.Fixed(parse(t, text)), loader.ApplyOptions{Force: true}); err != nil {
 			t.Fatalf("forced apply: %v", err)
 		}
 		return at
@@ -762,7 +762,7 @@ func TestDaemonLogsOverrideEnd(t *testing.T) {
 	d.waitLogWithin(t, override, o+1, at, outsideWithin)
 	n = len(d.log.lines("service=tcp-echo"))
 	at = time.Now()
-	if _, err := env.Target().ApplyWith(parse(t, echoConfig), loader.ApplyOptions{Force: true}); err != nil {
+	if _, err := env.Target().Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	wantWeights(t, d.tg, 80, 20, 80, 20)

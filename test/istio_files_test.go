@@ -26,7 +26,7 @@ func TestDaemonReplacesObjectsThatMakeNoService(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := &inputs.Change{Put: in.Objects}
-	if _, err := tg.ApplyBuilt(ch.Build, loader.ApplyOptions{KeepOverrides: true}); err != nil {
+	if _, err := tg.Apply(ch, loader.ApplyOptions{KeepOverrides: true}); err != nil {
 		t.Fatal(err)
 	}
 	stored := func() []string {

@@ -472,7 +472,7 @@ func TestSockopsAtCgroupRoot(t *testing.T) {
 		t.Fatalf("%d sockops programs on --cgroup after putting it there, want 1", n)
 	}
 
-	if _, err := tg.Apply(parse(t, echoConfig)); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	info = sockopsLink(t, tg)

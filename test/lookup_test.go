@@ -35,7 +35,7 @@ func parse(t *testing.T, text string) *config.Config {
 
 func apply(t *testing.T, tg *loader.Target, text string) {
 	t.Helper()
-	if _, err := tg.Apply(parse(t, text)); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, text)), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tg.Down() })
@@ -245,7 +245,7 @@ func TestLookupTableSwapIsAtomic(t *testing.T) {
   route:
   - {subset: v2, weight: 1}
 `)
-	if _, err := tg.Apply(tableA); err != nil {
+	if _, err := tg.Apply(loader.Fixed(tableA), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tg.Down() })
@@ -267,7 +267,7 @@ func TestLookupTableSwapIsAtomic(t *testing.T) {
 			if n%2 == 0 {
 				cfg = tableB
 			}
-			if _, err := tg.Apply(cfg); err != nil {
+			if _, err := tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{}); err != nil {
 				swapErr <- err
 				return
 			}
@@ -337,7 +337,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 	tg := env.Target()
 	apply(t, tg, echoConfig)
 	env.Count(frontend, 3) // one one two
-	changes, err := tg.Apply(parse(t, echoConfig))
+	changes, err := tg.Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,12 +359,12 @@ func TestBadConfigChangesNothing(t *testing.T) {
 	before := env.KernelState()
 
 	// Valid YAML whose endpoint has no listener: found only when planning.
-	_, err := tg.Apply(parse(t, strings.Replace(echoConfig, "127.0.0.1:9002", "127.0.0.1:9999", 1)))
+	_, err := tg.Apply(loader.Fixed(parse(t, strings.Replace(echoConfig, "127.0.0.1:9002", "127.0.0.1:9999", 1))), loader.ApplyOptions{})
 	if err == nil || !strings.Contains(err.Error(), "routes.yaml:8: services[0].subsets.v2.endpoints[0]") || !strings.Contains(err.Error(), "127.0.0.1:9999") {
 		t.Fatalf("apply with a dead endpoint: %v", err)
 	}
 	// A good new service before a bad one: neither is applied.
-	_, err = tg.Apply(parse(t, `services:
+	_, err = tg.Apply(loader.Fixed(parse(t, `services:
 - name: other
   listen: 10.96.0.10:9000
   mode: connect
@@ -372,7 +372,7 @@ func TestBadConfigChangesNothing(t *testing.T) {
     v1: {endpoints: [10.0.0.2:9001]}
   route:
   - {subset: v1, weight: 1}
-`+strings.TrimPrefix(strings.Replace(echoConfig, "127.0.0.1:9001", "127.0.0.1:9998", 1), "services:\n")))
+`+strings.TrimPrefix(strings.Replace(echoConfig, "127.0.0.1:9001", "127.0.0.1:9998", 1), "services:\n"))), loader.ApplyOptions{})
 	if err == nil || !strings.Contains(err.Error(), "services[1].subsets.v1.endpoints[0]") || !strings.Contains(err.Error(), "127.0.0.1:9998") {
 		t.Fatalf("apply with a good and a bad service: %v", err)
 	}
@@ -443,7 +443,7 @@ func TestApplyRemovesServices(t *testing.T) {
 	if got := env.Count("127.0.0.100:9200", 2); !maps.Equal(got, map[string]int{"other": 2}) {
 		t.Fatalf("other: %v", got)
 	}
-	changes, err := tg.Apply(parse(t, echoConfig))
+	changes, err := tg.Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -484,13 +484,13 @@ func TestApplyRefusesUnusableEndpoints(t *testing.T) {
 	env.Echo("127.0.0.1:9001", "one")
 	tg := env.Target()
 	// An IPv6 frontend cannot be steered to an IPv4 socket.
-	_, err := tg.Apply(parse(t, `services:
+	_, err := tg.Apply(loader.Fixed(parse(t, `services:
 - name: six
   listen: "[::1]:9000"
   mode: lookup
   subsets:
     v1: {endpoints: [127.0.0.1:9001]}
-`))
+`)), loader.ApplyOptions{})
 	if !errors.Is(err, loader.ErrFamily) {
 		t.Fatalf("IPv6 frontend to IPv4 socket: %v", err)
 	}
@@ -504,13 +504,13 @@ func TestApplyRefusesUnusableEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mptcp.Close()
-	_, err = tg.Apply(parse(t, `services:
+	_, err = tg.Apply(loader.Fixed(parse(t, `services:
 - name: m
   listen: 127.0.0.100:9000
   mode: lookup
   subsets:
     v1: {endpoints: [127.0.0.1:9005]}
-`))
+`)), loader.ApplyOptions{})
 	if err == nil || !strings.Contains(err.Error(), "GODEBUG=multipathtcp=0") || !strings.Contains(err.Error(), "services[0].subsets.v1.endpoints[0]") {
 		t.Fatalf("MPTCP endpoint: %v", err)
 	}

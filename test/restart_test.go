@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/tcpshift/tcpshift/internal/testenv"
+	"github.com/tcpshift/tcpshift/loader"
 )
 
 // restartConfig has a lookup-mode service (local backends) and a
@@ -214,7 +215,7 @@ func TestIncompatiblePinnedState(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = tg.Apply(parse(t, echoConfig))
+	_, err = tg.Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{})
 	if err == nil || !strings.Contains(err.Error(), "another tcpshift build") || !strings.Contains(err.Error(), "tcpshift down") {
 		t.Fatalf("apply over an incompatible pinned state: %v, want a refusal that says to run tcpshift down", err)
 	}
@@ -224,7 +225,7 @@ func TestIncompatiblePinnedState(t *testing.T) {
 	if removed, err := tg.Down(); !removed || err != nil {
 		t.Fatalf("down: removed %v, %v", removed, err)
 	}
-	if _, err := tg.Apply(parse(t, echoConfig)); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{}); err != nil {
 		t.Fatalf("apply after down: %v", err)
 	}
 	wantSplit(t, env, 10, map[string]int{"one": 8, "two": 2})

@@ -198,7 +198,7 @@ func TestConcurrentAppliesNeverMix(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				changes[i], errs[i] = s.tg.Apply(s.cfg)
+				changes[i], errs[i] = s.tg.Apply(loader.Fixed(s.cfg), loader.ApplyOptions{})
 			}()
 		}
 		close(start)
@@ -406,20 +406,20 @@ func TestRefusalsLeaveKernelUnchanged(t *testing.T) {
   route:
   - {subset: v1, weight: 1}
 `
-		_, err = tg.Apply(parse(t, foreign))
+		_, err = tg.Apply(loader.Fixed(parse(t, foreign)), loader.ApplyOptions{})
 		wantErr(t, "address routed to another host", err, "routes.yaml:", "services[0].listen", "8.8.8.8", "routed to another host", "via 10.0.0.2", "claim: true")
 		if !errors.Is(err, loader.ErrForeignAddress) {
 			t.Errorf("error %v is not ErrForeignAddress", err)
 		}
 		env.RequireUnchanged(before)
 
-		_, err = tg.Apply(parse(t, `services:
+		_, err = tg.Apply(loader.Fixed(parse(t, `services:
 - name: bcast
   listen: 10.0.0.255:9000
   mode: lookup
   subsets:
     v1: {endpoints: [127.0.0.1:9001]}
-`))
+`)), loader.ApplyOptions{})
 		wantErr(t, "broadcast frontend", err, "services[0].listen", "10.0.0.255", "broadcast")
 		env.RequireUnchanged(before)
 
@@ -434,14 +434,14 @@ func TestRefusalsLeaveKernelUnchanged(t *testing.T) {
 		refuser := "config"
 		if err == nil {
 			refuser = "loader"
-			_, err = tg.Apply(cfg)
+			_, err = tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{})
 		}
 		t.Logf("%s refuses: %v", refuser, err)
 		wantErr(t, "IPv6 endpoint of an IPv4 connect-mode frontend", err, "services[0].subsets.v1.endpoints[0]", "IPv6", "[fd00::2]:9001")
 		env.RequireUnchanged(before)
 
 		// Claimed, the address is served here, and down gives it back.
-		changes, err := tg.Apply(parse(t, strings.Replace(foreign, "mode: lookup", "mode: lookup\n  claim: true", 1)))
+		changes, err := tg.Apply(loader.Fixed(parse(t, strings.Replace(foreign, "mode: lookup", "mode: lookup\n  claim: true", 1))), loader.ApplyOptions{})
 		if err != nil {
 			t.Fatalf("claimed foreign address: %v", err)
 		}
@@ -475,7 +475,7 @@ func TestRefusalsLeaveKernelUnchanged(t *testing.T) {
 		before := env.KernelState()
 		// The same services, every endpoint new: old and new ids would
 		// coexist while the tables are swapped.
-		_, err := tg.Apply(parse(t, endpointsConfig(2, 5, 16, 1024)))
+		_, err := tg.Apply(loader.Fixed(parse(t, endpointsConfig(2, 5, 16, 1024))), loader.ApplyOptions{})
 		wantErr(t, "81920 endpoints replacing 81920 others", err, "at most 131072", "81920 endpoints in force")
 		env.RequireUnchanged(before)
 		if st, err := tg.Status(""); err != nil || len(st.Services) != 5 || st.Services[0].Subsets[0].Endpoints[0].Address != "10.1.0.1:9000" {
@@ -492,7 +492,7 @@ func TestRefusalsLeaveKernelUnchanged(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer bad.Close()
-		_, err = bad.Apply(parse(t, echoConfig))
+		_, err = bad.Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{})
 		wantErr(t, "apply with a --cgroup that is no cgroup", err, "--cgroup", "not a cgroup v2 directory")
 		env.RequireUnchanged(empty)
 		if _, err := os.Stat(filepath.Join(env.BPFFS, "tcpshift")); !errors.Is(err, os.ErrNotExist) {
@@ -503,7 +503,7 @@ func TestRefusalsLeaveKernelUnchanged(t *testing.T) {
 		tg := env.Target()
 		apply(t, tg, echoConfig)
 		before := env.KernelState()
-		_, err = bad.Apply(parse(t, strings.Replace(echoConfig, "weight: 80", "weight: 70", 1)))
+		_, err = bad.Apply(loader.Fixed(parse(t, strings.Replace(echoConfig, "weight: 80", "weight: 70", 1))), loader.ApplyOptions{})
 		wantErr(t, "apply with a --cgroup that is no cgroup, over applied state", err, "not a cgroup v2 directory")
 		env.RequireUnchanged(before)
 	})
@@ -560,7 +560,7 @@ func applyAfterShutdown(t *testing.T, tg *loader.Target, env *testenv.Env, doome
 	writer.Waiting = func(msg string) { waiting <- msg }
 	result := make(chan error, 1)
 	go func() {
-		_, err := writer.Apply(cfg)
+		_, err := writer.Apply(loader.Fixed(cfg), loader.ApplyOptions{})
 		result <- err
 	}()
 	select {
@@ -602,7 +602,7 @@ func testRollbackRoute(t *testing.T) {
 	apply(t, tg, echoConfig)
 	env.Count(frontend, 2)
 	before := env.KernelState()
-	_, err := tg.Apply(parse(t, echoConfig+`- name: four
+	_, err := tg.Apply(loader.Fixed(parse(t, echoConfig+`- name: four
   listen: 192.0.2.20:9000
   mode: proxy
   subsets:
@@ -616,7 +616,7 @@ func testRollbackRoute(t *testing.T) {
     v1: {endpoints: ["[2001:db8::1]:9001"]}
   route:
   - {subset: v1, weight: 1}
-`))
+`)), loader.ApplyOptions{})
 	wantErr(t, "apply whose second local route fails", err, "2001:db8::10")
 	if strings.Contains(err.Error(), "rolling back") || strings.Contains(err.Error(), "undoing") {
 		t.Fatalf("rollback failed: %v", err)
@@ -774,7 +774,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	lookup := tsmaps.ModeLookup
 
 	empty := env.KernelState()
-	changes, err := tg.ApplyWith(x, loader.ApplyOptions{DryRun: true})
+	changes, err := tg.Apply(loader.Fixed(x), loader.ApplyOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -786,7 +786,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Fatalf("dry run made %s: %v", filepath.Join(env.BPFFS, "tcpshift"), err)
 	}
 
-	real, err := tg.Apply(x)
+	real, err := tg.Apply(loader.Fixed(x), loader.ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -818,7 +818,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	applied := env.KernelState()
 
-	changes, err = tg.ApplyWith(y, loader.ApplyOptions{DryRun: true})
+	changes, err = tg.Apply(loader.Fixed(y), loader.ApplyOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -831,7 +831,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Fatalf("dry run made d answer: %v", err)
 	}
 	// Dry runs of what is in force change nothing and say so.
-	changes, err = tg.ApplyWith(x, loader.ApplyOptions{DryRun: true})
+	changes, err = tg.Apply(loader.Fixed(x), loader.ApplyOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -840,7 +840,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	env.RequireUnchanged(applied)
 
-	real, err = tg.Apply(y)
+	real, err = tg.Apply(loader.Fixed(y), loader.ApplyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1012,7 +1012,7 @@ func TestConcurrentRefusedFirstApplies(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				_, errs[i] = tg.Apply(cfg)
+				_, errs[i] = tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{})
 			}()
 		}
 		close(start)
@@ -1054,7 +1054,7 @@ func TestDryRunAfterKilledWriter(t *testing.T) {
 	}
 	t.Logf("status took %v", time.Since(start).Round(time.Millisecond))
 	start = time.Now()
-	changes, err := tg.ApplyWith(parse(t, echoConfig), loader.ApplyOptions{DryRun: true})
+	changes, err := tg.Apply(loader.Fixed(parse(t, echoConfig)), loader.ApplyOptions{DryRun: true})
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("dry run after a killed writer (after %v): %v", took.Round(time.Millisecond), err)
@@ -1063,7 +1063,7 @@ func TestDryRunAfterKilledWriter(t *testing.T) {
 		t.Fatalf("dry run after a killed writer: %q after %v", got, took.Round(time.Millisecond))
 	}
 	// The next writer goes on from the odd sequence and leaves it even.
-	if _, err := tg.Apply(parse(t, strings.Replace(echoConfig, "weight: 80", "weight: 60", 1))); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, strings.Replace(echoConfig, "weight: 80", "weight: 60", 1))), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	set, err = tg.Maps()

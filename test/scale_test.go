@@ -172,7 +172,7 @@ func TestRollbackAtScale(t *testing.T) {
 `)
 	// 100000 endpoints in force and 100000 new ones are more than the
 	// namespace's ids: the change is refused before anything is written.
-	_, err := tg.Apply(cfg)
+	_, err := tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{})
 	wantErr(t, "200000 endpoints at once", err, "at most 131072")
 	env.RequireUnchanged(before)
 

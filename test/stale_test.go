@@ -101,7 +101,7 @@ func doomedState(t *testing.T, env *testenv.Env) (dir string, ino uint64) {
 		ns.Close()
 	})
 	t.Cleanup(kill)
-	if _, err := tg.Apply(parse(t, staleConfig)); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parse(t, staleConfig)), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if who, err := nsAsk(ns, "127.0.0.100:9000"); err != nil || who != "doomed" {
@@ -467,7 +467,7 @@ func (r *reused) wantReadersRefuse(t *testing.T) {
 	if !errors.Is(err, loader.ErrStale) {
 		t.Fatalf("status: %v is not ErrStale", err)
 	}
-	_, err = r.tg.ApplyWith(parse(t, staleConfig), loader.ApplyOptions{DryRun: true})
+	_, err = r.tg.Apply(loader.Fixed(parse(t, staleConfig)), loader.ApplyOptions{DryRun: true})
 	if !errors.Is(err, loader.ErrStale) {
 		t.Fatalf("dry run: %v is not ErrStale", err)
 	}
@@ -495,7 +495,7 @@ func TestStaleStateRemovedByApply(t *testing.T) {
 		t.Fatalf("127.0.0.100:9000 in the new namespace: %v, want refused", err)
 	}
 
-	changes, err := r.tg.Apply(parse(t, staleConfig))
+	changes, err := r.tg.Apply(loader.Fixed(parse(t, staleConfig)), loader.ApplyOptions{})
 	if err != nil {
 		t.Fatalf("apply over stale state: %v", err)
 	}
@@ -512,7 +512,7 @@ func TestStaleStateRemovedByApply(t *testing.T) {
 	}
 
 	// Now it is this namespace's: applied again, nothing is removed.
-	changes, err = r.tg.Apply(parse(t, staleConfig))
+	changes, err = r.tg.Apply(loader.Fixed(parse(t, staleConfig)), loader.ApplyOptions{})
 	if err != nil || changeList(changes) != "tcp-echo unchanged" {
 		t.Fatalf("second apply: %q, %v; want tcp-echo unchanged", changeList(changes), err)
 	}
@@ -562,7 +562,7 @@ func TestStaleStateRemovedByInPlaceWriters(t *testing.T) {
 				t.Fatalf("127.0.0.100:9000 in the new namespace: %v, want refused", err)
 			}
 
-			changes, err := r.tg.Apply(parse(t, staleConfig))
+			changes, err := r.tg.Apply(loader.Fixed(parse(t, staleConfig)), loader.ApplyOptions{})
 			if err != nil || changeList(changes) != "tcp-echo added" {
 				t.Fatalf("apply after the removal: %q, %v; want tcp-echo added", changeList(changes), err)
 			}
@@ -650,7 +650,7 @@ func TestStaleStateRemovedOnceByConcurrentWriters(t *testing.T) {
 	for _, tg := range []*loader.Target{r.tg, second} {
 		go func() {
 			<-start
-			changes, err := tg.Apply(parse(t, staleConfig))
+			changes, err := tg.Apply(loader.Fixed(parse(t, staleConfig)), loader.ApplyOptions{})
 			results <- result{changes, err}
 		}()
 	}
@@ -692,7 +692,7 @@ func TestStaleCheckKeepsThisNamespaceState(t *testing.T) {
 	}
 	l.Close()
 	before := env.KernelState()
-	_, err = tg.Apply(parse(t, staleConfig))
+	_, err = tg.Apply(loader.Fixed(parse(t, staleConfig)), loader.ApplyOptions{})
 	wantErr(t, "apply over its own state with the link detached", err, "stale state in "+tg.Dir, "severed", "names this namespace", "not removing it")
 	if !errors.Is(err, loader.ErrStale) {
 		t.Fatalf("apply: %v is not ErrStale", err)

@@ -70,7 +70,7 @@ func applyChange(c *cli.Context, ch *inputs.Change, opts loader.ApplyOptions) er
 	if note := tg.StaleNote(); note != "" {
 		fmt.Fprintln(c.App.ErrWriter, "tcpshift: "+note)
 	}
-	changes, err := tg.ApplyBuilt(ch.Build, opts)
+	changes, err := tg.Apply(ch, opts)
 	if err != nil {
 		return appliedBroken(c, err)
 	}

@@ -254,7 +254,7 @@ func (d *demo) apply(route string) error {
 	if err != nil {
 		return err
 	}
-	changes, err := d.tg.Apply(cfg)
+	changes, err := d.tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{})
 	printChanges(d.w, changes, false)
 	return err
 }

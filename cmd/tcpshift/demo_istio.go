@@ -131,7 +131,7 @@ func (d *demo) applyFiles(del bool, names ...string) error {
 			ch.Delete = append(ch.Delete, o.Key)
 		}
 	}
-	changes, err := d.tg.ApplyBuilt(ch.Build, loader.ApplyOptions{KeepOverrides: true})
+	changes, err := d.tg.Apply(ch, loader.ApplyOptions{KeepOverrides: true})
 	if err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func runProxy(c *cli.Context) error {
 			return err
 		}
 		defer tg.Close()
-		changes, err := tg.Apply(cfg)
+		changes, err := tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{})
 		printChanges(c.App.Writer, changes, false)
 		if err != nil {
 			return err

@@ -179,9 +179,9 @@ func (a *agent) sync(first time.Time) {
 	}
 	a.metrics.rejected.Set(float64(len(rejected)))
 	built := &loader.Built{Config: res.Config, Origins: res.Origins}
-	changes, err := a.o.Target.ApplyBuilt(func(_ []maps.StoredObject, _ []*maps.Service) (*loader.Built, error) {
+	changes, err := a.o.Target.Apply(loader.BuildFunc(func(_ []maps.StoredObject, _ []*maps.Service) (*loader.Built, error) {
 		return built, nil
-	}, loader.ApplyOptions{Daemon: true, DaemonFile: loader.AgentFile + a.o.Node, KeepOverrides: true})
+	}), loader.ApplyOptions{Daemon: true, DaemonFile: loader.AgentFile + a.o.Node, KeepOverrides: true})
 	if err != nil {
 		a.derived.again = true
 		a.failed("apply", err)

@@ -46,12 +46,12 @@ func TestKernelStateFollowsLoader(t *testing.T) {
 	// A first apply that fails (nothing listens on 127.0.0.1:9003) leaves
 	// the world as it was: not even the pin directory.
 	broken := strings.Replace(EchoConfig, "127.0.0.1:9002", "127.0.0.1:9003", 1)
-	if _, err := tg.Apply(parseConfig(t, broken)); err == nil {
+	if _, err := tg.Apply(loader.Fixed(parseConfig(t, broken)), loader.ApplyOptions{}); err == nil {
 		t.Fatal("apply with an endpoint nobody listens on succeeded")
 	}
 	env.RequireUnchanged(first)
 
-	if _, err := tg.Apply(parseConfig(t, EchoConfig)); err != nil {
+	if _, err := tg.Apply(loader.Fixed(parseConfig(t, EchoConfig)), loader.ApplyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tg.Down() })

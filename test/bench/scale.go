@@ -102,7 +102,7 @@ func measureScale(s settings, services, bigSubset, conns int) (_ *scaleResult, e
 			return err
 		}
 		start := time.Now()
-		if _, err := w.tg.Apply(cfg); err != nil {
+		if _, err := w.tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{}); err != nil {
 			return fmt.Errorf("%s: apply: %w", name, err)
 		}
 		took := time.Since(start)

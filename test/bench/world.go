@@ -217,7 +217,7 @@ func newWorld(s settings) (_ *world, err error) {
 // them changes?), so an apply that finds no listener tries again.
 func (w *world) apply() error {
 	for try := 1; ; try++ {
-		_, err := w.tg.Apply(w.cfg)
+		_, err := w.tg.Apply(loader.Fixed(w.cfg), loader.ApplyOptions{})
 		if err == nil || try == 3 || !errors.Is(err, listener.ErrNotListening) {
 			return err
 		}
