@@ -16,8 +16,10 @@ import (
 // maps and over memory. journal holds what the maps package adds to a
 // transaction in progress.
 type journal struct {
-	// lists is the lists map as this transaction sees it (see lists.go).
-	lists *listSpace
+	// lists is the lists map as this transaction sees it (see lists.go);
+	// seeded, the view of an earlier transaction it started from.
+	lists  *listSpace
+	seeded *ListSlots
 }
 
 // tx is the journal every write of the Set goes through: over the BPF

@@ -103,7 +103,7 @@ func (s *Set) placeLists(svc *Service, t *Table, prev *bpf.TcpshiftTable) error 
 				continue
 			}
 		}
-		first, err := s.allocList(sp, len(ids))
+		first, err := s.allocOrRemark(sp, len(ids))
 		if err != nil {
 			return fmt.Errorf("service %s subset %d: %w", svc.Name, i, err)
 		}

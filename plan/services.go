@@ -18,6 +18,9 @@ type Options struct {
 	// Applied): one of them nothing listens on now is waited for, not
 	// refused, as it may only be down for a moment.
 	Applied map[string][]netip.AddrPort
+	// Only, when not nil, plans only the services it names (the others
+	// stay as they are in force: the loader's scoped apply).
+	Only map[string]bool
 }
 
 // Applied lists the endpoints of the lookup-mode services in force, per
@@ -45,6 +48,9 @@ func Applied(old []*maps.Service) map[string][]netip.AddrPort {
 func Services(cfg *config.Config, host Host, opts Options) ([]*Service, error) {
 	svcs := make([]*Service, 0, len(cfg.Services))
 	for i := range cfg.Services {
+		if opts.Only != nil && !opts.Only[cfg.Services[i].Name] {
+			continue
+		}
 		s, err := planService(cfg, i, host, opts)
 		if err != nil {
 			return nil, err
