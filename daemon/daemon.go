@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options) error {
 	ch := l.change
 	// Backends not listening yet do not stop the start: their endpoints
 	// are applied without a socket and registered once they listen.
-	changes, err := o.Target.ApplyBuilt(ch.Build, loader.ApplyOptions{Daemon: true, DaemonFile: o.Path, KeepOverrides: true})
+	changes, err := o.Target.Apply(ch, loader.ApplyOptions{Daemon: true, DaemonFile: o.Path, KeepOverrides: true})
 	d.logChanges(changes)
 	d.logNotes(ch)
 	if err != nil {
@@ -347,7 +347,7 @@ func (d *daemon) reload(probes context.Context, force bool) {
 		// SIGHUP makes the file win over set-weight overrides; an edit
 		// keeps those of services whose route it did not change.
 		var changes []loader.Change
-		changes, err = d.o.Target.ApplyBuilt(build, loader.ApplyOptions{Daemon: true, DaemonFile: d.o.Path, KeepOverrides: !force})
+		changes, err = d.o.Target.Apply(loader.BuildFunc(build), loader.ApplyOptions{Daemon: true, DaemonFile: d.o.Path, KeepOverrides: !force})
 		if errors.Is(err, errHeld) {
 			d.hold(l, drops)
 			return
