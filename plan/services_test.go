@@ -139,3 +139,18 @@ func TestNewService(t *testing.T) {
 		t.Errorf("service %+v, want %+v", svc, want)
 	}
 }
+
+// Only plans the services it names and leaves the others out, unasked.
+func TestServicesOnly(t *testing.T) {
+	h := mustHost(t, "listen 127.0.0.1:9001\nlisten 127.0.0.1:9002\nlisten 127.0.0.1:9003\n")
+	svcs, err := plan.Services(mustParse(t, twoServices), h, plan.Options{Only: map[string]bool{"b": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 1 || svcs[0].Svc.Name != "b" || svcs[0].ListenField != "route.yaml:7: services[1].listen" {
+		t.Fatalf("planned %v, want b alone, named by its place in the file", svcs)
+	}
+	if want := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9003")}; !slices.Equal(h.Opened, want) {
+		t.Errorf("opened %v, want only b's %v", h.Opened, want)
+	}
+}
