@@ -240,3 +240,31 @@ spec:
 		t.Fatalf("500 connections went %v, want exactly 350 to one, 150 to two, none to three", got)
 	}
 }
+
+// A rule whose every backendRef has weight 0 is taken, and every
+// connection is refused (the Gateway API: weight 0 sends none there), an
+// invalid backendRef among them or not; get and status show it; a
+// weight given back serves again.
+func TestGatewayAPIAllWeightsZeroRefused(t *testing.T) {
+	c := newCLI(t)
+	c.apply(gatewayBase)
+	file, notes := c.apply(tcpRoute("zero", "[{name: tcp-echo-v1, port: 3000, weight: 0}, {name: tcp-echo-v3, port: 3000, weight: 0}]"))
+	want := "tcpshift: note: " + file + ":7: TCPRoute default/zero: spec.rules[0].backendRefs: every backendRef has weight 0: every connection is refused\n" +
+		"tcpshift: note: " + file + ":7: TCPRoute default/zero: spec.rules[0].backendRefs[1]: Service default/tcp-echo-v3 is not declared (a ServiceEntry with hosts: [tcp-echo-v3] in namespace default, or a Kubernetes Service) (BackendNotFound): its weight is 0, so no connection goes there\n"
+	if notes != want {
+		t.Fatalf("apply printed\n%s\nwant\n%s", notes, want)
+	}
+	if got := c.share("127.0.0.1:31400", 20); !maps.Equal(got, map[string]int{"refused": 20}) {
+		t.Fatalf("all weights 0: 20 connections went %v, want all refused", got)
+	}
+	if out := c.must("get", "tcproute", "zero"); !strings.Contains(out, "zero ([::]:31400 lookup: tcp-echo-v1 0%, tcp-echo-v3 0%)") {
+		t.Fatalf("get tcproute zero does not show both backendRefs at 0%%:\n%s", out)
+	}
+	if out := c.must("status"); !strings.Contains(out, "refused 20") {
+		t.Fatalf("status does not count the 20 refused:\n%s", out)
+	}
+	c.apply(tcpRoute("zero", "[{name: tcp-echo-v1, port: 3000, weight: 1}, {name: tcp-echo-v3, port: 3000, weight: 0}]"))
+	if got := c.share("127.0.0.1:31400", 20); !maps.Equal(got, map[string]int{"one": 20}) {
+		t.Fatalf("weight 1 given back: 20 connections went %v, want all to one", got)
+	}
+}

@@ -23,7 +23,10 @@ func (w *world) planBackends(p *routePlan) (Condition, error) {
 		total += b.weight
 	}
 	if total == 0 {
-		return resolved, failAt(rt.Object, 0, "spec.rules[0].backendRefs", "every backendRef has weight 0: no connection could be served")
+		// The Gateway API: a weight of 0 sends no connection there, so a
+		// rule whose every backendRef has weight 0 rejects every
+		// connection; the data path refuses a table with no position.
+		p.notes = append(p.notes, noteAt(rt.Object, rt.backends[0].node.Line, "spec.rules[0].backendRefs", "every backendRef has weight 0: every connection is refused"))
 	}
 	for _, b := range rt.backends {
 		if slices.ContainsFunc(p.subsets, func(s config.Subset) bool { return s.Name == shortHost(b.name) }) {
@@ -37,7 +40,11 @@ func (w *world) planBackends(p *routePlan) (Condition, error) {
 			if resolved.Status {
 				resolved = Condition{Type: CondResolvedRefs, Reason: reason, Message: bad.msg}
 			}
-			p.notes = append(p.notes, noteAt(rt.Object, b.node.Line, b.field, "%s (%s): its share of the connections (%d of %d) is refused", bad.msg, reason, b.weight, total))
+			share := fmt.Sprintf("its share of the connections (%d of %d) is refused", b.weight, total)
+			if b.weight == 0 {
+				share = "its weight is 0, so no connection goes there"
+			}
+			p.notes = append(p.notes, noteAt(rt.Object, b.node.Line, b.field, "%s (%s): %s", bad.msg, reason, share))
 		case err != nil:
 			return resolved, err
 		default:
