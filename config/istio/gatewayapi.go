@@ -45,6 +45,7 @@ type apiListener struct {
 	name     string
 	port     uint16
 	protocol string
+	hostname *string  // nil: none given
 	kinds    []string // allowedRoutes.kinds as Group/Kind; nil: the protocol's
 	from     string   // allowedRoutes.namespaces.from: Same (default), All, Selector
 	selector Labels   // allowedRoutes.namespaces.selector.matchLabels
@@ -131,6 +132,10 @@ func readAPIGateway(o *Object) (*apiGateway, error) {
 			if m.name == l.name {
 				r.failf(l.node, fmt.Sprintf("spec.listeners[%d].name", i), "Duplicate value: %q: listener names must be unique", l.name)
 			}
+			// The CRD's rule: two such listeners could not be told apart.
+			if m.port == l.port && m.protocol == l.protocol && (m.hostname == nil) == (l.hostname == nil) && (m.hostname == nil || *m.hostname == *l.hostname) {
+				r.failf(l.node, "spec.listeners", "Invalid value: \"array\": Combination of port, protocol and hostname must be unique for each listener (listeners %s and %s)", m.name, l.name)
+			}
 		}
 	}
 	return g, r.err
@@ -146,9 +151,12 @@ func (r *reader) listener(n *yaml.Node, f string) apiListener {
 		case "name":
 			l.name = r.str(v, f+".name")
 		case "port":
-			l.port = r.port(v, f+".port")
+			l.port = r.apiPort(v, f+".port")
 		case "protocol":
 			l.protocol = r.str(v, f+".protocol")
+		case "hostname":
+			h := r.str(v, f+".hostname")
+			l.hostname = &h
 		case "tls":
 			tls = v
 		case "allowedRoutes":
@@ -251,8 +259,11 @@ func readTCPRoute(o *Object) (*tcpRouteAPI, error) {
 
 func (r *reader) parentRef(n *yaml.Node, f string) parentRef {
 	p := parentRef{node: n}
+	group, groupNode := gatewayGroup, n
 	r.mapping(n, f, []string{"name", "namespace", "sectionName", "port", "group", "kind"}, nil, func(k string, v *yaml.Node) {
 		switch k {
+		case "group":
+			group, groupNode = r.str(v, f+".group"), v
 		case "name":
 			p.name = r.str(v, f+".name")
 		case "namespace":
@@ -260,7 +271,7 @@ func (r *reader) parentRef(n *yaml.Node, f string) parentRef {
 		case "sectionName":
 			p.section = r.str(v, f+".sectionName")
 		case "port":
-			p.port = r.port(v, f+".port")
+			p.port = r.apiPort(v, f+".port")
 		case "kind":
 			// A Service parent is the mesh (GAMMA): its clients'
 			// connects are routed.
@@ -273,8 +284,17 @@ func (r *reader) parentRef(n *yaml.Node, f string) parentRef {
 			}
 		}
 	})
-	if r.err == nil && p.name == "" {
+	switch {
+	case r.err != nil:
+	case p.name == "":
 		r.failf(n, f+".name", "Required value")
+	case p.service && group != "" && groupNode != n:
+		// The schema's default group makes kind: Service alone a
+		// gateway.networking.k8s.io/Service; it is taken for the core
+		// one, as its writer means, and only a group given is refused.
+		r.failf(groupNode, f+".group", "%s/Service is no parent tcpshift knows: a Service parent (the mesh) has group \"\" (the core API group)", group)
+	case !p.service && group != gatewayGroup:
+		r.failf(groupNode, f+".group", "%s/Gateway is no parent tcpshift knows: a Gateway parent has group %s (the default)", cmpOr(group, `""`), gatewayGroup)
 	}
 	return p
 }
@@ -288,7 +308,7 @@ func (r *reader) backendRef(n *yaml.Node, f string) backendRef {
 		case "namespace":
 			b.namespace = r.str(v, f+".namespace")
 		case "port":
-			b.port = r.port(v, f+".port")
+			b.port = r.apiPort(v, f+".port")
 		case "weight":
 			b.weight = r.apiWeight(v, f+".weight")
 		case "group":
@@ -308,8 +328,44 @@ func (r *reader) backendRef(n *yaml.Node, f string) backendRef {
 	return b
 }
 
+// apiInteger refuses a Gateway API integer field given as anything but a
+// YAML integer ("3000" quoted is a string), as the CRD's schema does.
+func (r *reader) apiInteger(n *yaml.Node, field string) bool {
+	if r.err != nil || n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() == "!!int" {
+		return r.err == nil
+	}
+	r.failf(n, field, "Invalid value: %q: %s in body must be of type integer: %q", typeName(n), field, typeName(n))
+	return false
+}
+
+// typeName is the JSON type of a YAML scalar, as the API server names it.
+func typeName(n *yaml.Node) string {
+	switch n.ShortTag() {
+	case "!!str":
+		return "string"
+	case "!!float":
+		return "number"
+	case "!!bool":
+		return "boolean"
+	case "!!null":
+		return "null"
+	}
+	return n.ShortTag()
+}
+
+// apiPort reads a Gateway API port (an integer 1-65535).
+func (r *reader) apiPort(n *yaml.Node, field string) uint16 {
+	if !r.apiInteger(n, field) {
+		return 0
+	}
+	return r.port(n, field)
+}
+
 // apiWeight reads a backendRef's weight: 0 to 1000000.
 func (r *reader) apiWeight(n *yaml.Node, field string) uint64 {
+	if !r.apiInteger(n, field) {
+		return 0
+	}
 	v, ok := r.integer(n, field, 64, "Invalid value: %q: must be an integer")
 	switch {
 	case !ok:

@@ -32,3 +32,38 @@ func TestAllWeightsZeroTaken(t *testing.T) {
 	}
 }
 
+// What the Gateway API's CRDs refuse and the reader took: integers given
+// as strings, two listeners with the same port, protocol and hostname, a
+// parentRef of another group.
+func TestGatewayAPISchemaRefusals(t *testing.T) {
+	at := func(text, s string) string { return "x.yaml:" + strconv.Itoa(lineOf(text, s)) + ": " }
+	for _, tc := range []struct{ name, text, mark, want string }{
+		{"weight as a string", backends + route("{name: r}", "[{name: gw}]", "[{name: echo-v1, port: 3000, weight: '5'}]"), "weight: '5'",
+			`TCPRoute default/r: spec.rules[0].backendRefs[0].weight: Invalid value: "string": spec.rules[0].backendRefs[0].weight in body must be of type integer: "string"`},
+		{"backendRef port as a string", backends + route("{name: r}", "[{name: gw}]", `[{name: echo-v1, port: "3000"}]`), `port: "3000"`,
+			`TCPRoute default/r: spec.rules[0].backendRefs[0].port: Invalid value: "string": spec.rules[0].backendRefs[0].port in body must be of type integer: "string"`},
+		{"parentRef port as a string", backends + route("{name: r}", `[{name: gw, port: "9300"}]`, toV1), `port: "9300"`,
+			`TCPRoute default/r: spec.parentRefs[0].port: Invalid value: "string": spec.parentRefs[0].port in body must be of type integer: "string"`},
+		{"listener port as a number", strings.Replace(backends, "port: 9301,", "port: 9301.0,", 1), "port: 9301.0",
+			`Gateway default/gw: spec.listeners[1].port: Invalid value: "number": spec.listeners[1].port in body must be of type integer: "number"`},
+		{"two TCP listeners on one port", strings.Replace(backends, "port: 9301,", "port: 9300,", 1), "{name: two",
+			`Gateway default/gw: spec.listeners: Invalid value: "array": Combination of port, protocol and hostname must be unique for each listener (listeners one and two)`},
+		{"two TCP listeners with one hostname", strings.Replace(backends, "{name: one, port: 9300, protocol: TCP}", "{name: one, port: 9300, protocol: TCP, hostname: a.example}", 1) +
+			"---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw2}\nspec:\n  listeners:\n  - {name: a, port: 1, protocol: TCP, hostname: a.example}\n  - {name: b, port: 1, protocol: TCP, hostname: a.example}\n", "{name: b, port: 1",
+			`Gateway default/gw2: spec.listeners: Invalid value: "array": Combination of port, protocol and hostname must be unique for each listener (listeners a and b)`},
+		{"parentRef of another group", backends + route("{name: r}", "[{name: gw, group: example.com}]", toV1), "[{name: gw, group",
+			"TCPRoute default/r: spec.parentRefs[0].group: example.com/Gateway is no parent tcpshift knows: a Gateway parent has group gateway.networking.k8s.io (the default)"},
+		{"Service parent of the Gateway API's group", backends + route("{name: r}", "[{name: echo-v1, kind: Service, group: gateway.networking.k8s.io}]", toV1), "[{name: echo-v1, kind",
+			`TCPRoute default/r: spec.parentRefs[0].group: gateway.networking.k8s.io/Service is no parent tcpshift knows: a Service parent (the mesh) has group "" (the core API group)`},
+	} {
+		_, err := deriveOpts(t, tc.text, Options{})
+		if want := at(tc.text, tc.mark) + tc.want; err == nil || err.Error() != want {
+			t.Errorf("%s: got %v\nwant %s", tc.name, err, want)
+		}
+	}
+	// Listeners on one port that differ by protocol or hostname are fine.
+	ok := strings.Replace(backends, "{name: udp, port: 5300, protocol: UDP}", "{name: udp, port: 9300, protocol: UDP}", 1)
+	if _, err := deriveOpts(t, ok+route("{name: r}", "[{name: gw, sectionName: one}]", toV1), Options{}); err != nil {
+		t.Fatalf("TCP and UDP listeners on one port: %v", err)
+	}
+}
