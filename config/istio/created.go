@@ -67,8 +67,9 @@ func storedCreation(text []byte) (time.Time, bool) {
 }
 
 // olderFirst orders objects as the Gateway API orders conflicting routes:
-// by creationTimestamp, then namespace and name. Objects without one (kept
-// by a tcpshift that did not stamp them) are the oldest.
+// by creationTimestamp, then alphabetically by "{namespace}/{name}" (the
+// text: "a-b/x" comes before "a/y"). Objects without one (kept by a
+// tcpshift that did not stamp them) are the oldest.
 func olderFirst(a, b *Object) int {
-	return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name))
 }

@@ -67,3 +67,20 @@ func TestGatewayAPISchemaRefusals(t *testing.T) {
 		t.Fatalf("TCP and UDP listeners on one port: %v", err)
 	}
 }
+
+// Routes created at the same time are ordered by "{namespace}/{name}" as
+// text, as the Gateway API says: web-b/r comes before web/r ('-' sorts
+// before '/'), though namespace web sorts before web-b.
+func TestSameTimeOrderedByNamespacedName(t *testing.T) {
+	gw := strings.Replace(backends, "{name: one, port: 9300, protocol: TCP}", "{name: one, port: 9300, protocol: TCP, allowedRoutes: {namespaces: {from: All}}}", 1)
+	r := func(ns, to string) string {
+		return route("{name: r, namespace: "+ns+", creationTimestamp: \"2026-06-01T10:00:00Z\"}", "[{name: gw, namespace: default, sectionName: one}]", "[{name: "+to+", port: 3000}]")
+	}
+	se := func(ns string) string {
+		return "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: echo-" + ns + ", namespace: " + ns + "}\nspec:\n  hosts: [echo-" + ns + "]\n  ports: [{number: 3000, name: tcp}]\n  endpoints: [{address: 127.0.0.1, ports: {tcp: 9009}}]\n"
+	}
+	res := mustDerive(t, gw+se("web")+se("web-b")+r("web", "echo-web")+r("web-b", "echo-web-b"))
+	if len(res.Listeners) != 1 || res.Listeners[0].Serves.Namespace != "web-b" {
+		t.Fatalf("listeners %+v, want one serving web-b/r", res.Listeners)
+	}
+}
