@@ -59,8 +59,8 @@ type result struct {
 }
 
 // probeLoop connects to an endpoint at once and then every interval until
-// ctx ends, sending each outcome to out.
-func probeLoop(ctx context.Context, key endpointKey, h *config.Health, inNS func(func() error) error, out chan<- result) {
+// ctx ends, handing each outcome to report (false: ctx ended).
+func probeLoop(ctx context.Context, key endpointKey, h *config.Health, inNS func(func() error) error, report func(context.Context, result) bool) {
 	tick := time.NewTicker(h.Interval)
 	defer tick.Stop()
 	for {
@@ -68,9 +68,7 @@ func probeLoop(ctx context.Context, key endpointKey, h *config.Health, inNS func
 		if ctx.Err() != nil {
 			return
 		}
-		select {
-		case out <- result{key, err}:
-		case <-ctx.Done():
+		if !report(ctx, result{key, err}) {
 			return
 		}
 		select {

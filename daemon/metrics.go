@@ -6,31 +6,17 @@ import (
 	"github.com/tcpshift/tcpshift/loader"
 )
 
-// metrics are the daemon's own counters; the kernel's are read at each
-// scrape by kernelCollector.
+// metrics are the daemon's own counters; those of its syncs are the
+// reconcile loop's, and the kernel's are read at each scrape by
+// kernelCollector.
 type metrics struct {
-	reloads        prometheus.Counter
-	reloadFailures prometheus.Counter
-	lastReloadOK   prometheus.Gauge
-	suspect        prometheus.Counter
-	reregistered   *prometheus.CounterVec
-	healthChanges  *prometheus.CounterVec
+	suspect       prometheus.Counter
+	reregistered  *prometheus.CounterVec
+	healthChanges *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		reloads: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tcpshift_config_reloads_total",
-			Help: "Route config files applied by the daemon, the first one included.",
-		}),
-		reloadFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tcpshift_config_reload_failures_total",
-			Help: "Route config files refused (invalid, or not applicable on this host); the last good one stayed in force.",
-		}),
-		lastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tcpshift_config_last_reload_successful",
-			Help: "1 if the last route config file read was applied, 0 if it was refused.",
-		}),
 		suspect: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tcpshift_config_suspect_total",
 			Help: "Route config contents held back because they would drop a service, subset or route in force (a file caught half-written?); each content once. Applied once unchanged for " + suspectHold.String() + ", or on SIGHUP.",
@@ -44,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Endpoint health changes decided by the checks, by the state reached.",
 		}, []string{"service", "subset", "endpoint", "state"}),
 	}
-	reg.MustRegister(m.reloads, m.reloadFailures, m.lastReloadOK, m.suspect, m.reregistered, m.healthChanges)
+	reg.MustRegister(m.suspect, m.reregistered, m.healthChanges)
 	return m
 }
 

@@ -13,12 +13,15 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpshift/tcpshift/daemon/reconcile"
 )
 
-// When the followed files are read after they changed. A change is read
-// settle after the last event about it, and not before every file written
-// in place was closed (close-write), but never later than maxSettle after
-// its first event: a writer that never stops, or never closes, cannot
+// When the followed files are read after they changed: the reconcile loop
+// syncs settle after the last event about them (its debounce), and not
+// before every file written in place was closed (close-write: the watcher
+// says it is busy), but never later than maxSettle after the first event
+// (its max delay): a writer that never stops, or never closes, cannot
 // starve reloads.
 const (
 	settle    = 100 * time.Millisecond
@@ -74,12 +77,15 @@ type resolution struct {
 // event in one of them; the paths are then resolved again, the watches
 // follow, and a reload is asked for.
 type watcher struct {
-	log     *slog.Logger
-	paths   []string
-	fd      int
-	file    *os.File
-	changed chan<- struct{}
-	done    chan struct{}
+	log    *slog.Logger
+	paths  []string
+	fd     int
+	file   *os.File
+	notify func(reconcile.Event)
+	done   chan struct{}
+	// open holds files written and not closed yet, with their last
+	// write: their writer is still at work, unless that was maxSettle ago.
+	open map[openKey]time.Time
 
 	dirs map[fileID]*watchDir
 	byWd map[int32]*watchDir
@@ -95,15 +101,15 @@ type inEvent struct {
 	name string
 }
 
-// watchFiles sends on changed, once things settled, whenever a followed
-// path changes what it holds or what it names. stop ends it.
-func watchFiles(paths []string, changed chan<- struct{}, log *slog.Logger) (stop func(), err error) {
+// watchFiles calls notify whenever a followed path changes what it holds or
+// what it names, saying whether a file is still being written. stop ends it.
+func watchFiles(paths []string, notify func(reconcile.Event), log *slog.Logger) (stop func(), err error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: inotify: %w", strings.Join(paths, ", "), err)
 	}
 	w := &watcher{log: log, paths: paths, fd: fd, file: os.NewFile(uintptr(fd), "inotify"),
-		changed: changed, done: make(chan struct{}),
+		notify: notify, done: make(chan struct{}), open: map[openKey]time.Time{},
 		dirs: map[fileID]*watchDir{}, byWd: map[int32]*watchDir{}, seen: map[string]resolution{}, failed: map[string]bool{}}
 	if _, err := w.rescan(); err != nil {
 		w.file.Close()
@@ -157,27 +163,6 @@ type openKey struct {
 }
 
 func (w *watcher) loop(events <-chan []inEvent) {
-	var (
-		dirty       bool
-		first, last time.Time
-		// open holds files written and not closed yet: their writer
-		// is still at work.
-		open  = map[openKey]bool{}
-		timer = time.NewTimer(time.Hour)
-	)
-	timer.Stop()
-	touched := func() {
-		now := time.Now()
-		if !dirty {
-			dirty, first = true, now
-		}
-		last = now
-		due := first.Add(maxSettle)
-		if q := last.Add(settle); len(open) == 0 && q.Before(due) {
-			due = q
-		}
-		timer.Reset(time.Until(due))
-	}
 	tick := time.NewTicker(rescan)
 	defer tick.Stop()
 	for {
@@ -185,7 +170,7 @@ func (w *watcher) loop(events <-chan []inEvent) {
 		case evs := <-events:
 			relevant, structural := false, false
 			for _, ev := range evs {
-				r, s := w.event(ev, open)
+				r, s := w.event(ev)
 				relevant, structural = relevant || r, structural || s
 			}
 			if structural {
@@ -194,18 +179,11 @@ func (w *watcher) loop(events <-chan []inEvent) {
 				}
 			}
 			if relevant {
-				touched()
+				w.notify(reconcile.Event{Busy: w.busy()})
 			}
 		case <-tick.C:
 			if moved, _ := w.rescan(); moved {
-				touched()
-			}
-		case <-timer.C:
-			dirty = false
-			clear(open) // a writer that kept its file open past maxSettle
-			select {
-			case w.changed <- struct{}{}:
-			default: // a reload is already pending
+				w.notify(reconcile.Event{Busy: w.busy()})
 			}
 		case <-w.done:
 			return
@@ -213,11 +191,23 @@ func (w *watcher) loop(events <-chan []inEvent) {
 	}
 }
 
+// busy reports whether a followed file is being written: written within
+// maxSettle and not closed since.
+func (w *watcher) busy() bool {
+	for k, at := range w.open {
+		if time.Since(at) < maxSettle {
+			return true
+		}
+		delete(w.open, k) // a writer that kept its file open past maxSettle
+	}
+	return false
+}
+
 // event notes one event: relevant when it is about a followed file or
 // directory, structural when what a followed path names may have changed.
-func (w *watcher) event(ev inEvent, open map[openKey]bool) (relevant, structural bool) {
+func (w *watcher) event(ev inEvent) (relevant, structural bool) {
 	if ev.mask&unix.IN_Q_OVERFLOW != 0 {
-		clear(open)
+		clear(w.open)
 		return true, true
 	}
 	d := w.byWd[ev.wd]
@@ -244,9 +234,9 @@ func (w *watcher) event(ev inEvent, open map[openKey]bool) (relevant, structural
 		k := openKey{ev.wd, ev.name}
 		switch {
 		case ev.mask&(unix.IN_CLOSE_WRITE|unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
-			delete(open, k)
+			delete(w.open, k)
 		case ev.mask&unix.IN_MODIFY != 0:
-			open[k] = true
+			w.open[k] = time.Now()
 		}
 	}
 	return true, ev.mask&(unix.IN_CREATE|unix.IN_DELETE|unix.IN_MOVED_FROM|unix.IN_MOVED_TO) != 0

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpshift/tcpshift/daemon/reconcile"
 )
 
 func TestResolvePath(t *testing.T) {
@@ -87,16 +90,31 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// watch follows paths until the test ends and returns its signals and log.
+// watch follows paths until the test ends, through a reconcile loop timed
+// as the daemon's, and returns its syncs and the watcher's log.
 func watch(t *testing.T, paths ...string) (<-chan struct{}, *syncBuffer) {
 	t.Helper()
 	changed := make(chan struct{}, 1)
+	loop := reconcile.New(reconcile.Options{Debounce: settle, MaxDelay: maxSettle, Sync: func(context.Context, reconcile.Batch) (reconcile.Result, error) {
+		select {
+		case changed <- struct{}{}:
+		default: // a reload is already pending
+		}
+		return reconcile.Result{}, nil
+	}})
 	log := &syncBuffer{}
-	stop, err := watchFiles(paths, changed, slog.New(slog.NewTextHandler(log, nil)))
+	stop, err := watchFiles(paths, loop.Changed, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- loop.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		cancel()
+		<-done
+	})
 	return changed, log
 }
 

@@ -31,7 +31,8 @@ func runCommand() *cli.Command {
 			"it at once (the way to say the drop is meant).\n" +
 			"Also: gives restarted lookup-mode backends' new listeners their connections\n" +
 			"back, runs the health checks the file asks for, serves proxy-mode services,\n" +
-			"and exports Prometheus metrics. SIGINT or SIGTERM stop it and leave the kernel\n" +
+			"and exports Prometheus metrics (and /healthz, /readyz with --health-addr).\n" +
+			"SIGINT or SIGTERM stop it and leave the kernel\n" +
 			"state in place: connections keep flowing, a new `run` adopts the state, and\n" +
 			"`tcpshift down` removes it. Logs are structured (log/slog) on stderr.\n" +
 			"Backends not listening yet do not stop it: they are registered once they listen.\n" +
@@ -42,6 +43,7 @@ func runCommand() *cli.Command {
 		Flags: append(append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "file", Aliases: []string{"f"}, Usage: "route config or Istio objects: a `FILE` or a directory, watched for changes (repeat for more)"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9090); off when empty"},
+			&cli.StringFlag{Name: "health-addr", Usage: "serve /healthz and /readyz (ready once the file is applied) at `ADDR`; off when empty"},
 		}, logFlags()...), proxyFlags("proxy mode: ")...),
 		OnUsageError: usageError,
 		Action:       runDaemon,
@@ -74,6 +76,7 @@ func runDaemon(c *cli.Context) error {
 		Paths:       c.StringSlice("file"),
 		Target:      tg,
 		MetricsAddr: c.String("metrics-addr"),
+		HealthAddr:  c.String("health-addr"),
 		DialTimeout: c.Duration("dial-timeout"),
 		Attempts:    c.Int("attempts"),
 		Grace:       c.Duration("grace"),

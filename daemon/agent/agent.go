@@ -9,10 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +22,7 @@ import (
 
 	"github.com/tcpshift/tcpshift/config/kube"
 	"github.com/tcpshift/tcpshift/daemon"
+	"github.com/tcpshift/tcpshift/daemon/reconcile"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/maps"
 )
@@ -69,12 +67,8 @@ func RestConfig(path string) (*rest.Config, error) {
 type agent struct {
 	o       Options
 	watch   *watch
-	ready   atomic.Bool
+	loop    *reconcile.Loop // batches the informers' events, retries, health
 	metrics *metrics
-	changed chan struct{}
-	// retry is how long after a failed sync the agent tries again without
-	// waiting for a change (doubling to a minute, reset by a success).
-	retry time.Duration
 	// derived is the incremental derivation between syncs.
 	derived derivation
 }
@@ -105,7 +99,9 @@ func Run(ctx context.Context, o Options) error {
 	o.Target.EveryNetns = true
 	reg := prometheus.NewRegistry()
 	changed := make(chan struct{}, 1)
-	a := &agent{o: o, metrics: newMetrics(reg), changed: changed}
+	a := &agent{o: o, metrics: newMetrics(reg)}
+	a.loop = reconcile.New(reconcile.Options{Sync: a.sync, Debounce: o.Debounce, MaxDelay: o.MaxDelay,
+		Registry: reg, Aliases: clusterAliases, Log: o.Log})
 	// Discovery may fail while the API server is away: retry, bounded.
 	var typedF interface{ Start(<-chan struct{}) }
 	var dynF interface{ Start(<-chan struct{}) }
@@ -155,45 +151,40 @@ func Run(ctx context.Context, o Options) error {
 	if !ok {
 		return nil
 	}
-	signal(changed)
-	batches(ctx, changed, o.Debounce, o.MaxDelay, a.sync)
+	// The informers' events feed the loop; the first sync comes at once.
+	go follow(ctx, changed, a.loop)
+	a.loop.Changed(reconcile.Event{Now: true})
+	if err := a.loop.Run(ctx); err != nil {
+		return err
+	}
 	o.Log.Info("stopping; the kernel state stays in place")
 	return nil
 }
 
-// sync derives the node's services from the caches and applies them.
-func (a *agent) sync(first time.Time) {
+// sync derives the node's services from the caches and applies them: the
+// reconcile loop's sync, which logs the objects it refuses and its notes.
+func (a *agent) sync(_ context.Context, b reconcile.Batch) (reconcile.Result, error) {
 	start := time.Now()
 	res, rejected, err := a.derived.derive(a.watch, kube.Options{ClusterDomain: a.o.ClusterDomain, OnlyRouted: a.o.OnlyRouted, Node: a.o.Node}, a.o.Log)
 	if err != nil {
 		a.derived.again = true
-		a.failed("derive", err)
-		return
+		return reconcile.Result{}, reconcile.Failed("derive", err)
 	}
-	rejected = append(rejected, res.Rejected...)
-	for _, r := range rejected {
-		a.o.Log.Warn("object left out", "object", r.Key.String(), "err", r.Err)
+	out := reconcile.Result{Notes: res.Notes}
+	for _, r := range append(rejected, res.Rejected...) {
+		out.Refused = append(out.Refused, reconcile.Refused{Key: r.Key.String(), Err: r.Err})
 	}
-	for _, n := range res.Notes {
-		a.o.Log.Warn("not applied", "note", n) // as tcpshift run logs them
-	}
-	a.metrics.rejected.Set(float64(len(rejected)))
 	built := &loader.Built{Config: res.Config, Origins: res.Origins}
 	changes, err := a.o.Target.Apply(loader.BuildFunc(func(_ []maps.StoredObject, _ []*maps.Service) (*loader.Built, error) {
 		return built, nil
 	}), loader.ApplyOptions{Daemon: true, DaemonFile: loader.AgentFile + a.o.Node, KeepOverrides: true})
 	if err != nil {
 		a.derived.again = true
-		a.failed("apply", err)
-		return
+		return out, reconcile.Failed("apply", err)
 	}
-	a.retry = 0
-	a.metrics.syncs.Inc()
 	a.metrics.services.Set(float64(len(res.Config.Services)))
 	a.metrics.terminating.Set(float64(res.Terminating))
-	a.metrics.lag.Observe(time.Since(first).Seconds())
-	a.metrics.applySeconds.Observe(time.Since(start).Seconds())
-	if !a.ready.Swap(true) {
+	if !a.loop.Ready() {
 		a.o.Log.Info("first sync applied", "services", len(res.Config.Services), "in", time.Since(start).Round(time.Millisecond))
 	}
 	var changed []string
@@ -203,23 +194,17 @@ func (a *agent) sync(first time.Time) {
 		}
 	}
 	if len(changed) > 0 {
-		a.o.Log.Info("applied", "changes", strings.Join(changed, ", "), "services", len(res.Config.Services), "since_event", time.Since(first).Round(time.Millisecond))
+		a.o.Log.Info("applied", "changes", strings.Join(changed, ", "), "services", len(res.Config.Services), "since_event", time.Since(b.Since).Round(time.Millisecond))
 	}
-}
-
-func (a *agent) failed(what string, err error) {
-	a.metrics.failures.WithLabelValues(what).Inc()
-	a.retry = min(max(2*a.retry, time.Second), time.Minute)
-	a.o.Log.Error("sync failed; the tables in force stay", "step", what, "err", err, "retry_in", a.retry)
-	time.AfterFunc(a.retry, func() { signal(a.changed) })
+	return out, nil
 }
 
 // serve starts the metrics and health endpoints the flags ask for.
 func (a *agent) serve(reg *prometheus.Registry) (stop func(), err error) {
+	inPlace := func(fn func() error) error { return fn() }
 	stopMetrics := func() {}
 	if a.o.MetricsAddr != "" {
 		status := func() (*loader.Status, error) { return a.o.Target.Status("") }
-		inPlace := func(fn func() error) error { return fn() }
 		if stopMetrics, err = daemon.ServeMetrics(a.o.MetricsAddr, reg, status, inPlace, a.o.Log); err != nil {
 			return nil, err
 		}
@@ -227,27 +212,13 @@ func (a *agent) serve(reg *prometheus.Registry) (stop func(), err error) {
 	if a.o.HealthAddr == "" {
 		return stopMetrics, nil
 	}
-	ln, err := net.Listen("tcp", a.o.HealthAddr)
+	stopHealth, err := a.loop.ServeHealth(a.o.HealthAddr, inPlace)
 	if err != nil {
 		stopMetrics()
-		return nil, fmt.Errorf("--health-addr %s: %w", a.o.HealthAddr, err)
+		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "first sync not applied yet", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	a.o.Log.Info("health listening", "addr", ln.Addr().String(), "paths", "/healthz /readyz")
 	return func() {
 		stopMetrics()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
+		stopHealth()
 	}, nil
 }

@@ -2,41 +2,20 @@ package agent
 
 import (
 	"context"
-	"time"
+
+	"github.com/tcpshift/tcpshift/daemon/reconcile"
 )
 
-// batches calls apply once per burst of events: debounce after the last
-// event, but never later than maxDelay after the first, so a steady stream
-// of events (a rollout) cannot hold a change back. first is when the
-// burst's first event came.
-func batches(ctx context.Context, events <-chan struct{}, debounce, maxDelay time.Duration, apply func(first time.Time)) {
+// follow hands the informers' signals to the reconcile loop, which batches
+// them (debounce, max delay), until ctx ends.
+func follow(ctx context.Context, changed <-chan struct{}, loop *reconcile.Loop) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-events:
+		case <-changed:
+			loop.Changed(reconcile.Event{})
 		}
-		first := time.Now()
-		deadline := time.NewTimer(maxDelay)
-		quiet := time.NewTimer(debounce)
-	burst:
-		for {
-			select {
-			case <-ctx.Done():
-				deadline.Stop()
-				quiet.Stop()
-				return
-			case <-events:
-				quiet.Reset(debounce)
-			case <-quiet.C:
-				break burst
-			case <-deadline.C:
-				break burst
-			}
-		}
-		deadline.Stop()
-		quiet.Stop()
-		apply(first)
 	}
 }
 

@@ -4,45 +4,34 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/tcpshift/tcpshift/daemon/reconcile"
 )
 
-// A burst of events makes one apply; a stream that never goes quiet is
-// still applied within maxDelay of its first event.
-func TestBatches(t *testing.T) {
+// The informers' signals reach the loop: a burst of them is one sync.
+func TestFollow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	events := make(chan struct{}, 1)
-	applied := make(chan time.Time, 10)
-	go batches(ctx, events, 50*time.Millisecond, time.Hour, func(first time.Time) { applied <- first })
+	synced := make(chan reconcile.Batch, 10)
+	loop := reconcile.New(reconcile.Options{Debounce: 50 * time.Millisecond, MaxDelay: time.Second,
+		Sync: func(_ context.Context, b reconcile.Batch) (reconcile.Result, error) {
+			synced <- b
+			return reconcile.Result{}, nil
+		}})
+	changed := make(chan struct{}, 1)
+	go follow(ctx, changed, loop)
+	go loop.Run(ctx)
 	for range 5 {
-		signal(events)
+		signal(changed)
 	}
-	<-applied
 	select {
-	case <-applied:
-		t.Fatal("one burst applied twice")
-	case <-time.After(200 * time.Millisecond):
-	}
-
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	stream := make(chan struct{}, 1)
-	go batches(ctx2, stream, time.Hour, 100*time.Millisecond, func(first time.Time) { applied <- first })
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-				signal(stream)
-			}
-		}
-	}()
-	select {
-	case <-applied:
+	case <-synced:
 	case <-time.After(5 * time.Second):
-		t.Fatal("a stream of events that never went quiet was not applied after maxDelay")
+		t.Fatal("the signals made no sync")
+	}
+	select {
+	case b := <-synced:
+		t.Fatalf("one burst synced twice (%+v)", b)
+	case <-time.After(300 * time.Millisecond):
 	}
 }
