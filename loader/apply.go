@@ -44,6 +44,10 @@ type ApplyOptions struct {
 	// applied lists, per service, the endpoints in force before: one of
 	// them that nothing listens on now is waited for, not refused.
 	applied map[string][]netip.AddrPort
+	// only and kept scope a change (see Target.scope): plan only the
+	// services named, keep these in force as they are.
+	only map[string]bool
+	kept []*maps.Service
 }
 
 // Apply is the one way an apply changes what the namespace holds: it
@@ -153,6 +157,7 @@ func (t *Target) commit(plans []*planned, old []*maps.Service, opts ApplyOptions
 	if err := t.execute(set, d, opts); err != nil {
 		return nil, errors.Join(err, undoLoad())
 	}
+	t.remember(set, d)
 	return d.changes, nil
 }
 
@@ -226,7 +231,7 @@ func (t *Target) current(opts ApplyOptions) ([]*maps.Service, error) {
 			return nil, err
 		}
 	}
-	return set.ServiceList()
+	return t.servicesInForce(set)
 }
 
 // delta is one planned change as data: ids assigned, limits checked,
@@ -242,6 +247,8 @@ type delta struct {
 	addRoutes  []netip.Addr
 	delRoutes  []netip.Addr
 	changes    []Change
+	kept       []*maps.Service // in force, left as they are (see Target.scope)
+	slots      *maps.ListSlots // the lists map as the write left it
 
 	// endShifts are shifts a forced change aborts, by service id.
 	endShifts map[uint32]maps.Shift
@@ -267,6 +274,7 @@ func diff(plans []*planned, old []*maps.Service, opts ApplyOptions) (*delta, err
 		}
 		d.changes = append(d.changes, ch)
 	}
+	d.keep(opts.kept, len(plans))
 	return d, nil
 }
 

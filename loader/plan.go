@@ -29,7 +29,7 @@ var ErrForeignAddress = plan.ErrForeignAddress
 // them); every other one it found is closed before it returns.
 func (t *Target) plan(cfg *config.Config, opts ApplyOptions) ([]*planned, error) {
 	h := &host{t: t}
-	svcs, err := plan.Services(cfg, h, plan.Options{Wait: opts.Daemon, Applied: opts.applied})
+	svcs, err := plan.Services(cfg, h, plan.Options{Wait: opts.Daemon, Applied: opts.applied, Only: opts.only})
 	if err != nil {
 		h.closeExcept(nil)
 		return nil, err

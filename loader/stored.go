@@ -43,6 +43,12 @@ type Built struct {
 	Config  *config.Config
 	Origins map[string]string // service name → the objects behind it
 	Objects *ObjectChange
+	// Changed, when not nil, names the services whose config or origin
+	// may differ from what the caller's last apply made (and those it
+	// removed): while the state in force is the one this Target's last
+	// apply left, the other connect-mode services stay exactly as they
+	// are, unplanned (see Target.scope). nil: plan every service.
+	Changed map[string]bool
 }
 
 // A Build makes what an apply writes from the state in force: the stored
@@ -88,6 +94,7 @@ func (t *Target) planBuilt(b Build, stored []maps.StoredObject, old []*maps.Serv
 		return nil, nil, err
 	}
 	opts.applied = appliedEndpoints(old)
+	opts.only, opts.kept = t.scope(built, old, *opts)
 	plans, err := t.plan(built.Config, *opts)
 	if err != nil {
 		return plans, nil, err

@@ -79,6 +79,8 @@ type Target struct {
 	// flowSeed keys the programs' flows hash: the pinned one, or a new one
 	// for state made now (see load).
 	flowSeed uint64
+	// left is what this Target's last apply left in force (inforce.go).
+	left leftInForce
 }
 
 // Open prepares to work on the network namespace at netnsPath ("" for the

@@ -18,6 +18,7 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	if err := set.Begin(); err != nil {
 		return err
 	}
+	set.UseListSlots(t.listSlots(set))
 	w := &writing{t: t, set: set, d: d}
 	defer func() {
 		if err != nil {
@@ -32,6 +33,7 @@ func (t *Target) write(set *maps.Set, d *delta) (err error) {
 			return err
 		}
 	}
+	d.slots = set.ListSlots()
 	return set.Commit()
 }
 
@@ -52,6 +54,7 @@ func (w *writing) steps() []writeStep {
 	for _, p := range w.d.plans {
 		svcs = append(svcs, p.svc)
 	}
+	svcs = append(svcs, w.d.kept...)
 	// sockops registers listeners by these tables: ids that go or change
 	// address leave them before any endpoint is rewritten, new ones come in
 	// once their endpoints are written. Frontend ports are let through
@@ -65,7 +68,12 @@ func (w *writing) steps() []writeStep {
 			fronts, err = w.services(listen)
 			return err
 		}},
-		{"narrow", func() error { return w.narrow(svcs, listen, fronts) }},
+		{"narrow", func() error {
+			for _, k := range w.d.kept {
+				fronts[k.Frontend] = true
+			}
+			return w.narrow(svcs, listen, fronts)
+		}},
 		{"release", w.release},
 	}
 }

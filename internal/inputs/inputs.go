@@ -21,11 +21,16 @@ type Change struct {
 	Put    []*istio.Object // created or updated
 	Delete []istio.Key     // removed; one not stored refuses the change
 	Exact  bool            // the stored objects become exactly Put, the route config Native (tcpshift run's files)
+	// Previous is the change the caller applied last, if known (tcpshift
+	// run's last good one): the services it made the same are left out of
+	// Built.Changed, so the loader may leave them unplanned.
+	Previous *Change
 
 	// Set by Build: settings tcpshift does not apply, and the whole
 	// config it made (the last time it ran).
-	Notes  []string
-	Config *config.Config
+	Notes   []string
+	Config  *config.Config
+	origins map[string]string
 }
 
 // Build is the change as a loader.Build: services are the route config's
@@ -92,5 +97,10 @@ func (ch *Change) Build(stored []maps.StoredObject, current []*maps.Service) (*l
 	for name := range res.Origins {
 		origins[name] = res.OriginText(name)
 	}
-	return &loader.Built{Config: cfg, Origins: origins, Objects: change}, nil
+	ch.origins = origins
+	b := &loader.Built{Config: cfg, Origins: origins, Objects: change}
+	if p := ch.Previous; p != nil && p.Config != nil {
+		b.Changed = changed(p, cfg, origins)
+	}
+	return b, nil
 }
