@@ -99,8 +99,11 @@ func (ch *Change) Build(stored []maps.StoredObject, current []*maps.Service) (*l
 	}
 	ch.origins = origins
 	b := &loader.Built{Config: cfg, Origins: origins, Objects: change}
+	// Previous serves one Build: kept, each change would hold every one
+	// before it (and a Build run again, after a failure, plans all).
 	if p := ch.Previous; p != nil && p.Config != nil {
 		b.Changed = changed(p, cfg, origins)
 	}
+	ch.Previous = nil
 	return b, nil
 }
