@@ -107,6 +107,13 @@ func connect(name, front string, endpoints ...string) svc {
 	return svc{name: name, front: front, mode: tsmaps.ModeConnect, subsets: []sub{{"v1", 1, endpoints}}}
 }
 
+// routed is a connect-mode service whose frontend needs a local route.
+func routed(name, front string) svc {
+	s := connect(name, front, "10.0.0.1:80")
+	s.route = true
+	return s
+}
+
 // lookup is a lookup-mode service of one subset; the fake gives each
 // endpoint a socket.
 func lookup(name, front string, endpoints ...string) svc {

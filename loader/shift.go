@@ -72,37 +72,49 @@ func ShiftWeights(before []uint64, to int, from []int, p uint32) []uint64 {
 // as it is (its weights before). A shift of the service that is running
 // (its process alive) is refused; an ended or interrupted one is replaced.
 func (t *Target) StartShift(plan ShiftPlan) (*maps.Service, maps.Shift, error) {
-	return t.putShift(plan.Service, func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error) {
+	return t.putShift(plan.Service, startRecord(plan))
+}
+
+// nextRecord makes a service's new shift record of the one in force (ok:
+// it has one).
+type nextRecord func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error)
+
+// startRecord is the record of a shift this process starts.
+func startRecord(plan ShiftPlan) nextRecord {
+	return func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error) {
 		if ok && shiftAlive(old) {
 			return maps.Shift{}, fmt.Errorf("%w for service %s (pid %d, step %d of %d): abort it first (tcpshift shift %s --abort)", ErrShiftRunning, svc.Name, old.Pid, old.Done, len(old.Percent), svc.Name)
 		}
 		return newShift(svc, plan)
-	})
+	}
 }
 
 // putShift writes, in one change, the shift record next makes of a
-// service's record in force (ok: it has one), and returns the service and
-// the record written. An error of next writes nothing.
-func (t *Target) putShift(service string, next func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error)) (*maps.Service, maps.Shift, error) {
-	var (
-		svc *maps.Service
-		sh  maps.Shift
-	)
-	err := t.Update(func(set *maps.Set) error {
-		var err error
-		if svc, err = lookupService(set, service); err != nil {
-			return err
-		}
-		old, ok, err := set.Shift(svc.ID)
-		if err != nil {
-			return err
-		}
-		if sh, err = next(svc, old, ok); err != nil {
-			return err
-		}
-		return set.PutShift(svc.ID, sh)
+// service's record in force, and returns the service and the record
+// written. An error of next writes nothing.
+func (t *Target) putShift(service string, next nextRecord) (svc *maps.Service, sh maps.Shift, err error) {
+	err = t.Update(func(set *maps.Set) (err error) {
+		svc, sh, err = putShiftOn(set, service, next)
+		return err
 	})
 	return svc, sh, err
+}
+
+// putShiftOn is putShift's write, over set.
+func putShiftOn(set *maps.Set, service string, next nextRecord) (*maps.Service, maps.Shift, error) {
+	svc, err := lookupService(set, service)
+	if err != nil {
+		return nil, maps.Shift{}, err
+	}
+	old, ok, err := set.Shift(svc.ID)
+	if err != nil {
+		return nil, maps.Shift{}, err
+	}
+	sh, err := next(svc, old, ok)
+	if err != nil {
+		return nil, maps.Shift{}, err
+	}
+	return svc, sh, set.PutShift(svc.ID, sh)
 }
 
 func newShift(svc *maps.Service, plan ShiftPlan) (maps.Shift, error) {
@@ -154,48 +166,58 @@ func shiftAlive(sh maps.Shift) bool {
 // ShiftUpdate changes a service's shift record and, with weights, its
 // weights, in one change. fn sees the record as it is now (another shell
 // may have paused or aborted it).
-func (t *Target) ShiftUpdate(service string, fn func(svc *maps.Service, sh *maps.Shift) (weights []uint64, err error)) (maps.Shift, error) {
-	var out maps.Shift
-	err := t.Update(func(set *maps.Set) error {
-		svc, err := lookupService(set, service)
-		if err != nil {
-			return err
-		}
-		sh, ok, err := set.Shift(svc.ID)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("service %s has no shift", service)
-		}
-		weights, err := fn(svc, &sh)
-		if err != nil {
-			return err
-		}
-		if weights != nil {
-			// A record keeps a weight for every possible subset.
-			for _, w := range weights[min(len(weights), len(svc.Subsets)):] {
-				if w != 0 {
-					return fmt.Errorf("service %s changed its subsets during the shift", service)
-				}
-			}
-			if len(weights) < len(svc.Subsets) {
-				return fmt.Errorf("service %s changed its subsets during the shift", service)
-			}
-			for i := range svc.Subsets {
-				svc.Subsets[i].Weight = weights[i]
-			}
-			if err := set.SwapTable(svc); err != nil {
-				return err
-			}
-			if err := set.PutMeta(svc); err != nil {
-				return err
-			}
-		}
-		out = sh
-		return set.PutShift(svc.ID, sh)
+func (t *Target) ShiftUpdate(service string, fn func(svc *maps.Service, sh *maps.Shift) (weights []uint64, err error)) (out maps.Shift, err error) {
+	err = t.Update(func(set *maps.Set) (err error) {
+		out, err = updateShift(set, service, fn)
+		return err
 	})
 	return out, err
+}
+
+// shiftChange changes a shift record in place and returns the weights to
+// put in force with it, if any.
+type shiftChange func(svc *maps.Service, sh *maps.Shift) (weights []uint64, err error)
+
+// updateShift is ShiftUpdate's write, over set.
+func updateShift(set *maps.Set, service string, fn shiftChange) (maps.Shift, error) {
+	svc, err := lookupService(set, service)
+	if err != nil {
+		return maps.Shift{}, err
+	}
+	sh, ok, err := set.Shift(svc.ID)
+	if err != nil {
+		return maps.Shift{}, err
+	}
+	if !ok {
+		return maps.Shift{}, fmt.Errorf("service %s has no shift", service)
+	}
+	weights, err := fn(svc, &sh)
+	if err != nil {
+		return maps.Shift{}, err
+	}
+	if weights != nil {
+		if err := putWeights(set, svc, weights); err != nil {
+			return maps.Shift{}, err
+		}
+	}
+	return sh, set.PutShift(svc.ID, sh)
+}
+
+// putWeights puts a shift's weights in force: a record keeps a weight for
+// every possible subset, the service's must all be there and no other
+// may be set.
+func putWeights(set *maps.Set, svc *maps.Service, weights []uint64) error {
+	extra := weights[min(len(weights), len(svc.Subsets)):]
+	if len(weights) < len(svc.Subsets) || slices.ContainsFunc(extra, func(w uint64) bool { return w != 0 }) {
+		return fmt.Errorf("service %s changed its subsets during the shift", svc.Name)
+	}
+	for i := range svc.Subsets {
+		svc.Subsets[i].Weight = weights[i]
+	}
+	if err := set.SwapTable(svc); err != nil {
+		return err
+	}
+	return set.PutMeta(svc)
 }
 
 // ShiftOf reads a service's shift.
@@ -214,7 +236,12 @@ func (t *Target) ShiftOf(service string) (sh maps.Shift, ok bool, err error) {
 // RollBackShift puts the weights back as they were before a shift that no
 // process runs any more (interrupted), as an abort does.
 func (t *Target) RollBackShift(service, why string) (maps.Shift, error) {
-	return t.ShiftUpdate(service, func(svc *maps.Service, sh *maps.Shift) ([]uint64, error) {
+	return t.ShiftUpdate(service, rollBackRecord(why))
+}
+
+// rollBackRecord rolls back a shift no process runs, saying why.
+func rollBackRecord(why string) shiftChange {
+	return func(svc *maps.Service, sh *maps.Shift) ([]uint64, error) {
 		if shiftAlive(*sh) {
 			return nil, fmt.Errorf("%w for service %s (pid %d): ask it to abort", ErrShiftRunning, svc.Name, sh.Pid)
 		}
@@ -223,7 +250,7 @@ func (t *Target) RollBackShift(service, why string) (maps.Shift, error) {
 		}
 		sh.State, sh.Note = maps.ShiftRolledBack, why
 		return sh.Before, nil
-	})
+	}
 }
 
 // ShiftStateName is how status names a shift's state; a shift whose process
@@ -286,7 +313,12 @@ func shiftStatus(svc *maps.Service, sh maps.Shift) *ShiftStatus {
 // steps as plan, for this process; the weights before the shift and the
 // steps done are the record's.
 func (t *Target) ResumeShift(plan ShiftPlan) (*maps.Service, maps.Shift, error) {
-	return t.putShift(plan.Service, func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error) {
+	return t.putShift(plan.Service, resumeRecord(plan))
+}
+
+// resumeRecord takes an interrupted shift over for this process.
+func resumeRecord(plan ShiftPlan) nextRecord {
+	return func(svc *maps.Service, old maps.Shift, ok bool) (maps.Shift, error) {
 		if !ok || ShiftStateName(old) != "interrupted" || old.To != svc.Subset(plan.To) || !slices.Equal(old.Percent, plan.Percent) {
 			return maps.Shift{}, fmt.Errorf("service %s has no interrupted shift to %s with steps %v to resume", svc.Name, plan.To, plan.Percent)
 		}
@@ -298,7 +330,7 @@ func (t *Target) ResumeShift(plan ShiftPlan) (*maps.Service, maps.Shift, error) 
 		sh.State, sh.Pid, sh.PidStart, sh.Interval = maps.ShiftRunning, uint32(os.Getpid()), start, plan.Interval
 		sh.Note = fmt.Sprintf("resumed at step %d of %d", max(old.Done, 1), len(old.Percent))
 		return sh, nil
-	})
+	}
 }
 
 // One owner for a service's weights at a time. A shift holds them from its

@@ -20,14 +20,11 @@ func (t *Target) Update(fn func(set *maps.Set) error) (err error) {
 		return err
 	}
 	defer unlock()
-	set, err := t.Maps()
-	if err != nil {
-		return err
-	}
-	defer set.Close()
-	if err := t.claimState(set); err != nil {
-		return err
-	}
+	return t.withMaps(t.claimState, func(set *maps.Set) error { return transact(set, fn) })
+}
+
+// transact runs fn on set as one transaction, rolled back when fn fails.
+func transact(set *maps.Set, fn func(set *maps.Set) error) error {
 	if err := set.Begin(); err != nil {
 		return err
 	}
@@ -38,6 +35,19 @@ func (t *Target) Update(fn func(set *maps.Set) error) (err error) {
 		return err
 	}
 	return set.Commit()
+}
+
+// withMaps opens the pinned maps, checks them and runs fn on them.
+func (t *Target) withMaps(check, fn func(set *maps.Set) error) error {
+	set, err := t.Maps()
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	if err := check(set); err != nil {
+		return err
+	}
+	return fn(set)
 }
 
 // loadedMaps opens the pinned maps: nil and no error when nothing is
@@ -58,13 +68,7 @@ func (t *Target) loadedMaps() (*maps.Set, error) {
 // writer killed mid-write leaves the sequence odd: when no writer holds the
 // lock, the state is read as it is.
 func (t *Target) Read(fn func(set *maps.Set) error) error {
-	set, err := t.Maps()
-	if err != nil {
-		return err
-	}
-	defer set.Close()
-	if err := t.checkOwner(set); err != nil {
-		return err
-	}
-	return set.ReadConsistent(func() error { return fn(set) }, func() bool { return !t.lockHeld() })
+	return t.withMaps(t.checkOwner, func(set *maps.Set) error {
+		return set.ReadConsistent(func() error { return fn(set) }, func() bool { return !t.lockHeld() })
+	})
 }

@@ -13,7 +13,7 @@ import (
 // one transaction.
 
 // write carries a delta out in one transaction, in named steps (see
-// writeSteps): on any error every map and route is put back as it was.
+// writing.steps): on any error every map and route is put back as it was.
 func (t *Target) write(set *maps.Set, d *delta) (err error) {
 	if err := set.Begin(); err != nil {
 		return err
@@ -130,11 +130,25 @@ func (w *writing) widen(svcs []*maps.Service, listen maps.ListenTable) error {
 	if err := w.set.AddFrontendPorts(svcs); err != nil {
 		return err
 	}
-	for _, addr := range w.d.addRoutes {
-		if err := w.t.localRoutes().add(addr); err != nil {
-			return fmt.Errorf("frontend address of %s: %w", w.d.routeOwner(addr), err)
+	return w.changeRoutes(w.d.addRoutes, true)
+}
+
+// changeRoutes adds (or deletes) the local routes of addrs, each undone in
+// reverse on a rollback.
+func (w *writing) changeRoutes(addrs []netip.Addr, add bool) error {
+	r := w.t.localRoutes()
+	do, undo := r.del, r.add
+	if add {
+		do, undo = r.add, r.del
+	}
+	for _, addr := range addrs {
+		if err := do(addr); err != nil {
+			if add {
+				return fmt.Errorf("frontend address of %s: %w", w.d.routeOwner(addr), err)
+			}
+			return err
 		}
-		w.undoRoutes = append(w.undoRoutes, func() error { return w.t.localRoutes().del(addr) })
+		w.undoRoutes = append(w.undoRoutes, func() error { return undo(addr) })
 	}
 	return nil
 }
@@ -205,13 +219,7 @@ func (w *writing) narrow(svcs []*maps.Service, listen maps.ListenTable, fronts m
 	if err := w.set.SyncFrontendPorts(svcs); err != nil {
 		return err
 	}
-	for _, addr := range w.d.delRoutes {
-		if err := w.t.localRoutes().del(addr); err != nil {
-			return err
-		}
-		w.undoRoutes = append(w.undoRoutes, func() error { return w.t.localRoutes().add(addr) })
-	}
-	return nil
+	return w.changeRoutes(w.d.delRoutes, false)
 }
 
 // release deletes the removed services and the endpoints kept services

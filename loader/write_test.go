@@ -176,9 +176,6 @@ func TestWriteRollsBackAtEveryWrite(t *testing.T) {
 // deleted come back after the ones it added are gone.
 func TestWriteUndoesRoutesInReverse(t *testing.T) {
 	base := newFake(t)
-	routed := func(name, front string) svc {
-		return svc{name: name, front: front, mode: tsmaps.ModeConnect, route: true, subsets: []sub{{"v1", 1, []string{"10.0.0.1:80"}}}}
-	}
 	base.mustApply(routed("old1", "192.0.2.1:80"), routed("old2", "192.0.2.2:80"))
 	f := base.clone()
 	f.mem.Fault = func(op state.Op) error {
@@ -196,9 +193,7 @@ func TestWriteUndoesRoutesInReverse(t *testing.T) {
 	if !slices.Equal(f.routes.log, want) {
 		t.Fatalf("routes changed\n%v\nwant\n%v", f.routes.log, want)
 	}
-	if d := diffLines(base.dump(), f.dump()); len(d) > 0 {
-		t.Fatalf("state differs after the rollback:\n%s", strings.Join(d, "\n"))
-	}
+	requireAsBefore(t, base, f, "after the routes were undone")
 }
 
 // A route that cannot be added after another was: the first is deleted
@@ -213,8 +208,7 @@ func TestWriteSecondRouteFails(t *testing.T) {
 		}
 		return nil
 	}
-	four := svc{name: "four", front: "192.0.2.20:9000", mode: tsmaps.ModeConnect, route: true, subsets: []sub{{"v1", 1, []string{"127.0.0.1:9001"}}}}
-	six := svc{name: "six", front: "[2001:db8::10]:9000", mode: tsmaps.ModeConnect, route: true, subsets: []sub{{"v1", 1, []string{"[2001:db8::1]:9001"}}}}
+	four, six := routed("four", "192.0.2.20:9000"), routed("six", "[2001:db8::10]:9000")
 	_, err := f.apply([]svc{connect("echo", "192.0.2.1:80", "10.0.0.1:80"), four, six}, ApplyOptions{})
 	if err == nil || !strings.Contains(err.Error(), "frontend address of service six: no IPv6 on lo") {
 		t.Fatalf("apply: %v, want six's route refused", err)
@@ -222,9 +216,7 @@ func TestWriteSecondRouteFails(t *testing.T) {
 	if !slices.Equal(f.routes.log, []string{"add 192.0.2.20", "del 192.0.2.20"}) {
 		t.Fatalf("routes %v, want four's added and deleted again", f.routes.log)
 	}
-	if d := diffLines(base.dump(), f.dump()); len(d) > 0 {
-		t.Fatalf("state differs:\n%s", strings.Join(d, "\n"))
-	}
+	requireAsBefore(t, base, f, "after six's route was refused")
 }
 
 // A commit that fails (the write sequence cannot turn even) rolls the
@@ -246,12 +238,7 @@ func TestWriteCommitFails(t *testing.T) {
 	if !errors.Is(err, errInjected) || !strings.Contains(err.Error(), "commit: ") {
 		t.Fatalf("apply: %v, want the commit's fault", err)
 	}
-	if d := diffLines(base.dump(), f.dump()); len(d) > 0 {
-		t.Fatalf("state differs after a failed commit:\n%s", strings.Join(d, "\n"))
-	}
-	if f.seq() != base.seq()+2 {
-		t.Fatalf("sequence %d, want %d", f.seq(), base.seq()+2)
-	}
+	requireAsBefore(t, base, f, "after a failed commit")
 }
 
 // A rollback step that fails is reported with the write's error, and
