@@ -33,6 +33,8 @@ type Deriver struct {
 	// an update patches them rather than gathering ten thousand again.
 	all     []config.Service
 	origins map[string]string
+	// terminated sums the hosts' plain services' endpoints at weight 0.
+	terminated int
 }
 
 // hostState is what one Service makes.
@@ -101,7 +103,7 @@ func (d *Deriver) Full(s *Snapshot) (*Result, error) {
 	if err := d.route(s.Objects); err != nil {
 		return nil, err
 	}
-	d.all, d.origins = slices.Clone(d.routed.services), map[string]string{}
+	d.all, d.origins, d.terminated = slices.Clone(d.routed.services), map[string]string{}, 0
 	for name, o := range d.routed.origins {
 		d.origins[name] = o
 	}
@@ -322,6 +324,8 @@ func (d *Deriver) frontendMoved(h *hostState, taken map[netip.AddrPort]bool) boo
 
 // plain derives a host's services no route took.
 func (d *Deriver) plain(h *hostState) {
+	d.terminated -= h.terminated
+	defer func() { d.terminated += h.terminated }()
 	h.plain, h.terminated = nil, 0
 	if !h.ok || d.opts.OnlyRouted {
 		return
@@ -335,12 +339,8 @@ func (d *Deriver) plain(h *hostState) {
 // result is every service derived; changed names those re-derived (nil:
 // all). Its Origins is the Deriver's own: read it before the next update.
 func (d *Deriver) result(changed map[string]bool) *Result {
-	out := &Result{Origins: d.origins, Rejected: d.routed.rejected, Notes: d.routed.notes, Terminating: d.routed.terminated,
+	return &Result{Origins: d.origins, Rejected: d.routed.rejected, Notes: d.routed.notes, Terminating: d.routed.terminated + d.terminated,
 		Config: &config.Config{Path: "kubernetes", Services: slices.Clone(d.all)}, Changed: changed}
-	for _, h := range d.hosts {
-		out.Terminating += h.terminated
-	}
-	return out
 }
 
 func byName(a, b config.Service) int { return cmp.Compare(a.Name, b.Name) }
