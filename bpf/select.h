@@ -6,7 +6,7 @@
 /* Types BTF must describe in full although no map holds them directly:
  * clang writes struct table only as a forward declaration when it is nested
  * as deep as an inner map's value, conn_bytes is only ever written to a
- * seq_file, and enum filter_part only names frontend_filter's parts. */
+ * seq_file, and enum filter_part only names connect_filter's parts. */
 struct layouts {
 	struct table table;
 	struct conn_bytes conn_bytes;
@@ -112,44 +112,43 @@ static __always_inline int frontend_port(__u16 port)
 	return bits && (*bits & (1ULL << (port & 63)));
 }
 
-/* The frontend filter (see FILTER_WORDS), tested once a port has a
- * frontend: which of the modes it may be for that address. */
+/* The connect filter (see FILTER_WORDS), tested once a port has a
+ * frontend. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FILTER_READY + 1);
+	__uint(max_entries, 1 + FILTER_PARTS * FILTER_WORDS);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} frontend_filter SEC(".maps");
+} connect_filter SEC(".maps");
 
-/* filter_hash is a frontend's bit in its mode's address part: the high
+/* filter_hash is a frontend's bit in the filter's address part: the high
  * bits of a multiplicative hash of its address words (as in frontend_key)
  * folded together and its port. maps/filter.go computes the same. */
 static __always_inline __u32 filter_hash(const __u32 addr[4], __u16 port)
 {
 	__u64 h = ((__u64)(addr[0] ^ addr[1] ^ addr[2] ^ addr[3]) << 16 | port) * FILTER_HASH_MUL;
-	return h >> 48;
+	return h >> (64 - FILTER_BITS);
 }
 
 static __always_inline int filter_bit(__u32 part, __u32 bit)
 {
-	__u32 word = part * FILTER_WORDS + ((bit & 0xffff) >> 6);
-	__u64 *bits = bpf_map_lookup_elem(&frontend_filter, &word);
+	bit &= (1 << FILTER_BITS) - 1;
+	__u32 word = 1 + part * FILTER_WORDS + (bit >> 6);
+	__u64 *bits = bpf_map_lookup_elem(&connect_filter, &word);
 	return bits && (*bits & (1ULL << (bit & 63)));
 }
 
-/* mode_filter reports whether addr:port (like frontend_key's), on a port
- * frontend_port passed, may be a frontend of mode (MODE_LOOKUP or
- * MODE_CONNECT): 0 is sure, 1 asks for the frontends hash. A miss on
- * another port reads one word; this, three more. */
-static __always_inline int mode_filter(const __u32 addr[4], __u16 port, enum mode mode)
+/* maybe_connect_frontend reports whether addr:port (like frontend_key's),
+ * on a port frontend_port passed, may be a connect-mode frontend: 0 is
+ * sure, 1 asks for the frontends hash. Three words read. */
+static __always_inline int maybe_connect_frontend(const __u32 addr[4], __u16 port)
 {
 	__u32 ready = FILTER_READY;
-	__u64 *written = bpf_map_lookup_elem(&frontend_filter, &ready);
+	__u64 *written = bpf_map_lookup_elem(&connect_filter, &ready);
 	if (!written || !*written)
 		return 1;
-	__u32 part = mode == MODE_CONNECT ? FILTER_CONNECT_PORTS : FILTER_LOOKUP_PORTS;
-	return filter_bit(part, port) || filter_bit(part + 1, filter_hash(addr, port));
+	return filter_bit(FILTER_PORTS, port) || filter_bit(FILTER_ADDRS, filter_hash(addr, port));
 }
 
 /* A chosen subset: the endpoints to try, starting at turn. */

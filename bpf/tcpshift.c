@@ -283,29 +283,23 @@ int tcpshift_lookup(struct bpf_sk_lookup *ctx)
 	__u16 port = ctx->local_port;
 	if (!frontend_port(port))
 		return SK_PASS;
-	/* Read every address field before the branches on the family: loads
-	 * chosen inside them get merged by clang into one load through a
-	 * computed ctx pointer, which the verifier refuses. The local address
-	 * first: the filter may tell from it that this is no frontend. */
-	__u32 family = ctx->family, ip4 = ctx->local_ip4;
+	/* Read every address field up front: loads chosen inside the branches
+	 * get merged by clang into one load through a computed ctx pointer,
+	 * which the verifier refuses. */
+	__u32 ip4 = ctx->local_ip4, rip4 = ctx->remote_ip4;
 	__u32 ip6[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2], ctx->local_ip6[3]};
+	__u32 rip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
+	__u32 family = ctx->family;
+	struct tuple tu = {.ports = (__u32)port << 16 | bpf_ntohs(ctx->remote_port)};
 	key.port = port;
 	if (family == AF_INET) {
 		key.addr[2] = bpf_htonl(0xffff);
 		key.addr[3] = ip4;
-	} else {
-		__builtin_memcpy(key.addr, ip6, sizeof(ip6));
-	}
-	if (!mode_filter(key.addr, port, MODE_LOOKUP))
-		return SK_PASS;
-	__u32 rip4 = ctx->remote_ip4;
-	__u32 rip6[4] = {ctx->remote_ip6[0], ctx->remote_ip6[1], ctx->remote_ip6[2], ctx->remote_ip6[3]};
-	struct tuple tu = {.ports = (__u32)port << 16 | bpf_ntohs(ctx->remote_port)};
-	if (family == AF_INET) {
 		ak.client[3] = rip4;
 		tu.remote[2] = bpf_htonl(0xffff);
 		tu.remote[3] = rip4;
 	} else {
+		__builtin_memcpy(key.addr, ip6, sizeof(ip6));
 		__builtin_memcpy(ak.client, rip6, sizeof(rip6));
 		__builtin_memcpy(tu.remote, rip6, sizeof(rip6));
 	}
@@ -405,7 +399,9 @@ static __always_inline int connect_dest(struct bpf_sock_addr *ctx, struct fronte
 	struct conn *conn;
 	__u32 id;
 
-	if (!frontend_port(key->port) || !mode_filter(key->addr, key->port, MODE_CONNECT))
+	/* The connect filter: a connect() to a lookup-mode frontend, which
+	 * sk_lookup steers, is no more than a miss here. */
+	if (!frontend_port(key->port) || !maybe_connect_frontend(key->addr, key->port))
 		goto theirs;
 	/* Helpers only where their answer is needed: the namespace when the
 	 * hooks serve one, the client (pid and namespace) when the service
@@ -683,8 +679,7 @@ int tcpshift_sockops(struct bpf_sock_ops *ctx)
 		local.port = lport;
 		__u32 id;
 		struct endpoint_stats *s;
-		if (!frontend_port(lport) || !mode_filter(local.addr, lport, MODE_LOOKUP) ||
-		    bpf_get_netns_cookie(ctx) != netns_cookie ||
+		if (!frontend_port(lport) || bpf_get_netns_cookie(ctx) != netns_cookie ||
 		    accepted_endpoint(c, &local, &id) < 0 ||
 		    !(s = bpf_map_lookup_elem(&endpoint_counts, &id))) {
 			/* A direct connection to the backend: not ours. */

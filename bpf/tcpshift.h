@@ -57,24 +57,26 @@ enum table_flags {
 	TABLE_ACCOUNTING = 1, /* sockops counts the service's connections */
 };
 
-/* The frontend filter (map frontend_filter) tells a hook, before it looks
- * up the frontends hash, that an address and port cannot be a frontend of
- * its mode: a lookup-mode frontend costs a connect() nothing, nor a
- * connect-mode one a lookup. Each part is a bitmap of 65536 bits: the
- * ports of a mode's wildcard frontends, and its other frontends by
- * filter_hash of address and port (a set bit may be another frontend's:
- * the hash then answers). After the parts, one word says they were written
- * (a map created by an upgrade is empty until the next write, and a hook
- * that finds it unwritten looks every port up). */
-#define FILTER_WORDS (65536 / 64)
+/* The connect filter (map connect_filter) tells the connect hooks, on a
+ * port some frontend uses, that an address cannot be a connect-mode
+ * frontend, without a lookup in the frontends hash: a client's connect()
+ * to a lookup-mode frontend (sk_lookup steers it) costs what a miss costs.
+ * Two parts of 2^FILTER_BITS bits: the ports of wildcard connect-mode
+ * frontends (port modulo the bits), and the other connect-mode frontends by
+ * filter_hash of address and port; a set bit may be another frontend's,
+ * and the hash then answers. Word 0 says the parts were written (a map
+ * created by an upgrade is empty until the next write, and a hook that
+ * finds it unwritten looks every frontend port up); part p starts at word
+ * 1 + p * FILTER_WORDS. The map stays under 32 KiB, which the kernel
+ * allocates contiguous (larger array maps are vmalloc'd). */
+#define FILTER_BITS 15
+#define FILTER_WORDS ((1 << FILTER_BITS) / 64)
 enum filter_part {
-	FILTER_LOOKUP_PORTS = 0,
-	FILTER_LOOKUP_ADDRS = 1,
-	FILTER_CONNECT_PORTS = 2,
-	FILTER_CONNECT_ADDRS = 3,
-	FILTER_PARTS = 4,
+	FILTER_PORTS = 0,
+	FILTER_ADDRS = 1,
+	FILTER_PARTS = 2,
 };
-#define FILTER_READY (FILTER_PARTS * FILTER_WORDS) /* the word after the parts */
+#define FILTER_READY 0 /* the word that says the parts are written */
 #define FILTER_HASH_MUL 0x9e3779b97f4a7c15ULL
 
 /* Health of an endpoint as the daemon's checks see it. Only userspace reads

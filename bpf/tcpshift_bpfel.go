@@ -92,11 +92,9 @@ type TcpshiftEndpointStats struct {
 type TcpshiftFilterPart uint32
 
 const (
-	TcpshiftFilterPartFILTER_LOOKUP_PORTS  TcpshiftFilterPart = 0
-	TcpshiftFilterPartFILTER_LOOKUP_ADDRS  TcpshiftFilterPart = 1
-	TcpshiftFilterPartFILTER_CONNECT_PORTS TcpshiftFilterPart = 2
-	TcpshiftFilterPartFILTER_CONNECT_ADDRS TcpshiftFilterPart = 3
-	TcpshiftFilterPartFILTER_PARTS         TcpshiftFilterPart = 4
+	TcpshiftFilterPartFILTER_PORTS TcpshiftFilterPart = 0
+	TcpshiftFilterPartFILTER_ADDRS TcpshiftFilterPart = 1
+	TcpshiftFilterPartFILTER_PARTS TcpshiftFilterPart = 2
 )
 
 type TcpshiftFlow struct {
@@ -329,6 +327,7 @@ const (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	TcpshiftMapAffinities            = "affinities"
+	TcpshiftMapConnectFilter         = "connect_filter"
 	TcpshiftMapConns                 = "conns"
 	TcpshiftMapEndpointCounts        = "endpoint_counts"
 	TcpshiftMapEndpointHealth        = "endpoint_health"
@@ -337,7 +336,6 @@ const (
 	TcpshiftMapEndpoints             = "endpoints"
 	TcpshiftMapFlowStates            = "flow_states"
 	TcpshiftMapFlows                 = "flows"
-	TcpshiftMapFrontendFilter        = "frontend_filter"
 	TcpshiftMapFrontendPorts         = "frontend_ports"
 	TcpshiftMapFrontends             = "frontends"
 	TcpshiftMapLayouts               = "layouts"
@@ -426,6 +424,7 @@ type TcpshiftProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type TcpshiftMapSpecs struct {
 	Affinities     *ebpf.MapSpec `ebpf:"affinities"`
+	ConnectFilter  *ebpf.MapSpec `ebpf:"connect_filter"`
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	EndpointCounts *ebpf.MapSpec `ebpf:"endpoint_counts"`
 	EndpointHealth *ebpf.MapSpec `ebpf:"endpoint_health"`
@@ -434,7 +433,6 @@ type TcpshiftMapSpecs struct {
 	Endpoints      *ebpf.MapSpec `ebpf:"endpoints"`
 	FlowStates     *ebpf.MapSpec `ebpf:"flow_states"`
 	Flows          *ebpf.MapSpec `ebpf:"flows"`
-	FrontendFilter *ebpf.MapSpec `ebpf:"frontend_filter"`
 	FrontendPorts  *ebpf.MapSpec `ebpf:"frontend_ports"`
 	Frontends      *ebpf.MapSpec `ebpf:"frontends"`
 	Layouts        *ebpf.MapSpec `ebpf:"layouts"`
@@ -485,6 +483,7 @@ func (o *TcpshiftObjects) Close() error {
 // It can be passed to LoadTcpshiftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type TcpshiftMaps struct {
 	Affinities     *ebpf.Map `ebpf:"affinities"`
+	ConnectFilter  *ebpf.Map `ebpf:"connect_filter"`
 	Conns          *ebpf.Map `ebpf:"conns"`
 	EndpointCounts *ebpf.Map `ebpf:"endpoint_counts"`
 	EndpointHealth *ebpf.Map `ebpf:"endpoint_health"`
@@ -493,7 +492,6 @@ type TcpshiftMaps struct {
 	Endpoints      *ebpf.Map `ebpf:"endpoints"`
 	FlowStates     *ebpf.Map `ebpf:"flow_states"`
 	Flows          *ebpf.Map `ebpf:"flows"`
-	FrontendFilter *ebpf.Map `ebpf:"frontend_filter"`
 	FrontendPorts  *ebpf.Map `ebpf:"frontend_ports"`
 	Frontends      *ebpf.Map `ebpf:"frontends"`
 	Layouts        *ebpf.Map `ebpf:"layouts"`
@@ -516,6 +514,7 @@ type TcpshiftMaps struct {
 func (m *TcpshiftMaps) Close() error {
 	return _TcpshiftClose(
 		m.Affinities,
+		m.ConnectFilter,
 		m.Conns,
 		m.EndpointCounts,
 		m.EndpointHealth,
@@ -524,7 +523,6 @@ func (m *TcpshiftMaps) Close() error {
 		m.Endpoints,
 		m.FlowStates,
 		m.Flows,
-		m.FrontendFilter,
 		m.FrontendPorts,
 		m.Frontends,
 		m.Layouts,

@@ -14,51 +14,51 @@ func TestFilterSizeMatchesMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := spec.Maps[bpf.TcpshiftMapFrontendFilter].MaxEntries; int(got) != filterReady+1 {
-		t.Fatalf("frontend_filter has %d entries, maps expects %d", got, filterReady+1)
+	if got, want := spec.Maps[bpf.TcpshiftMapConnectFilter].MaxEntries, len(filterWordsOf{}); int(got) != want {
+		t.Fatalf("connect_filter has %d entries, maps expects %d", got, want)
 	}
 }
 
-func TestFilterSetsEachModesBitsOnly(t *testing.T) {
+func TestFilterSetsConnectFrontendsOnly(t *testing.T) {
 	fe := netip.MustParseAddrPort
 	svcs := []*Service{
 		{Mode: ModeLookup, Frontend: fe("127.0.0.100:9000")},
 		{Mode: ModeConnect, Frontend: fe("10.96.0.10:9000")},
 		{Mode: ModeConnect, Frontend: fe("0.0.0.0:80")},
-		{Mode: ModeLookup, Frontend: fe("[::]:443")},
+		{Mode: ModeConnect, Frontend: fe("[::]:443")},
 		{Mode: ModeProxy, Frontend: fe("127.0.0.101:9000")},
 	}
 	f := filterFor(svcs)
 	isSet := func(part bpf.TcpshiftFilterPart, bit uint32) bool {
-		return f[int(part)*filterWords+int(bit>>6)]&(1<<(bit&63)) != 0
+		bit &= 1<<filterBits - 1
+		return f[1+int(part)*filterWords+int(bit>>6)]&(1<<(bit&63)) != 0
 	}
 	for _, c := range []struct {
 		part bpf.TcpshiftFilterPart
 		bit  uint32
 	}{
-		{bpf.TcpshiftFilterPartFILTER_LOOKUP_ADDRS, filterHash(fe("127.0.0.100:9000").Addr(), 9000)},
-		{bpf.TcpshiftFilterPartFILTER_CONNECT_ADDRS, filterHash(fe("10.96.0.10:9000").Addr(), 9000)},
-		{bpf.TcpshiftFilterPartFILTER_CONNECT_PORTS, 80},
-		{bpf.TcpshiftFilterPartFILTER_LOOKUP_PORTS, 443},
+		{bpf.TcpshiftFilterPartFILTER_ADDRS, filterHash(fe("10.96.0.10:9000").Addr(), 9000)},
+		{bpf.TcpshiftFilterPartFILTER_PORTS, 80},
+		{bpf.TcpshiftFilterPartFILTER_PORTS, 443},
 	} {
 		if !isSet(c.part, c.bit) {
 			t.Errorf("part %d: bit %d clear", c.part, c.bit)
 		}
 	}
 	n := 0
-	for _, w := range f[:filterReady] {
+	for _, w := range f[1:] {
 		n += bits.OnesCount64(w)
 	}
-	if n != 4 {
-		t.Errorf("%d bits set, want 4 (the proxy frontend has none)", n)
+	if n != 3 {
+		t.Errorf("%d bits set, want 3 (lookup and proxy frontends have none)", n)
 	}
 	if f[filterReady] != 1 {
 		t.Errorf("ready word %d, want 1", f[filterReady])
 	}
-	// The two port-9000 frontends of different modes must not make the
-	// other mode's destination a maybe: that is the filter's point.
-	if isSet(bpf.TcpshiftFilterPartFILTER_CONNECT_ADDRS, filterHash(fe("127.0.0.100:9000").Addr(), 9000)) {
-		t.Errorf("the lookup frontend's bit is set in the connect part")
+	// The lookup frontend on the connect frontend's port is the filter's
+	// point: its connect() must find its bit clear.
+	if isSet(bpf.TcpshiftFilterPartFILTER_ADDRS, filterHash(fe("127.0.0.100:9000").Addr(), 9000)) {
+		t.Errorf("the lookup frontend's address bit is set")
 	}
 }
 

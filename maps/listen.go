@@ -211,14 +211,14 @@ func portWords(svcs []*Service) *frontendWords {
 	return &w
 }
 
-// AddFrontendPorts sets the bits of svcs' frontend ports and of their
-// frontend filter, before their frontends are written: a hook that tests a
+// AddFrontendPorts sets the bits of svcs' frontend ports and of the
+// connect filter, before their frontends are written: a hook that tests a
 // clear bit never looks further.
 func (s *Set) AddFrontendPorts(svcs []*Service) error {
 	if err := s.syncBits(s.FrontendPorts, "frontend ports", portWords(svcs)[:], true); err != nil {
 		return err
 	}
-	return s.syncBits(s.FrontendFilter, "frontend filter", filterFor(svcs)[:], true)
+	return s.syncBits(s.ConnectFilter, "connect filter", filterFor(svcs)[:], true)
 }
 
 // SyncFrontendPorts leaves exactly svcs' ports and filter bits set, once
@@ -227,5 +227,5 @@ func (s *Set) SyncFrontendPorts(svcs []*Service) error {
 	if err := s.syncBits(s.FrontendPorts, "frontend ports", portWords(svcs)[:], false); err != nil {
 		return err
 	}
-	return s.syncBits(s.FrontendFilter, "frontend filter", filterFor(svcs)[:], false)
+	return s.syncBits(s.ConnectFilter, "connect filter", filterFor(svcs)[:], false)
 }

@@ -38,7 +38,7 @@ type Set struct {
 	ServiceFiles   *ebpf.Map // what each service's file said
 	Listeners      *ebpf.Map // endpoint ids by listening address, for sockops
 	FrontendPorts  *ebpf.Map // a bit per port some frontend uses
-	FrontendFilter *ebpf.Map // which of those may be frontends of each mode (filter.go)
+	ConnectFilter  *ebpf.Map // which of those may be connect-mode frontends (filter.go)
 	Stored         *ebpf.Map // input objects (Istio's...), as text
 	Shifts         *ebpf.Map // progressive shifts, by service id
 	TableVersions  *ebpf.Map // bumped with every table write (mmapable)
@@ -109,8 +109,8 @@ func (s *Set) fields() map[string]**ebpf.Map {
 		bpf.TcpshiftMapTableSwaps: &s.TableSwaps,
 		bpf.TcpshiftMapOwners:     &s.Owners, bpf.TcpshiftMapServiceFiles: &s.ServiceFiles,
 		bpf.TcpshiftMapListeners: &s.Listeners, bpf.TcpshiftMapFrontendPorts: &s.FrontendPorts,
-		bpf.TcpshiftMapFrontendFilter: &s.FrontendFilter,
-		bpf.TcpshiftMapObjects:        &s.Stored, bpf.TcpshiftMapShifts: &s.Shifts,
+		bpf.TcpshiftMapConnectFilter: &s.ConnectFilter,
+		bpf.TcpshiftMapObjects:       &s.Stored, bpf.TcpshiftMapShifts: &s.Shifts,
 		bpf.TcpshiftMapTableVersions: &s.TableVersions,
 		bpf.TcpshiftMapLists:         &s.Lists, bpf.TcpshiftMapEndpointIndex: &s.EndpointIndex,
 		bpf.TcpshiftMapEndpointPlaces: &s.EndpointPlaces,
@@ -121,8 +121,8 @@ func (s *Set) fields() map[string]**ebpf.Map {
 var optionalMaps = map[string]bool{
 	bpf.TcpshiftMapOwners: true, bpf.TcpshiftMapServiceFiles: true,
 	bpf.TcpshiftMapListeners: true, bpf.TcpshiftMapFrontendPorts: true,
-	bpf.TcpshiftMapFrontendFilter: true,
-	bpf.TcpshiftMapObjects:        true, bpf.TcpshiftMapShifts: true,
+	bpf.TcpshiftMapConnectFilter: true,
+	bpf.TcpshiftMapObjects:       true, bpf.TcpshiftMapShifts: true,
 	bpf.TcpshiftMapTableVersions: true,
 }
 

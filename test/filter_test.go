@@ -5,9 +5,9 @@ import (
 	"testing"
 )
 
-// Frontends of both hook modes on one port, and a wildcard one: each hook
-// steers only its own mode's (a connect() to the lookup frontend is left
-// to sk_lookup), exactly by weight.
+// Frontends of both hook modes on one port, and a wildcard connect one:
+// each hook steers only its own mode's (a connect() to the lookup frontend
+// is left to sk_lookup, past the connect filter), exactly by weight.
 const filterConfig = `services:
 - name: near
   listen: 127.0.0.100:9000
@@ -63,24 +63,24 @@ func TestFilterModesShareAPort(t *testing.T) {
 	check("filter written")
 
 	// A filter map an upgrade has just created is empty until the apply
-	// writes it: with its ready word clear, the hooks look every
-	// destination up in the frontends hash, and steer as before.
+	// writes it: with its ready word clear, the connect hooks look every
+	// frontend port up in the frontends hash, and steer as before.
 	set, err := tg.Maps()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer set.Close()
-	ready := set.FrontendFilter.MaxEntries() - 1
-	var was uint64
-	if err := set.FrontendFilter.Lookup(ready, &was); err != nil || was != 1 {
-		t.Fatalf("ready word %d (%v), want 1", was, err)
+	var ready uint64 // word 0
+	if err := set.ConnectFilter.Lookup(uint32(0), &ready); err != nil || ready != 1 {
+		t.Fatalf("ready word %d (%v), want 1", ready, err)
 	}
-	zero := make([]uint64, ready+1)
-	keys := make([]uint32, ready+1)
+	n := set.ConnectFilter.MaxEntries()
+	zero := make([]uint64, n)
+	keys := make([]uint32, n)
 	for i := range keys {
 		keys[i] = uint32(i)
 	}
-	if _, err := set.FrontendFilter.BatchUpdate(keys, zero, nil); err != nil {
+	if _, err := set.ConnectFilter.BatchUpdate(keys, zero, nil); err != nil {
 		t.Fatal(err)
 	}
 	check("filter empty and not ready")
