@@ -184,6 +184,14 @@ func TestGatewayAPIAndIstioRefusals(t *testing.T) {
 			"%s:7: TCPRoute default/r: spec.rules[0].backendRefs[0]: Invalid value: \"object\": Must have port for Service reference"},
 		{"UDP listener", strings.Replace(tcpRoute("r", "[{name: tcp-echo-v1, port: 3000}]"), "sectionName: tcp", "sectionName: udp", 1),
 			"%s:5: TCPRoute default/r: spec.parentRefs[0]: listener udp of Gateway default/gw takes no TCPRoute: its protocol is UDP (NotAllowedByListeners)"},
+		{"weight as a string", tcpRoute("r", "[{name: tcp-echo-v1, port: 3000, weight: '70'}]"),
+			`%s:7: TCPRoute default/r: spec.rules[0].backendRefs[0].weight: Invalid value: "string": spec.rules[0].backendRefs[0].weight in body must be of type integer: "string"`},
+		{"parentRef of another group", strings.Replace(tcpRoute("r", "[{name: tcp-echo-v1, port: 3000}]"), "sectionName: tcp", "sectionName: tcp, group: example.com", 1),
+			"%s:5: TCPRoute default/r: spec.parentRefs[0].group: example.com/Gateway is no parent tcpshift knows: a Gateway parent has group gateway.networking.k8s.io (the default)"},
+		{"sectionName of no listener", strings.Replace(tcpRoute("r", "[{name: tcp-echo-v1, port: 3000}]"), "sectionName: tcp", "sectionName: tls", 1),
+			"%s:5: TCPRoute default/r: spec.parentRefs[0]: Gateway default/gw has no listener named tls (NoMatchingParent)"},
+		{"two TCP listeners on one port", strings.Replace(gatewayBase, "{name: udp, port: 5300, protocol: UDP}", "{name: tcp2, port: 31400, protocol: TCP}", 1),
+			`%s:24: Gateway default/gw: spec.listeners: Invalid value: "array": Combination of port, protocol and hostname must be unique for each listener (listeners tcp and tcp2)`},
 		{"duplicate subset names", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: tcp-echo}
