@@ -1,6 +1,7 @@
 package istio
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,5 +83,24 @@ func TestSameTimeOrderedByNamespacedName(t *testing.T) {
 	res := mustDerive(t, gw+se("web")+se("web-b")+r("web", "echo-web")+r("web-b", "echo-web-b"))
 	if len(res.Listeners) != 1 || res.Listeners[0].Serves.Namespace != "web-b" {
 		t.Fatalf("listeners %+v, want one serving web-b/r", res.Listeners)
+	}
+}
+
+// A Gateway API kind is read only in the versions its CRD serves: the
+// group's versions are not every kind's.
+func TestGatewayAPIKindVersions(t *testing.T) {
+	for _, tc := range []struct{ apiVersion, kind, want string }{
+		{"gateway.networking.k8s.io/v1beta1", "TCPRoute", `x.yaml:1: apiVersion: no matches for kind "TCPRoute" in version "gateway.networking.k8s.io/v1beta1": TCPRoute is served as v1, v1alpha2`},
+		{"gateway.networking.k8s.io/v1alpha2", "Gateway", `x.yaml:1: apiVersion: no matches for kind "Gateway" in version "gateway.networking.k8s.io/v1alpha2": Gateway is served as v1, v1beta1`},
+		{"gateway.networking.k8s.io/v1alpha2", "TCPRoute", ""},
+		{"gateway.networking.k8s.io/v1", "TCPRoute", ""},
+		{"gateway.networking.k8s.io/v1beta1", "Gateway", ""},
+		{"gateway.networking.k8s.io/v1beta1", "ReferenceGrant", ""},
+	} {
+		text := "apiVersion: " + tc.apiVersion + "\nkind: " + tc.kind + "\nmetadata: {name: x}\nspec: {}\n"
+		_, err := Decode("x.yaml", []byte(text))
+		if got := fmt.Sprint(err); tc.want == "" && err != nil || tc.want != "" && got != tc.want {
+			t.Errorf("%s %s: got %v\nwant %q", tc.apiVersion, tc.kind, err, tc.want)
+		}
 	}
 }

@@ -35,6 +35,14 @@ var versions = map[string][]string{
 	gatewayGroup: {"v1", "v1beta1", "v1alpha2"},
 }
 
+// kindVersions are the versions a kind of the Gateway API is served in
+// (its CRD's), where they are fewer than its group's: a TCPRoute was
+// never v1beta1, and a Gateway is no longer v1alpha2.
+var kindVersions = map[string][]string{
+	KindAPIGateway: {"v1", "v1beta1"},
+	KindTCPRoute:   {"v1", "v1alpha2"},
+}
+
 // kinds lists the kinds of each group tcpshift reads.
 var kinds = map[string][]string{
 	istioGroup:   {"Gateway", "VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry"},
@@ -83,6 +91,9 @@ func known(o *Object, root *yaml.Node) error {
 		version := strings.TrimPrefix(o.APIVersion, group+"/")
 		if !slices.Contains(vs, version) {
 			return fail("apiVersion", "%s: version %q of %s is not understood (versions: %s)", o.APIVersion, version, group, strings.Join(vs, ", "))
+		}
+		if kv, ok := kindVersions[o.Kind]; ok && !slices.Contains(kv, version) {
+			return fail("apiVersion", "no matches for kind %q in version %q: %s is served as %s", kind, o.APIVersion, kind, strings.Join(kv, ", "))
 		}
 		return nil
 	}
