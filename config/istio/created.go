@@ -3,6 +3,7 @@ package istio
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -16,8 +17,11 @@ import (
 // a user may have copied into the file means nothing, as on Kubernetes.
 func Stamped(o *Object, stored []byte, now time.Time) (*Object, error) {
 	created := now.UTC()
-	if t, ok := storedCreation(stored); ok {
-		created = t
+	if stored != nil {
+		// Kept by a tcpshift that did not stamp objects: it stays
+		// without a time, the oldest, as the others kept then, so
+		// applying it again does not make it the newest.
+		created, _ = storedCreation(stored)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(o.Text, &doc); err != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
@@ -30,9 +34,14 @@ func Stamped(o *Object, stored []byte, now time.Time) (*Object, error) {
 		root.Content = append(root.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: "metadata"}, meta)
 	}
 	value := created.Format(time.RFC3339Nano)
-	if ts := get(meta, "creationTimestamp"); ts != nil {
+	switch ts := get(meta, "creationTimestamp"); {
+	case created.IsZero():
+		if i := slices.Index(meta.Content, ts); ts != nil && i > 0 {
+			meta.Content = slices.Delete(meta.Content, i-1, i+1) // key and value
+		}
+	case ts != nil:
 		*ts = yaml.Node{Kind: yaml.ScalarNode, Style: yaml.DoubleQuotedStyle, Value: value}
-	} else {
+	default:
 		meta.Content = append(meta.Content,
 			&yaml.Node{Kind: yaml.ScalarNode, Value: "creationTimestamp"},
 			&yaml.Node{Kind: yaml.ScalarNode, Style: yaml.DoubleQuotedStyle, Value: value})

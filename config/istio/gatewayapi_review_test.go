@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A rule whose every backendRef has weight 0 is taken: the Gateway API
@@ -102,5 +103,30 @@ func TestGatewayAPIKindVersions(t *testing.T) {
 		if got := fmt.Sprint(err); tc.want == "" && err != nil || tc.want != "" && got != tc.want {
 			t.Errorf("%s %s: got %v\nwant %q", tc.apiVersion, tc.kind, err, tc.want)
 		}
+	}
+}
+
+// An object kept by a tcpshift that did not stamp objects stays without
+// a creationTimestamp when applied again (a time in its file is dropped,
+// as the API server drops it), so it stays the oldest beside the others
+// kept then: applying it again does not change which route is served.
+func TestStampedKeepsUnstampedOld(t *testing.T) {
+	text := "apiVersion: gateway.networking.k8s.io/v1\nkind: TCPRoute\nmetadata: {name: r, creationTimestamp: \"2020-01-01T00:00:00Z\"}\nspec: {}\n"
+	docs, err := Decode("x.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := docs[0].Object
+	legacy := []byte("apiVersion: gateway.networking.k8s.io/v1\nkind: TCPRoute\nmetadata: {name: r}\nspec: {}\n")
+	again, err := Stamped(o, legacy, time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Created.IsZero() || strings.Contains(string(again.Text), "creationTimestamp") {
+		t.Fatalf("applied again over an unstamped object: created %v, text\n%s\nwant no time", again.Created, again.Text)
+	}
+	back, err := DecodeStored(o.Key, again.Text)
+	if err != nil || !back.Created.IsZero() {
+		t.Fatalf("read back: %v, %v", back, err)
 	}
 }
