@@ -140,6 +140,15 @@ func TestWriteRollsBackGroupsOfTables(t *testing.T) {
 	}
 }
 
+// manyServices is n connect-mode services, each its own frontend.
+func manyServices(n int) []svc {
+	var svcs []svc
+	for i := range n {
+		svcs = append(svcs, connect(fmt.Sprintf("s%05d", i), fmt.Sprintf("10.%d.%d.%d:80", i>>16, (i>>8)&255, i&255), "10.0.0.1:80"))
+	}
+	return svcs
+}
+
 // A change refused by a limit writes nothing at all.
 func TestWriteLimitsRefuseBeforeWriting(t *testing.T) {
 	limits, err := tsmaps.Capacities()
@@ -149,10 +158,7 @@ func TestWriteLimitsRefuseBeforeWriting(t *testing.T) {
 	f := newFake(t)
 	f.mustApply(connect("a", "192.0.2.1:80", "10.0.0.1:80"))
 	writes := f.mem.Writes()
-	var many []svc
-	for i := range limits.Services + 1 {
-		many = append(many, connect(fmt.Sprintf("s%05d", i), fmt.Sprintf("10.%d.%d.%d:80", i>>16, (i>>8)&255, i&255), "10.0.0.1:80"))
-	}
+	many := manyServices(limits.Services + 1)
 	if _, err := f.apply(many, ApplyOptions{}); err == nil || !strings.Contains(err.Error(), fmt.Sprint(limits.Services)) {
 		t.Fatalf("%d services: %v, want refused naming the limit %d", len(many), err, limits.Services)
 	}
