@@ -12,7 +12,7 @@ import (
 )
 
 // daemonApply applies a whole route config as tcpshift run does: through
-// inputs.Change.Build (over the change it applied before) and ApplyBuilt,
+// inputs.Change.Build (over the change it applied before) and Target.Apply,
 // as the daemon, keeping overrides. It returns the change applied.
 func daemonApply(t *testing.T, tg *loader.Target, text string, prev *inputs.Change) *inputs.Change {
 	t.Helper()
