@@ -221,7 +221,7 @@ func (r *reader) allowedRoutes(n *yaml.Node, f string, l *apiListener) {
 func readTCPRoute(o *Object) (*tcpRouteAPI, error) {
 	r := &reader{o: o}
 	t := &tcpRouteAPI{Object: o}
-	r.mapping(o.Spec, "spec", []string{"parentRefs", "rules", "hostnames", "useDefaultGateways"}, nil, func(k string, v *yaml.Node) {
+	r.mapping(o.Spec, "spec", []string{"parentRefs", "rules", "useDefaultGateways"}, nil, func(k string, v *yaml.Node) {
 		switch k {
 		case "parentRefs":
 			r.items(v, "spec.parentRefs", 0, maxParentRefs)

@@ -53,6 +53,8 @@ func TestGatewayAPISchemaRefusals(t *testing.T) {
 		{"two TCP listeners with one hostname", strings.Replace(backends, "{name: one, port: 9300, protocol: TCP}", "{name: one, port: 9300, protocol: TCP, hostname: a.example}", 1) +
 			"---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw2}\nspec:\n  listeners:\n  - {name: a, port: 1, protocol: TCP, hostname: a.example}\n  - {name: b, port: 1, protocol: TCP, hostname: a.example}\n", "{name: b, port: 1",
 			`Gateway default/gw2: spec.listeners: Invalid value: "array": Combination of port, protocol and hostname must be unique for each listener (listeners a and b)`},
+		{"hostnames, which a TCPRoute has not", strings.Replace(backends+route("{name: r}", "[{name: gw}]", toV1), "  parentRefs:", "  hostnames: [a.example]\n  parentRefs:", 1), "hostnames:",
+			"TCPRoute default/r: spec.hostnames: unknown field (fields: parentRefs, rules, useDefaultGateways)"},
 		{"parentRef of another group", backends + route("{name: r}", "[{name: gw, group: example.com}]", toV1), "[{name: gw, group",
 			"TCPRoute default/r: spec.parentRefs[0].group: example.com/Gateway is no parent tcpshift knows: a Gateway parent has group gateway.networking.k8s.io (the default)"},
 		{"Service parent of the Gateway API's group", backends + route("{name: r}", "[{name: echo-v1, kind: Service, group: gateway.networking.k8s.io}]", toV1), "[{name: echo-v1, kind",
