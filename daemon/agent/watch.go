@@ -83,6 +83,12 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 	if err := w.pods.SetTransform(podLabelsOnly); err != nil {
 		return nil, nil, nil, fmt.Errorf("pod informer: %w", err)
 	}
+	if err := w.services.SetTransform(trimService); err != nil {
+		return nil, nil, nil, fmt.Errorf("services informer: %w", err)
+	}
+	if err := w.slices.SetTransform(trimSlice); err != nil {
+		return nil, nil, nil, fmt.Errorf("endpointslices informer: %w", err)
+	}
 	// A pod matters only for its labels: its status changes (most of a
 	// cluster's events) make no sync.
 	podHandler := handler
@@ -95,7 +101,7 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 		}
 	}
 	if err := w.slices.AddIndexers(cache.Indexers{byService: sliceService}); err != nil {
-		return nil, nil, nil, fmt.Errorf("EndpointSlice informer: %w", err)
+		return nil, nil, nil, fmt.Errorf("endpointslices informer: %w", err)
 	}
 	for inf, h := range map[cache.SharedIndexInformer]cache.ResourceEventHandlerFuncs{w.services: handler, w.slices: handler, w.pods: podHandler} {
 		if _, err := inf.AddEventHandler(h); err != nil {
