@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
@@ -52,5 +53,24 @@ func TestGatewayAPIApplyOrderAndDeletes(t *testing.T) {
 	c.must("delete", "-f", both)
 	if got := c.share("127.0.0.1:31400", 5); !maps.Equal(got, map[string]int{"refused": 5}) {
 		t.Fatalf("Gateway and route deleted: %v, want 5 refused", got)
+	}
+}
+
+// Sixteen backendRefs at the largest weight (16 x 1000000, past what a
+// table holds) split exactly: one resolves, fifteen do not, so 10 of 160
+// connections are served and 150 refused.
+func TestGatewayAPILargestWeights(t *testing.T) {
+	c := newCLI(t)
+	c.apply(gatewayBase)
+	refs := []string{"{name: tcp-echo-v1, port: 3000, weight: 1000000}"}
+	for i := range 15 {
+		refs = append(refs, fmt.Sprintf("{name: missing-%d, port: 3000, weight: 1000000}", i))
+	}
+	_, notes := c.apply(tcpRoute("largest", "["+strings.Join(refs, ", ")+"]"))
+	if got := strings.Count(notes, "its share of the connections (1000000 of 16000000) is refused"); got != 15 {
+		t.Fatalf("apply noted %d refused shares, want 15:\n%s", got, notes)
+	}
+	if got := c.share("127.0.0.1:31400", 160); !maps.Equal(got, map[string]int{"one": 10, "refused": 150}) {
+		t.Fatalf("160 connections went %v, want 10 to one and 150 refused", got)
 	}
 }
