@@ -174,7 +174,7 @@ func (a *agent) sync(_ context.Context, b reconcile.Batch) (reconcile.Result, er
 	for _, r := range append(rejected, res.Rejected...) {
 		out.Refused = append(out.Refused, reconcile.Refused{Key: r.Key.String(), Err: r.Err})
 	}
-	built := &loader.Built{Config: res.Config, Origins: res.Origins}
+	built := &loader.Built{Config: res.Config, Origins: res.Origins, Changed: res.Changed}
 	changes, err := a.o.Target.Apply(loader.BuildFunc(func(_ []maps.StoredObject, _ []*maps.Service) (*loader.Built, error) {
 		return built, nil
 	}), loader.ApplyOptions{Daemon: true, DaemonFile: loader.AgentFile + a.o.Node, KeepOverrides: true})
