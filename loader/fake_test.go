@@ -232,20 +232,7 @@ func (f *fake) requireEvenVersions() {
 }
 
 // diffLines lists the lines only in a (-) or only in b (+).
-func diffLines(a, b []string) []string {
-	var out []string
-	for _, l := range a {
-		if !slices.Contains(b, l) {
-			out = append(out, "-"+l)
-		}
-	}
-	for _, l := range b {
-		if !slices.Contains(a, l) {
-			out = append(out, "+"+l)
-		}
-	}
-	return out
-}
+var diffLines = state.DiffDumps
 
 // failWrite is a state.Memory fault that fails write n.
 func failWrite(n int) func(state.Op) error {

@@ -3,10 +3,10 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/maps"
+	"github.com/tcpshift/tcpshift/plan"
 )
 
 // ObjectChange is what one apply changes among the stored input objects
@@ -93,7 +93,7 @@ func (t *Target) planBuilt(b Build, stored []maps.StoredObject, old []*maps.Serv
 	if err := built.Objects.check(); err != nil {
 		return nil, nil, err
 	}
-	opts.applied = appliedEndpoints(old)
+	opts.applied = plan.Applied(old)
 	opts.only, opts.kept = t.scope(built, old, *opts)
 	plans, err := t.plan(built.Config, *opts)
 	if err != nil {
@@ -103,22 +103,6 @@ func (t *Target) planBuilt(b Build, stored []maps.StoredObject, old []*maps.Serv
 		p.svc.Origin = built.Origins[p.svc.Name]
 	}
 	return plans, built.Objects, nil
-}
-
-// appliedEndpoints lists, per lookup-mode service in force, its endpoints.
-func appliedEndpoints(old []*maps.Service) map[string][]netip.AddrPort {
-	applied := map[string][]netip.AddrPort{}
-	for _, svc := range old {
-		if svc.Mode != maps.ModeLookup {
-			continue
-		}
-		for _, sub := range svc.Subsets {
-			for _, ep := range sub.Endpoints {
-				applied[svc.Name] = append(applied[svc.Name], ep.Addr)
-			}
-		}
-	}
-	return applied
 }
 
 // check says why an object of the change cannot be stored, naming it.

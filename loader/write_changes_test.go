@@ -117,18 +117,3 @@ func TestObjectChangeCheck(t *testing.T) {
 		t.Fatalf("check: %v", err)
 	}
 }
-
-// appliedEndpoints lists the endpoints in force of lookup-mode services
-// only (the ones a restarted listener may be waited for).
-func TestAppliedEndpoints(t *testing.T) {
-	f := newFake(t)
-	f.mustApply(lookup("l", "192.0.2.1:80", "127.0.0.1:9001", "127.0.0.1:9002"), connect("c", "192.0.2.2:80", "10.0.0.1:80"))
-	old, err := f.set.ServiceList()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := appliedEndpoints(old)
-	if len(got) != 1 || len(got["l"]) != 2 || got["l"][0].String() != "127.0.0.1:9001" || got["l"][1].String() != "127.0.0.1:9002" {
-		t.Fatalf("applied %v, want l's two endpoints only", got)
-	}
-}

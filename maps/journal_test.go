@@ -8,15 +8,23 @@ import (
 	"github.com/tcpshift/tcpshift/bpf"
 )
 
-// newOwnerSet makes a Set with real owner and services maps (needs root).
+// newOwnerSet makes a Set with real owner and table swaps maps (needs root).
 func newOwnerSet(t *testing.T) *Set {
+	t.Helper()
+	coll := newKernelMaps(t, bpf.TcpshiftMapOwners, bpf.TcpshiftMapTableSwaps)
+	return &Set{Owners: coll.Maps[bpf.TcpshiftMapOwners], TableSwaps: coll.Maps[bpf.TcpshiftMapTableSwaps]}
+}
+
+// newKernelMaps makes new, unpinned BPF maps shaped as the BPF object's
+// (needs root), closed when the test ends.
+func newKernelMaps(t *testing.T, names ...string) *ebpf.Collection {
 	t.Helper()
 	spec, err := bpf.LoadTcpshift()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Set{}
-	for name, dst := range map[string]**ebpf.Map{bpf.TcpshiftMapOwners: &s.Owners, bpf.TcpshiftMapTableSwaps: &s.TableSwaps} {
+	coll := &ebpf.Collection{Maps: map[string]*ebpf.Map{}}
+	for _, name := range names {
 		ms := spec.Maps[name].Copy()
 		ms.Pinning = ebpf.PinNone
 		m, err := ebpf.NewMap(ms)
@@ -24,9 +32,9 @@ func newOwnerSet(t *testing.T) *Set {
 			t.Fatalf("create %s (kernel tests need root): %v", name, err)
 		}
 		t.Cleanup(func() { m.Close() })
-		*dst = m
+		coll.Maps[name] = m
 	}
-	return s
+	return coll
 }
 
 func seq(t *testing.T, s *Set) uint64 {

@@ -89,7 +89,7 @@ func TestMemoryRollbackRestoresEverything(t *testing.T) {
 	}
 	after := mem.Dump()
 	// Only the write sequence and the tables' version counters moved on.
-	diff := slices.DeleteFunc(lineDiff(before, after), func(l string) bool {
+	diff := slices.DeleteFunc(state.DiffDumps(before, after), func(l string) bool {
 		return strings.HasPrefix(l[1:], "owners[") || strings.HasPrefix(l[1:], "table_versions[")
 	})
 	if len(diff) != 0 || mem.OpenInners() != 0 {
@@ -98,21 +98,6 @@ func TestMemoryRollbackRestoresEverything(t *testing.T) {
 	if o, _ := s.Owner(); o.WriteSeq != 4 {
 		t.Fatalf("write sequence %d, want 4", o.WriteSeq)
 	}
-}
-
-func lineDiff(a, b []string) []string {
-	var out []string
-	for _, l := range a {
-		if !slices.Contains(b, l) {
-			out = append(out, "-"+l)
-		}
-	}
-	for _, l := range b {
-		if !slices.Contains(a, l) {
-			out = append(out, "+"+l)
-		}
-	}
-	return out
 }
 
 // A map the state lacks (pinned by an older build) is missing for the Set

@@ -3,32 +3,17 @@ package maps
 import (
 	"reflect"
 	"testing"
-
-	"github.com/cilium/ebpf"
-
-	"github.com/tcpshift/tcpshift/bpf"
 )
 
 // kernelSet makes a Set over new, unpinned BPF maps shaped as the BPF
 // object's (needs root).
 func kernelSet(t *testing.T) *Set {
 	t.Helper()
-	spec, err := bpf.LoadTcpshift()
-	if err != nil {
-		t.Fatal(err)
-	}
-	coll := &ebpf.Collection{Maps: map[string]*ebpf.Map{}}
+	var names []string
 	for name := range (&Set{}).fields() {
-		ms := spec.Maps[name].Copy()
-		ms.Pinning = ebpf.PinNone
-		m, err := ebpf.NewMap(ms)
-		if err != nil {
-			t.Fatalf("create %s (kernel tests need root): %v", name, err)
-		}
-		t.Cleanup(func() { m.Close() })
-		coll.Maps[name] = m
+		names = append(names, name)
 	}
-	s, err := FromCollection(coll)
+	s, err := FromCollection(newKernelMaps(t, names...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -448,3 +448,20 @@ func decode(b []byte, v any) error {
 	}
 	return binary.Read(bytes.NewReader(b), binary.NativeEndian, v)
 }
+
+// DiffDumps lists the lines of two dumps that differ: "-" those only in
+// before, "+" those only in after; none when they are the same.
+func DiffDumps(before, after []string) []string {
+	var out []string
+	for _, l := range before {
+		if !slices.Contains(after, l) {
+			out = append(out, "-"+l)
+		}
+	}
+	for _, l := range after {
+		if !slices.Contains(before, l) {
+			out = append(out, "+"+l)
+		}
+	}
+	return out
+}
