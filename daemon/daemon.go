@@ -22,6 +22,7 @@ import (
 
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/daemon/reconcile"
+	"github.com/tcpshift/tcpshift/internal/inputs"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/maps"
 	"github.com/tcpshift/tcpshift/userspace"
@@ -90,6 +91,9 @@ type daemon struct {
 	// applies it.
 	held      *held
 	holdTimer *time.Timer
+	// applied is the change that made the last good config: the next one
+	// names only the services it changes (inputs.Change.Previous).
+	applied *inputs.Change
 	// written is the state as the daemon last wrote or saw it: anything
 	// else that changes it is someone else's change, logged within a tick.
 	written []*maps.Service

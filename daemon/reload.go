@@ -45,7 +45,7 @@ func (d *daemon) read() (*loaded, error) {
 			if lerr != nil {
 				return nil, lerr
 			}
-			return &loaded{change: &inputs.Change{Native: in.Native, Put: in.Objects, Exact: true}, in: in, data: data, files: files}, nil
+			return &loaded{change: &inputs.Change{Native: in.Native, Put: in.Objects, Exact: true, Previous: d.applied}, in: in, data: data, files: files}, nil
 		}
 		if try == 10 {
 			return nil, errChanging
@@ -162,7 +162,7 @@ func (d *daemon) reload(_ context.Context, b reconcile.Batch) (reconcile.Result,
 	}
 	wasHeld := d.held != nil && bytes.Equal(d.held.data, l.data)
 	d.held = nil
-	d.cfg, d.data, d.shape = l.change.Config, l.data, now
+	d.cfg, d.data, d.shape, d.applied = l.change.Config, l.data, now, l.change
 	if d.proxy != nil {
 		err = d.sync()
 		d.remember()
