@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -398,7 +399,8 @@ func (w *world) loadgen(p *path, d time.Duration) (*loadgenResult, error) {
 // change counts as visible when the data path follows it, even while the
 // write itself has not returned yet (replacing an inner map waits for an RCU
 // grace period before the syscall returns). The prober's connections take
-// about 100 µs each: that is the resolution.
+// about 100 µs each: that is the resolution (a change lands, on average,
+// half a probe before the next probe starts).
 func (w *world) weightChange(p *path, r *pathResult) error {
 	change := p.flip
 	r.WeightMethod = "map write (Go API)"
@@ -426,17 +428,23 @@ func (w *world) weightChange(p *path, r *pathResult) error {
 	addr := p.echoAddr()
 	go func() {
 		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+		// The prober enters the namespace once, not once per probe (two
+		// setns calls and a thread switch each): a probe is then one
+		// connection and nothing else, which sets the resolution.
+		w.ns.Do(func() error {
+			d := net.Dialer{Timeout: 2 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				t := time.Now()
+				if who, err := once(d, addr); err == nil {
+					probes <- probe{t, who}
+				}
 			}
-			t := time.Now()
-			if who, err := w.ask(addr); err == nil {
-				probes <- probe{t, who}
-			}
-		}
+		})
 	}()
 	defer func() {
 		close(stop)

@@ -274,16 +274,6 @@ func (w *world) waitListening(addr string) error {
 	}
 }
 
-// ask opens one short connection, as the load generator does, and returns
-// who answered.
-func (w *world) ask(addr string) (who string, err error) {
-	err = w.ns.Do(func() (err error) {
-		who, err = once(net.Dialer{Timeout: 2 * time.Second}, addr)
-		return err
-	})
-	return who, err
-}
-
 func (w *world) close() {
 	for _, p := range w.procs {
 		p.Process.Signal(unix.SIGTERM)
