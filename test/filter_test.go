@@ -37,7 +37,7 @@ const filterConfig = `services:
   - {subset: v2, weight: 1}
 `
 
-func TestFilterModesShareAPort(t *testing.T) {
+func TestConnectFilterModesShareAPort(t *testing.T) {
 	env := remotePair(t)
 	env.Echo("127.0.0.1:9101", "near-one")
 	env.Echo("127.0.0.1:9102", "near-two")
