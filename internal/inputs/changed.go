@@ -11,21 +11,47 @@ import (
 // builds (those only one of them has included): the rest the loader may
 // leave as they are in force (loader.Built.Changed).
 func changed(prev *Change, cfg *config.Config, origins map[string]string) map[string]bool {
-	before := make(map[string]*config.Service, len(prev.Config.Services))
-	for i := range prev.Config.Services {
-		before[prev.Config.Services[i].Name] = &prev.Config.Services[i]
-	}
+	was := prev.Config.Services
 	out := map[string]bool{}
-	for i := range cfg.Services {
-		s := &cfg.Services[i]
-		b := before[s.Name]
-		if b == nil || !sameService(b, s) || prev.origins[s.Name] != origins[s.Name] {
+	differs := func(b, s *config.Service) {
+		if !sameService(b, s) || prev.origins[s.Name] != origins[s.Name] {
 			out[s.Name] = true
 		}
-		delete(before, s.Name)
 	}
-	for name := range before {
-		out[name] = true
+	// The services usually come in the same order as before: compare them
+	// in place, and look the others up by name.
+	var before map[string]*config.Service
+	seen := make([]bool, len(was))
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		if i < len(was) && was[i].Name == s.Name {
+			seen[i] = true
+			differs(&was[i], s)
+			continue
+		}
+		if before == nil {
+			before = make(map[string]*config.Service, len(was))
+			for j := range was {
+				before[was[j].Name] = &was[j]
+			}
+		}
+		if b := before[s.Name]; b != nil {
+			differs(b, s)
+		} else {
+			out[s.Name] = true
+		}
+	}
+	var names map[string]bool
+	if before != nil {
+		names = make(map[string]bool, len(cfg.Services))
+		for i := range cfg.Services {
+			names[cfg.Services[i].Name] = true
+		}
+	}
+	for j := range was {
+		if !seen[j] && (before == nil || !names[was[j].Name]) {
+			out[was[j].Name] = true
+		}
 	}
 	return out
 }

@@ -67,3 +67,26 @@ func TestChangedNamesWhatDiffers(t *testing.T) {
 		t.Fatalf("changed %v, want %v (b's port, c's origin, d gone, e new)", got, want)
 	}
 }
+
+// Services in the same order are compared in place; moved ones by name;
+// those past the new end are gone.
+func TestChangedInPlaceAndMoved(t *testing.T) {
+	svc := func(name string, port uint16) config.Service {
+		return config.Service{Name: name, Listen: netip.AddrPortFrom(netip.MustParseAddr("10.0.0.1"), port), Mode: config.ModeConnect}
+	}
+	prev := &Change{Config: &config.Config{Services: []config.Service{svc("a", 1), svc("b", 2), svc("c", 3)}}}
+	for _, c := range []struct {
+		now  []config.Service
+		want []string
+	}{
+		{[]config.Service{svc("a", 1), svc("b", 2), svc("c", 3)}, nil},
+		{[]config.Service{svc("a", 1), svc("b", 2)}, []string{"c"}},
+		{[]config.Service{svc("c", 3), svc("a", 1), svc("b", 2)}, nil},
+		{[]config.Service{svc("c", 30), svc("b", 2)}, []string{"a", "c"}},
+	} {
+		got := slices.Sorted(maps.Keys(changed(prev, &config.Config{Services: c.now}, nil)))
+		if !slices.Equal(got, c.want) {
+			t.Errorf("from a, b, c to %v: changed %v, want %v", c.now, got, c.want)
+		}
+	}
+}
