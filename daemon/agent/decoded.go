@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -52,10 +53,16 @@ func keyOf(u *unstructured.Unstructured) istio.Key {
 // YAML document kubectl would print, without status and managed fields.
 // It runs once per object version (decodeOnce).
 func decode(u *unstructured.Unstructured) (*istio.Object, error) {
+	meta := map[string]any{"name": u.GetName(), "namespace": u.GetNamespace()}
+	// Routes on one listener are served oldest first: keep the time the
+	// API server gave the object, or the order falls back to names.
+	if ts := u.GetCreationTimestamp(); !ts.IsZero() {
+		meta["creationTimestamp"] = ts.UTC().Format(time.RFC3339)
+	}
 	doc := map[string]any{
 		"apiVersion": u.GetAPIVersion(),
 		"kind":       u.GetKind(),
-		"metadata":   map[string]any{"name": u.GetName(), "namespace": u.GetNamespace()},
+		"metadata":   meta,
 	}
 	if spec, ok := u.Object["spec"]; ok {
 		doc["spec"] = spec
