@@ -96,13 +96,36 @@ func (t *Target) remember(set *maps.Set, d *delta) {
 	if !ok {
 		return
 	}
-	svcs := make([]*maps.Service, 0, len(d.plans)+len(d.kept))
+	planned := make([]*maps.Service, 0, len(d.plans))
 	for _, p := range d.plans {
-		svcs = append(svcs, p.svc)
+		planned = append(planned, p.svc)
 	}
-	svcs = append(svcs, d.kept...)
-	slices.SortFunc(svcs, func(a, b *maps.Service) int { return cmp.Compare(a.Name, b.Name) })
-	c.owners, c.seq, c.svcs, c.slots = owners, seq, svcs, d.slots
+	slices.SortFunc(planned, compareService)
+	c.owners, c.seq, c.svcs, c.slots = owners, seq, mergeSorted(planned, d.kept), d.slots
+}
+
+// mergeSorted merges two lists of services: planned sorted by name, kept
+// in the order of the services in force (by name when they are the
+// cache's). The few services a change plans go in among ten thousand kept
+// without sorting them all again.
+func mergeSorted(planned, kept []*maps.Service) []*maps.Service {
+	out := make([]*maps.Service, 0, len(planned)+len(kept))
+	if !slices.IsSortedFunc(kept, compareService) {
+		out = append(append(out, planned...), kept...)
+		slices.SortFunc(out, compareService)
+		return out
+	}
+	i, j := 0, 0
+	for i < len(planned) || j < len(kept) {
+		if j == len(kept) || i < len(planned) && planned[i].Name < kept[j].Name {
+			out = append(out, planned[i])
+			i++
+		} else {
+			out = append(out, kept[j])
+			j++
+		}
+	}
+	return out
 }
 
 // CheckInForce compares what this Target's last apply left in force, as it
@@ -146,37 +169,57 @@ func (t *Target) CheckInForce() ([]string, error) {
 // are planned (only); otherwise everything is planned (both nil). Modes
 // other than connect are always planned: what they need (listening
 // sockets, the mode auto picks) is the host's, which may have changed.
+// Kept services come in old's order.
 func (t *Target) scope(b *Built, old []*maps.Service, opts ApplyOptions) (only map[string]bool, kept []*maps.Service) {
 	if b.Changed == nil || !t.ownState(old) {
 		return nil, nil
 	}
-	cfg := make(map[string]*config.Service, len(b.Config.Services))
+	cfg := byName(b.Config.Services)
 	only = map[string]bool{}
-	for i := range b.Config.Services {
-		c := &b.Config.Services[i]
-		cfg[c.Name] = c
-		if b.Changed[c.Name] || c.Mode != config.ModeConnect {
-			only[c.Name] = true
-		}
-	}
-	inForce := make(map[string]bool, len(old))
-	for _, o := range old {
-		inForce[o.Name] = true
+	kept = make([]*maps.Service, 0, len(old))
+	// old is sorted by name (it is what this Target left): one walk of
+	// both lists pairs each service with the one in force, without a map
+	// of ten thousand names at every change.
+	i, j := 0, 0
+	for i < len(cfg) || j < len(old) {
 		switch {
-		case cfg[o.Name] == nil || only[o.Name]: // removed, or planned
-		case !opts.KeepOverrides && o.Overridden():
-			only[o.Name] = true // the file's weights come back
+		case j == len(old) || i < len(cfg) && cfg[i].Name < old[j].Name:
+			only[cfg[i].Name] = true // not in force yet
+			i++
+		case i == len(cfg) || old[j].Name < cfg[i].Name:
+			j++ // removed
 		default:
-			kept = append(kept, o)
-		}
-	}
-	for name := range cfg {
-		if !inForce[name] {
-			only[name] = true
+			c, o := cfg[i], old[j]
+			switch {
+			case b.Changed[c.Name] || c.Mode != config.ModeConnect:
+				only[c.Name] = true
+			case !opts.KeepOverrides && o.Overridden():
+				only[c.Name] = true // the file's weights come back
+			default:
+				kept = append(kept, o)
+			}
+			i, j = i+1, j+1
 		}
 	}
 	return only, kept
 }
+
+// byName is the config's services in name order: as they are when they
+// already come so (the agent's do), sorted pointers otherwise.
+func byName(svcs []config.Service) []*config.Service {
+	out := make([]*config.Service, len(svcs))
+	for i := range svcs {
+		out[i] = &svcs[i]
+	}
+	if !slices.IsSortedFunc(out, compareConfig) {
+		slices.SortFunc(out, compareConfig)
+	}
+	return out
+}
+
+func compareConfig(a, b *config.Service) int { return cmp.Compare(a.Name, b.Name) }
+
+func compareService(a, b *maps.Service) int { return cmp.Compare(a.Name, b.Name) }
 
 // keep makes the delta leave the kept services as they are: they are not
 // removed, keep their local routes, and each is reported unchanged after
@@ -186,24 +229,50 @@ func (d *delta) keep(kept []*maps.Service, planned int) {
 		return
 	}
 	d.kept = kept
-	stays := make(map[string]bool, len(kept))
 	routed := map[netip.Addr]bool{}
 	for _, k := range kept {
-		stays[k.Name] = true
 		if k.LocalRoute {
 			routed[k.Frontend.Addr()] = true
 		}
 	}
-	changes := slices.Clone(d.changes[:planned])
+	removals := d.changes[planned:]
+	changes := make([]Change, 0, len(d.changes)+len(kept)-min(len(kept), len(removals)))
+	changes = append(changes, d.changes[:planned]...)
 	for _, k := range kept {
 		changes = append(changes, Change{Service: k.Name, Action: "unchanged", Mode: k.Mode})
 	}
-	for _, ch := range d.changes[planned:] {
-		if !stays[ch.Service] {
-			changes = append(changes, ch)
+	d.changes = changes
+	d.removed, removals = withoutKept(d.removed, removals, kept)
+	d.changes = append(d.changes, removals...)
+	if len(routed) > 0 {
+		d.delRoutes = slices.DeleteFunc(d.delRoutes, func(a netip.Addr) bool { return routed[a] })
+	}
+}
+
+// withoutKept takes the kept services out of those the diff would remove
+// and out of their changes (one per removed service, in its order). Both
+// come in the order of the services in force, so one walk finds them; a
+// set of names does it otherwise.
+func withoutKept(removed []*maps.Service, changes []Change, kept []*maps.Service) ([]*maps.Service, []Change) {
+	outR, outC := make([]*maps.Service, 0, max(0, len(removed)-len(kept))), make([]Change, 0, max(0, len(changes)-len(kept)))
+	k := 0
+	for i, o := range removed {
+		if k < len(kept) && kept[k] == o {
+			k++
+			continue
+		}
+		outR = append(outR, o)
+		if i < len(changes) {
+			outC = append(outC, changes[i])
 		}
 	}
-	d.changes = changes
-	d.removed = slices.DeleteFunc(d.removed, func(o *maps.Service) bool { return stays[o.Name] })
-	d.delRoutes = slices.DeleteFunc(d.delRoutes, func(a netip.Addr) bool { return routed[a] })
+	if k == len(kept) && len(removed) == len(changes) {
+		return outR, outC
+	}
+	stays := make(map[string]bool, len(kept))
+	for _, s := range kept {
+		stays[s.Name] = true
+	}
+	return slices.DeleteFunc(removed, func(o *maps.Service) bool { return stays[o.Name] }),
+		slices.DeleteFunc(changes, func(ch Change) bool { return stays[ch.Service] })
 }

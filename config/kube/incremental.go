@@ -56,6 +56,8 @@ type routedState struct {
 	rejected   []istio.Rejection
 	notes      []string
 	terminated int
+	routes     []istio.RouteStatus // the Gateway API's status, for the status writer
+	listeners  []istio.ListenerStatus
 }
 
 // Changes is what changed since the last derivation: Services by key
@@ -287,7 +289,7 @@ func (d *Deriver) route(objs []*istio.Object) error {
 		return err
 	}
 	r := routedState{origins: map[string]string{}, uses: map[istio.Key]bool{}, taken: map[netip.AddrPort]bool{},
-		rejected: res.Rejected, notes: res.Notes}
+		rejected: res.Rejected, notes: res.Notes, routes: res.Routes, listeners: res.Listeners}
 	// A service drains the terminating endpoints of the Services behind
 	// it, and no others: two Services may share an address (host-network
 	// pods), and one's pod terminating says nothing of the other's.
@@ -337,10 +339,12 @@ func (d *Deriver) plain(h *hostState) {
 }
 
 // result is every service derived; changed names those re-derived (nil:
-// all). Its Origins is the Deriver's own: read it before the next update.
+// all). Its Origins and its Config's services are the Deriver's own (a
+// copy of ten thousand services at every change is garbage the agent's
+// collector pays for): read them before the next update.
 func (d *Deriver) result(changed map[string]bool) *Result {
 	return &Result{Origins: d.origins, Rejected: d.routed.rejected, Notes: d.routed.notes, Terminating: d.routed.terminated + d.terminated,
-		Config: &config.Config{Path: "kubernetes", Services: slices.Clone(d.all)}, Changed: changed}
+		Routes: d.routed.routes, Listeners: d.routed.listeners, Config: &config.Config{Path: "kubernetes", Services: slices.Clip(d.all)}, Changed: changed}
 }
 
 func byName(a, b config.Service) int { return cmp.Compare(a.Name, b.Name) }
