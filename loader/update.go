@@ -11,6 +11,9 @@ import (
 // writer lock, on state that is this namespace's, in a transaction that is
 // rolled back when fn fails. Every writer but Apply and Down goes through it
 // (set-weight, the daemon's health, reconcile and re-registration writes).
+// fn gets maps opened as it first uses them (maps.OpenLazy): a weight
+// change opens the 12 it touches, not all 21; fn must go through the Set's
+// methods, not its map fields.
 func (t *Target) Update(fn func(set *maps.Set) error) (err error) {
 	unlock, err := t.lock(false)
 	if errors.Is(err, errNoPinDir) {
@@ -20,7 +23,7 @@ func (t *Target) Update(fn func(set *maps.Set) error) (err error) {
 		return err
 	}
 	defer unlock()
-	return t.withMaps(t.claimState, func(set *maps.Set) error { return transact(set, fn) })
+	return t.withMaps(t.lazyMaps, t.claimState, func(set *maps.Set) error { return transact(set, fn) })
 }
 
 // transact runs fn on set as one transaction, rolled back when fn fails.
@@ -38,8 +41,8 @@ func transact(set *maps.Set, fn func(set *maps.Set) error) error {
 }
 
 // withMaps opens the pinned maps, checks them and runs fn on them.
-func (t *Target) withMaps(check, fn func(set *maps.Set) error) error {
-	set, err := t.Maps()
+func (t *Target) withMaps(open func() (*maps.Set, error), check, fn func(set *maps.Set) error) error {
+	set, err := open()
 	if err != nil {
 		return err
 	}
@@ -49,6 +52,10 @@ func (t *Target) withMaps(check, fn func(set *maps.Set) error) error {
 	}
 	return fn(set)
 }
+
+// lazyMaps opens the pinned maps as they are first used, for writers
+// holding the lock.
+func (t *Target) lazyMaps() (*maps.Set, error) { return maps.OpenLazy(t.Dir) }
 
 // loadedMaps opens the pinned maps: nil and no error when nothing is
 // loaded (maps.ErrNotLoaded), nil and the error when they cannot be opened.
@@ -68,7 +75,7 @@ func (t *Target) loadedMaps() (*maps.Set, error) {
 // writer killed mid-write leaves the sequence odd: when no writer holds the
 // lock, the state is read as it is.
 func (t *Target) Read(fn func(set *maps.Set) error) error {
-	return t.withMaps(t.checkOwner, func(set *maps.Set) error {
+	return t.withMaps(t.Maps, t.checkOwner, func(set *maps.Set) error {
 		return set.ReadConsistent(func() error { return fn(set) }, func() bool { return !t.lockHeld() })
 	})
 }

@@ -35,6 +35,9 @@ func (k *kernelMaps) get(name string) (*ebpf.Map, error) {
 		k.fields = k.s.fields()
 	}
 	if f := k.fields[name]; f != nil && *f != nil {
+		if k.s.lazy != nil {
+			return k.s.lazy.get(name)
+		}
 		return *f, nil
 	}
 	if name == "" {
@@ -200,10 +203,11 @@ func (s *Set) OwnersID() (id uint32, ok bool) {
 	if _, kernel := s.raw().(*kernelMaps); !kernel {
 		return 1, true
 	}
-	if s.Owners == nil {
+	owners, err := s.kernelMap(s.Owners)
+	if owners == nil || err != nil {
 		return 0, false
 	}
-	info, err := s.Owners.Info()
+	info, err := owners.Info()
 	if err != nil {
 		return 0, false
 	}

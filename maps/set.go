@@ -49,6 +49,7 @@ type Set struct {
 	j     *journal             // the transaction in progress, if any
 	log   *state.Journal       // every write goes through it (see tx)
 	names map[*ebpf.Map]string // the fields' pinned names (see name)
+	lazy  *lazyMaps            // maps opened as first used (OpenLazy)
 }
 
 // FromCollection wraps the maps of a loaded collection. The Set shares them:
@@ -129,6 +130,9 @@ var optionalMaps = map[string]bool{
 // Close closes every map the Set opened.
 func (s *Set) Close() error {
 	s.release()
+	if s.lazy != nil { // the fields are placeholders
+		return s.lazy.close()
+	}
 	if _, ok := s.raw().(*kernelMaps); !ok {
 		return nil // placeholders over other maps (OnMaps)
 	}
@@ -625,18 +629,10 @@ func (s *Set) ServiceList() ([]*Service, error) {
 	return out, nil
 }
 
-// Service finds a service by name; ok is false when there is none.
+// Service finds a service by name; ok is false when there is none. It
+// reads that service only (see oneService).
 func (s *Set) Service(name string) (svc *Service, ok bool, err error) {
-	all, err := s.ServiceList()
-	if err != nil {
-		return nil, false, err
-	}
-	for _, svc := range all {
-		if svc.Name == name {
-			return svc, true, nil
-		}
-	}
-	return nil, false, nil
+	return s.oneService(name)
 }
 
 // noID marks an endpoint place no id filled yet.
