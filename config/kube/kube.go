@@ -47,6 +47,9 @@ type Result struct {
 	Origins  map[string]string // service name to the objects behind it
 	Rejected []istio.Rejection // objects that could not be derived
 	Notes    []string          // what the front end read but does not apply
+	// The Gateway API's status of the TCPRoutes and listeners (istio.Result's).
+	Routes    []istio.RouteStatus
+	Listeners []istio.ListenerStatus
 	// Terminating counts the endpoints kept at weight 0 so that their
 	// connections drain (TerminatingSubset).
 	Terminating int

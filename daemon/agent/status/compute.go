@@ -1,0 +1,66 @@
+package status
+
+import (
+	"time"
+
+	"github.com/tcpshift/tcpshift/config/istio"
+)
+
+// want is the status one object should have.
+type want struct {
+	obj    *Object       // nil for a GatewayClass
+	class  *GatewayClass // set for a GatewayClass
+	status map[string]any
+}
+
+// compute is the status of every object tcpshift answers for: its
+// GatewayClasses, their Gateways, the TCPRoutes' parents among those and
+// the mesh Services, every VirtualService and DestinationRule.
+func compute(in Input, objs []*Object, classes []*GatewayClass, now time.Time) []want {
+	var out []want
+	ourClass := map[string]bool{}
+	for _, c := range classes {
+		if c.Controller == ControllerName {
+			ourClass[c.Name] = true
+			out = append(out, want{class: c, status: classStatus(c, now)})
+		}
+	}
+	byKey := map[istio.Key]*Object{}
+	for _, o := range objs {
+		byKey[o.Key] = o
+	}
+	ours := func(parent istio.Key) bool {
+		if parent.Kind == istio.KindKubeService {
+			return true // the mesh: tcpshift serves the Service
+		}
+		g := byKey[parent]
+		return parent.Kind == istio.KindAPIGateway && g != nil && ourClass[g.Class]
+	}
+	attached := map[istio.Key]map[string]int{}
+	for _, l := range in.Listeners {
+		if attached[l.Gateway] == nil {
+			attached[l.Gateway] = map[string]int{}
+		}
+		attached[l.Gateway][l.Name] = l.AttachedRoutes
+	}
+	rejected := map[istio.Key]error{}
+	for _, r := range in.Rejected {
+		rejected[r.Key] = r.Err
+	}
+	for _, rs := range in.Routes {
+		if o := byKey[rs.Route]; o != nil {
+			if st := routeStatus(o, rs, ours, now); st != nil {
+				out = append(out, want{obj: o, status: st})
+			}
+		}
+	}
+	for _, o := range objs {
+		switch {
+		case o.Key.Kind == istio.KindAPIGateway && ourClass[o.Class]:
+			out = append(out, want{obj: o, status: gatewayStatus(o, attached[o.Key], now)})
+		case o.Key.Kind == istio.KindVirtualService || o.Key.Kind == istio.KindDestinationRule:
+			out = append(out, want{obj: o, status: istioStatus(o, rejected[o.Key], now)})
+		}
+	}
+	return out
+}

@@ -1,0 +1,37 @@
+package status
+
+import (
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+func unstructuredString(obj map[string]any, fields ...string) (string, bool, error) {
+	return unstructured.NestedString(obj, fields...)
+}
+
+func cutKind(groupKind string) (group, kind string, ok bool) {
+	return strings.Cut(groupKind, "/")
+}
+
+// withoutTimes is a status without its conditions' lastTransitionTime,
+// which a write made from a stale view may move though nothing changed.
+func withoutTimes(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			if k != "lastTransitionTime" {
+				m[k] = withoutTimes(x)
+			}
+		}
+		return m
+	case []any:
+		s := make([]any, len(t))
+		for i, x := range t {
+			s[i] = withoutTimes(x)
+		}
+		return s
+	}
+	return v
+}
