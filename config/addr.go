@@ -22,7 +22,7 @@ func parseAddrPort(s string, listen bool) (netip.AddrPort, string) {
 	if s == "" {
 		return netip.AddrPort{}, "address must not be empty"
 	}
-	if digitsRE.MatchString(s) {
+	if isInteger(s) {
 		if listen {
 			return bad("missing ip address (use 0.0.0.0:%s or [::]:%s for any local address)", s, s)
 		}

@@ -20,10 +20,7 @@ var (
 	routeFields    = []string{"subset", "weight"}
 	affinityFields = []string{"key", "ttl"}
 
-	nameRE     = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$`)
-	pathKeyRE  = regexp.MustCompile(`^[-a-zA-Z0-9_.]+$`)
 	yamlLineRE = regexp.MustCompile(`^line ([0-9]+): (.*)$`)
-	digitsRE   = regexp.MustCompile(`^[-+]?[0-9]+$`)
 )
 
 const noServicesMsg = "no services: a route config needs at least one (tcpshift down removes every service)"
@@ -49,7 +46,30 @@ type parser struct {
 type epRef struct {
 	addr  netip.AddrPort
 	node  *yaml.Node
-	field string
+	field indexField
+}
+
+// indexField is the field of a list's element, "FIELD[I]", made into text
+// only for an error: a file of ten thousand services lists a hundred
+// thousand endpoints.
+type indexField struct {
+	list string
+	i    int
+}
+
+func indexed(list string, i int) indexField { return indexField{list, i} }
+
+func (f indexField) String() string { return f.list + "[" + strconv.Itoa(f.i) + "]" }
+
+// endpointAddr parses an endpoint's address, naming its field only when it
+// is wrong.
+func (p *parser) endpointAddr(n *yaml.Node, f indexField) (netip.AddrPort, bool) {
+	if n.Kind == yaml.ScalarNode && !isNull(n) {
+		if ap, msg := parseAddrPort(n.Value, false); msg == "" {
+			return ap, true
+		}
+	}
+	return p.addr(n, f.String(), false)
 }
 
 func (p *parser) fail(n *yaml.Node, field, format string, args ...any) {
@@ -267,7 +287,7 @@ func (p *parser) service(n *yaml.Node, f string, names map[string]int, fronts ma
 	if s.Mode == ModeConnect && s.Listen.IsValid() {
 		for _, e := range p.eps {
 			if err := ConnectReaches(s.Listen, e.addr); err != nil {
-				p.fail(e.node, e.field, "%s", err)
+				p.fail(e.node, e.field.String(), "%s", err)
 			}
 		}
 	}
@@ -397,24 +417,24 @@ func (p *parser) endpoints(n *yaml.Node, f string) []netip.AddrPort {
 	var eps []netip.AddrPort
 	for i, e := range n.Content {
 		e = resolve(e)
-		ef := fmt.Sprintf("%s[%d]", f, i)
+		ef := indexed(f, i)
 		if i >= MaxEndpoints {
-			p.fail(e, ef, "too many endpoints (max %d)", MaxEndpoints)
+			p.fail(e, ef.String(), "too many endpoints (max %d)", MaxEndpoints)
 			break
 		}
 		// Each service's endpoint is an endpoint id of its own in the
 		// kernel, so an address listed twice counts twice.
 		p.nEndpoints++
 		if p.nEndpoints == MaxTotalEndpoints+1 {
-			p.fail(e, ef, "endpoint %d of the file: at most %d endpoints per network namespace (all services together)",
+			p.fail(e, ef.String(), "endpoint %d of the file: at most %d endpoints per network namespace (all services together)",
 				p.nEndpoints, MaxTotalEndpoints)
 		}
-		ap, ok := p.addr(e, ef, false)
+		ap, ok := p.endpointAddr(e, ef)
 		if !ok {
 			continue
 		}
 		if first, dup := seen[ap]; dup {
-			p.fail(e, ef, "duplicate endpoint %s (first at line %d)", ap, first)
+			p.fail(e, ef.String(), "duplicate endpoint %s (first at line %d)", ap, first)
 			continue
 		}
 		seen[ap] = e.Line
@@ -495,24 +515,25 @@ func (p *parser) mapping(n *yaml.Node, field string, known []string, fn func(key
 		p.fail(n, field, "expected a mapping, got %s", describe(n))
 		return false
 	}
-	seen := map[string]int{}
+	keyField := func(k *yaml.Node) string {
+		if field == "" {
+			return k.Value
+		}
+		return field + pathKey(k.Value)
+	}
+	seen := keyLines{follow: true}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
 			p.fail(k, field, "field names must be strings, got %s", describe(k))
 			continue
 		}
-		kf := k.Value
-		if field != "" {
-			kf = field + pathKey(k.Value)
-		}
-		if first, dup := seen[k.Value]; dup {
-			p.fail(k, kf, "duplicate key %s (first at line %d)", quote(k.Value), first)
+		if first, dup := seen.first(n.Content[:i], k.Value); dup {
+			p.fail(k, keyField(k), "duplicate key %s (first at line %d)", quote(k.Value), first)
 			continue
 		}
-		seen[k.Value] = k.Line
 		if !contains(known, k.Value) {
-			p.fail(k, kf, "unknown field %s", quote(k.Value))
+			p.fail(k, keyField(k), "unknown field %s", quote(k.Value))
 			continue
 		}
 		fn(k.Value, k, v)
@@ -564,7 +585,7 @@ func checkName(s string) string {
 		return "name must not be empty"
 	case len(s) > MaxNameLen:
 		return fmt.Sprintf("name %s is too long (%d bytes, max %d)", quote(s), len(s), MaxNameLen)
-	case !nameRE.MatchString(s):
+	case !isName(s):
 		return fmt.Sprintf("invalid name %s: use letters, digits, '-', '_' and '.', starting and ending with a letter or digit", quote(s))
 	}
 	return ""
@@ -594,7 +615,7 @@ func parseWeight(n *yaml.Node) (uint64, string) {
 	case "!!float":
 		// yaml.v3 resolves decimal integers that do not fit in 64 bits (and
 		// ones like 080 that are not valid octal) as floats.
-		if digitsRE.MatchString(v) {
+		if isInteger(v) {
 			b, ok := new(big.Int).SetString(v, 10)
 			if ok && b.Sign() >= 0 && b.IsUint64() {
 				return b.Uint64(), ""
@@ -668,10 +689,45 @@ func short(s string) string {
 
 // pathKey formats a mapping key as a field path element.
 func pathKey(key string) string {
-	if pathKeyRE.MatchString(key) {
+	if isPathKey(key) {
 		return "." + key
 	}
 	return "[" + quote(key) + "]"
+}
+
+// isPathKey reports whether a key reads as .key in a field path: letters,
+// digits, '-', '_' and '.' (a loop, not a regexp: a file of ten thousand
+// services has a hundred thousand keys).
+func isPathKey(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !alnum(s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// isName reports whether s is letters, digits, '-', '_' and '.', starting
+// and ending with a letter or digit.
+func isName(s string) bool {
+	return isPathKey(s) && alnum(s[0]) && alnum(s[len(s)-1])
+}
+
+// isInteger reports whether s is decimal digits after an optional sign.
+func isInteger(s string) bool {
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func alnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 func contains[T comparable](list []T, v T) bool {
