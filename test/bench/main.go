@@ -19,17 +19,19 @@ import (
 
 // settings of one run.
 type settings struct {
-	reps      int           // repetitions of each measurement
-	iperfTime time.Duration // length of one iperf3 run
-	rateTime  time.Duration // length of one short-connection run
-	settle    time.Duration // pause before each short-connection run
-	workers   int           // concurrent short-connection clients
-	flips     int           // weight flips under load
-	out       string        // where results go
-	bin       string        // tcpshift and tcp-echo binaries
-	smoke     bool
-	rateOnly  bool   // only the short-connection runs
-	marks     string // where to append each short-connection run's window
+	reps       int           // repetitions of each measurement
+	iperfTime  time.Duration // length of one iperf3 run
+	rateTime   time.Duration // length of one short-connection run
+	settle     time.Duration // pause before each short-connection run
+	workers    int           // concurrent short-connection clients
+	flips      int           // weight flips under load
+	out        string        // where results go
+	bin        string        // tcpshift and tcp-echo binaries
+	smoke      bool
+	rateOnly   bool   // only the short-connection runs
+	weightOnly bool   // only the weight changes and the flips
+	changes    int    // weight changes timed per path
+	marks      string // where to append each short-connection run's window
 }
 
 func main() {
@@ -59,6 +61,8 @@ func run() error {
 	flag.StringVar(&s.bin, "bin", "bin", "directory with the tcpshift and tcp-echo binaries")
 	flag.BoolVar(&s.rateOnly, "rate-only", false, "measure only the short-connection runs (no iperf3, weight changes or flips, no scale step): for profiling a path's connection rate")
 	flag.StringVar(&s.marks, "marks", "", "append each short-connection run's path, start and end (CLOCK_MONOTONIC seconds, as `perf record -k CLOCK_MONOTONIC` stamps samples) and connections to this file, to cut a system-wide profile per path")
+	flag.BoolVar(&s.weightOnly, "weight-only", false, "measure only the weight changes (-changes of them) and the flips under load, print them and write nothing: for A/B runs of the write path")
+	flag.IntVar(&s.changes, "changes", 50, "weight changes timed per path (write to the first connection that follows it)")
 	only := flag.String("paths", "", "comma-separated paths to measure (direct is always measured); all when empty")
 	scaleOnly := flag.Bool("scale-only", false, "run only the scale step (maps' memory and BPF time per selection at 1, 10 000 services and a 1000-endpoint subset); writes scale.md")
 	flag.Parse()
@@ -72,6 +76,7 @@ func run() error {
 			"rate-time":  func() { s.rateTime = 500 * time.Millisecond },
 			"settle":     func() { s.settle = 200 * time.Millisecond },
 			"flips":      func() { s.flips = 100 },
+			"changes":    func() { s.changes = 5 },
 		} {
 			if !set[name] {
 				apply()
@@ -95,7 +100,7 @@ func run() error {
 		}
 		paths = picked
 	}
-	if s.reps < 1 || s.iperfTime < time.Second || s.rateTime <= 0 || s.settle < 0 || s.workers < 1 || s.flips < 1 {
+	if s.reps < 1 || s.iperfTime < time.Second || s.rateTime <= 0 || s.settle < 0 || s.workers < 1 || s.flips < 1 || s.changes < 1 || s.rateOnly && s.weightOnly {
 		return fmt.Errorf("bad settings: %+v", s)
 	}
 	if os.Geteuid() != 0 {
@@ -121,6 +126,10 @@ func run() error {
 	res, err := w.measureAll()
 	if err != nil {
 		return err
+	}
+	if s.weightOnly {
+		printWeightChanges(res)
+		return nil
 	}
 	if err := writeResults(s, res); err != nil {
 		return err

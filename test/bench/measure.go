@@ -117,13 +117,19 @@ func (w *world) measureAll() (*results, error) {
 		}
 	}
 	steps := 3*w.s.reps + 2
-	if w.s.rateOnly {
+	switch {
+	case w.s.rateOnly:
 		steps = w.s.reps
+	case w.s.weightOnly:
+		steps = 2
 	}
 	pr := &progress{total: len(measured) * steps}
 	// Repetitions go round the paths, so whatever drifts during the run
 	// (heat, kernel state) weighs on every path alike.
 	for rep := range w.s.reps {
+		if w.s.weightOnly {
+			break
+		}
 		for _, p := range measured {
 			w.cur = p
 			r := byPath[p.name]
@@ -169,7 +175,7 @@ func (w *world) measureAll() (*results, error) {
 		}
 		// A peer misbehaving here is a result, not a reason to throw the
 		// whole run away.
-		pr.show(p.name, "weight change to first following connection")
+		pr.show(p.name, fmt.Sprintf("%d weight changes to the first following connection", w.s.changes))
 		if err := w.weightChange(p, r); err != nil {
 			r.problem("weight change: " + err.Error())
 		}
@@ -414,10 +420,7 @@ func (w *world) weightChange(p *path, r *pathResult) error {
 		change = p.reload
 		r.WeightMethod = "config rewrite + reload (SIGHUP)"
 	}
-	n := 50
-	if w.s.smoke {
-		n = 5
-	}
+	n := w.s.changes
 	type probe struct {
 		start time.Time
 		who   string
