@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tcpshift/tcpshift/daemon/agent"
+	"github.com/tcpshift/tcpshift/daemon/agent/status"
 )
 
 func agentCommand() *cli.Command {
@@ -36,6 +37,9 @@ func agentCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-delay", Value: agent.DefaultMaxDelay, Usage: "a burst of changes is applied at most this long after its first"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at http://`ADDR`/metrics; off when empty"},
 			&cli.StringFlag{Name: "health-addr", Usage: "serve /healthz and /readyz (ready once the first sync is applied) at `ADDR`; off when empty"},
+			&cli.BoolFlag{Name: "status", Value: true, Usage: "write status back (Gateway API conditions on TCPRoutes, Gateways and GatewayClasses of controllerName " + status.ControllerName + ", Istio's status on VirtualServices and DestinationRules, Events on objects left out); only the agent holding the Lease writes"},
+			&cli.StringFlag{Name: "lease-namespace", Value: "tcpshift-system", EnvVars: []string{"POD_NAMESPACE"}, Usage: "`NAMESPACE` of the Lease " + status.LeaseName + " the agents elect the status writer with"},
+			&cli.DurationFlag{Name: "lease-duration", Value: status.DefaultLeaseDuration, Usage: "how long the status writer's Lease holds without renewal: the longest wait before another agent writes when the writer dies"},
 		}, logFlags()...),
 		OnUsageError: usageError,
 		Action:       runAgent,
@@ -71,15 +75,18 @@ func runAgent(c *cli.Context) error {
 	}
 	defer tg.Close()
 	return agent.Run(c.Context, agent.Options{
-		Node:          c.String("node"),
-		Kubeconfig:    c.String("kubeconfig"),
-		OnlyRouted:    c.Bool("only-routed"),
-		ClusterDomain: c.String("cluster-domain"),
-		Debounce:      c.Duration("debounce"),
-		MaxDelay:      c.Duration("max-delay"),
-		MetricsAddr:   c.String("metrics-addr"),
-		HealthAddr:    c.String("health-addr"),
-		Target:        tg,
-		Log:           log,
+		Node:           c.String("node"),
+		Kubeconfig:     c.String("kubeconfig"),
+		OnlyRouted:     c.Bool("only-routed"),
+		ClusterDomain:  c.String("cluster-domain"),
+		Debounce:       c.Duration("debounce"),
+		MaxDelay:       c.Duration("max-delay"),
+		MetricsAddr:    c.String("metrics-addr"),
+		HealthAddr:     c.String("health-addr"),
+		Target:         tg,
+		Log:            log,
+		Status:         c.Bool("status"),
+		LeaseNamespace: c.String("lease-namespace"),
+		LeaseDuration:  c.Duration("lease-duration"),
 	})
 }

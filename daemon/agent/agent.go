@@ -22,6 +22,7 @@ import (
 
 	"github.com/tcpshift/tcpshift/config/kube"
 	"github.com/tcpshift/tcpshift/daemon"
+	"github.com/tcpshift/tcpshift/daemon/agent/status"
 	"github.com/tcpshift/tcpshift/daemon/reconcile"
 	"github.com/tcpshift/tcpshift/loader"
 	"github.com/tcpshift/tcpshift/maps"
@@ -39,6 +40,10 @@ type Options struct {
 	HealthAddr    string // "" : off
 	Target        *loader.Target
 	Log           *slog.Logger
+	// Status writes status and Events back (the Lease holder does).
+	Status         bool
+	LeaseNamespace string
+	LeaseDuration  time.Duration // 0: status.DefaultLeaseDuration
 }
 
 // Defaults of the flags.
@@ -71,6 +76,7 @@ type agent struct {
 	metrics *metrics
 	// derived is the incremental derivation between syncs.
 	derived derivation
+	status  *status.Writer // nil: --status=false
 }
 
 // Run follows the cluster until ctx ends. The kernel state stays when it
@@ -97,6 +103,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	o.Target.EveryNetns = true
+	servePprof(ctx, o.Log)
 	reg := prometheus.NewRegistry()
 	changed := make(chan struct{}, 1)
 	a := &agent{o: o, metrics: newMetrics(reg)}
@@ -151,6 +158,7 @@ func Run(ctx context.Context, o Options) error {
 	if !ok {
 		return nil
 	}
+	a.startStatus(ctx, cs, dc)
 	// The informers' events feed the loop; the first sync comes at once.
 	go follow(ctx, changed, a.loop)
 	a.loop.Changed(reconcile.Event{Now: true})
@@ -182,9 +190,11 @@ func (a *agent) sync(_ context.Context, b reconcile.Batch) (reconcile.Result, er
 		a.derived.again = true
 		return out, reconcile.Failed("apply", err)
 	}
+	a.offerStatus(res, rejected) // written asynchronously, by the Lease holder
 	a.metrics.services.Set(float64(len(res.Config.Services)))
 	a.metrics.terminating.Set(float64(res.Terminating))
 	if !a.loop.Ready() {
+		releaseFirstSync()
 		a.o.Log.Info("first sync applied", "services", len(res.Config.Services), "in", time.Since(start).Round(time.Millisecond))
 	}
 	var changed []string

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/tcpshift/tcpshift/config/istio"
+	"github.com/tcpshift/tcpshift/daemon/agent/status"
 )
 
 // decoded is what the informers keep of an Istio or Gateway API object:
@@ -20,6 +21,8 @@ type decoded struct {
 	metav1.ObjectMeta
 	obj *istio.Object
 	err error
+	// st is what the status writer compares and names in Events.
+	st *status.Object
 }
 
 func (d *decoded) DeepCopyObject() runtime.Object {
@@ -40,7 +43,38 @@ func decodeOnce(obj any) (any, error) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: u.GetNamespace(), Name: u.GetName(), ResourceVersion: u.GetResourceVersion()},
 	}
 	d.obj, d.err = decode(u)
+	d.st = statusView(u)
 	return d, nil
+}
+
+// statusView keeps of an object what the status writer needs.
+func statusView(u *unstructured.Unstructured) *status.Object {
+	st, _ := u.Object["status"].(map[string]any)
+	o := &status.Object{Key: keyOf(u), APIVersion: u.GetAPIVersion(), UID: string(u.GetUID()), Generation: u.GetGeneration(), Status: st}
+	if o.Key.Kind == istio.KindAPIGateway {
+		o.Class, _, _ = unstructured.NestedString(u.Object, "spec", "gatewayClassName")
+		ls, _, _ := unstructured.NestedSlice(u.Object, "spec", "listeners")
+		for _, l := range ls {
+			m, _ := l.(map[string]any)
+			name, _ := m["name"].(string)
+			proto, _ := m["protocol"].(string)
+			o.Listeners = append(o.Listeners, status.Listener{Name: name, Protocol: proto})
+		}
+	}
+	return o
+}
+
+// statusObjects lists the route objects as the status writer sees them.
+func (w *watch) statusObjects() []*status.Object {
+	var out []*status.Object
+	for _, idx := range w.routes {
+		for _, o := range idx.List() {
+			if d, ok := o.(*decoded); ok && d.st != nil {
+				out = append(out, d.st)
+			}
+		}
+	}
+	return out
 }
 
 // keyOf names an object from the API server as the Istio front end names

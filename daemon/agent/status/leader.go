@@ -30,12 +30,14 @@ func (w *Writer) Run(ctx context.Context) error {
 		Client:     o.Kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: o.Identity},
 	}
+	// A shorter lease renews and retries as often, in proportion.
+	lease := cmpDur(o.LeaseDuration, DefaultLeaseDuration)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		Name:            LeaseName,
-		LeaseDuration:   cmpDur(o.LeaseDuration, DefaultLeaseDuration),
-		RenewDeadline:   cmpDur(o.RenewDeadline, DefaultRenewDeadline),
-		RetryPeriod:     cmpDur(o.RetryPeriod, DefaultRetryPeriod),
+		LeaseDuration:   lease,
+		RenewDeadline:   cmpDur(o.RenewDeadline, lease*DefaultRenewDeadline/DefaultLeaseDuration),
+		RetryPeriod:     cmpDur(o.RetryPeriod, lease*DefaultRetryPeriod/DefaultLeaseDuration),
 		ReleaseOnCancel: true,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: w.lead,

@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"context"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/tcpshift/tcpshift/config/istio"
+	"github.com/tcpshift/tcpshift/config/kube"
+	"github.com/tcpshift/tcpshift/daemon/agent/status"
+)
+
+// startStatus starts the status writer (--status): every agent offers it
+// its results, the Lease holder writes them.
+func (a *agent) startStatus(ctx context.Context, cs kubernetes.Interface, dc dynamic.Interface) {
+	if !a.o.Status {
+		return
+	}
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	go func() { <-ctx.Done(); b.Shutdown() }()
+	resources := map[string]schema.GroupVersionResource{}
+	for _, gvr := range a.watch.routeGVRs {
+		resources[kindOf(gvr)] = gvr
+	}
+	a.status = status.New(status.Options{Dynamic: dc, Kube: cs, Objects: a.watch.statusObjects, Resources: resources,
+		Recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tcpshift", Host: a.o.Node}),
+		Identity: a.o.Node, LeaseNamespace: a.o.LeaseNamespace, LeaseDuration: a.o.LeaseDuration, Log: a.o.Log})
+	go func() {
+		if err := a.status.Run(ctx); err != nil {
+			a.o.Log.Error("status writer stopped", "err", err)
+		}
+	}()
+}
+
+// offerStatus hands an applied derivation to the status writer.
+func (a *agent) offerStatus(res *kube.Result, rejected []istio.Rejection) {
+	if a.status != nil {
+		a.status.Offer(status.Input{Routes: res.Routes, Listeners: res.Listeners, Rejected: append(rejected, res.Rejected...)})
+	}
+}
+
+// kindOf names a route resource as istio.Key does (group/Kind).
+func kindOf(gvr schema.GroupVersionResource) string {
+	for _, k := range []string{"VirtualService", "DestinationRule", "ServiceEntry", "WorkloadEntry", "TCPRoute", "Gateway"} {
+		if strings.ToLower(k)+"s" == gvr.Resource || strings.ToLower(k)+"es" == gvr.Resource {
+			return gvr.Group + "/" + k
+		}
+	}
+	return gvr.Group + "/" + gvr.Resource
+}
