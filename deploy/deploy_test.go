@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -40,9 +41,16 @@ var (
 		"":                          {"pods", "services"},
 		"discovery.k8s.io":          {"endpointslices"},
 		"networking.istio.io":       {"destinationrules", "serviceentries", "virtualservices", "workloadentries"},
-		"gateway.networking.k8s.io": {"gateways", "tcproutes"},
+		"gateway.networking.k8s.io": {"gatewayclasses", "gateways", "tcproutes"},
 	}
 	readVerbs = []string{"get", "list", "watch"}
+	// And exactly these writes: status subresources, Events, the Lease.
+	writable = map[string]map[string][]string{
+		"gateway.networking.k8s.io": {"gatewayclasses/status": {"patch"}, "gateways/status": {"patch"}, "tcproutes/status": {"patch"}},
+		"networking.istio.io":       {"destinationrules/status": {"patch"}, "virtualservices/status": {"patch"}},
+		"":                          {"events": {"create", "patch"}},
+		"coordination.k8s.io":       {"leases": {"create", "get", "update"}},
+	}
 )
 
 const (
@@ -336,19 +344,33 @@ func TestObjectsAndNames(t *testing.T) {
 	}
 }
 
-func TestClusterRoleOnlyReads(t *testing.T) {
+// The role reads what it documents and writes only status, Events and the
+// status writer's Lease.
+func TestClusterRoleReadsAndWritesOnlyStatus(t *testing.T) {
 	role := one(t, manifests(t), "ClusterRole")
 	granted := map[string][]string{}
+	writes := map[string]map[string][]string{}
 	for i, r := range role.Rules {
-		if got := sorted(r.Verbs); !slices.Equal(got, readVerbs) {
-			t.Errorf("rule %d verbs %v, want exactly %v", i, r.Verbs, readVerbs)
-		}
 		if len(r.ResourceNames) != 0 || len(r.NonResourceURLs) != 0 {
 			t.Errorf("rule %d has resourceNames %v or nonResourceURLs %v", i, r.ResourceNames, r.NonResourceURLs)
+		}
+		if got := sorted(r.Verbs); !slices.Equal(got, readVerbs) {
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					if writes[g] == nil {
+						writes[g] = map[string][]string{}
+					}
+					writes[g][res] = sorted(append(writes[g][res], r.Verbs...))
+				}
+			}
+			continue
 		}
 		for _, g := range r.APIGroups {
 			granted[g] = append(granted[g], r.Resources...)
 		}
+	}
+	if !reflect.DeepEqual(writes, writable) {
+		t.Errorf("writes granted %v, want exactly %v", writes, writable)
 	}
 	for g := range granted {
 		granted[g] = sorted(granted[g])
