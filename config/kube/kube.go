@@ -102,12 +102,14 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 	if len(h.Ports) == 0 {
 		return h, nil, false
 	}
-	seen, terminating := map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	seen := map[netip.Addr]bool{}
+	// terminating stays nil while none is: ten thousand Services have none.
 	for _, sl := range sls {
 		if sl.AddressType != discoveryv1.AddressTypeIPv4 && sl.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
 		}
-		ports := map[string]uint16{}
+		// The slice's members share its ports and the words naming it.
+		ports, source := map[string]uint16{}, "EndpointSlice "+sl.Namespace+"/"+sl.Name
 		for _, p := range sl.Ports {
 			if p.Port != nil && (p.Protocol == nil || *p.Protocol == corev1.ProtocolTCP) {
 				ports[deref(p.Name)] = uint16(*p.Port)
@@ -131,9 +133,12 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 			addr = addr.Unmap()
 			seen[addr] = true
 			if term {
+				if terminating == nil {
+					terminating = map[netip.Addr]bool{}
+				}
 				terminating[addr] = true
 			}
-			m := istio.Member{Source: fmt.Sprintf("EndpointSlice %s/%s", sl.Namespace, sl.Name), Addr: addr, Ports: ports}
+			m := istio.Member{Source: source, Addr: addr, Ports: ports}
 			if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
 				m.Source = fmt.Sprintf("Pod %s/%s", ref.Namespace, ref.Name)
 				if p := pod(cmp.Or(ref.Namespace, sl.Namespace), ref.Name); p != nil {

@@ -228,6 +228,7 @@ func TestScale(t *testing.T) {
 	pid := agent.Cmd.Process.Pid
 	rss, hwm := procStatus(pid)
 	row("agent memory after the first sync (RSS / peak RSS)", fmt.Sprintf("%.1f MiB / %.1f MiB", mib(rss), mib(hwm)))
+	agentProfile(t, "heap", "agent-heap-first-sync.pb.gz")
 	memBig, byMap, err := bpfmem.MapMemory(tg.Dir)
 	if err != nil {
 		t.Fatal(err)
@@ -242,6 +243,12 @@ func TestScale(t *testing.T) {
 	probe := newProbe(t, tg.Dir, netip.MustParseAddrPort("10.96.100.43:80")) // svc-00042
 	defer probe.close()
 	cpu0 := cpuTime(pid)
+	profiled := make(chan struct{})
+	go func() {
+		defer close(profiled)
+		agentProfile(t, "profile?seconds=15", "agent-cpu-changes.pb.gz")
+	}()
+	defer func() { <-profiled }()
 	var lat []time.Duration
 	for k := range changes {
 		first := 300000 + k*perService
