@@ -12,7 +12,7 @@ import (
 // rolled back when fn fails. Every writer but Apply and Down goes through it
 // (set-weight, the daemon's health, reconcile and re-registration writes).
 // fn gets maps opened as it first uses them (maps.OpenLazy): a weight
-// change opens the 12 it touches, not all 21; fn must go through the Set's
+// change opens the 11 it touches, not all 21; fn must go through the Set's
 // methods, not its map fields.
 func (t *Target) Update(fn func(set *maps.Set) error) (err error) {
 	unlock, err := t.lock(false)

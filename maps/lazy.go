@@ -12,8 +12,9 @@ import (
 )
 
 // lazyMaps opens a Set's pinned maps when they are first used: a writer
-// that changes one service's weights uses 12 of the 21, and each open is
-// two syscalls (BPF_OBJ_GET, BPF_OBJ_GET_INFO_BY_FD).
+// that changes one service's weights uses 11 of the 21 (12 with
+// affinity), and each open is two syscalls (BPF_OBJ_GET,
+// BPF_OBJ_GET_INFO_BY_FD).
 type lazyMaps struct {
 	dir    string
 	opened map[string]*ebpf.Map
