@@ -6,6 +6,7 @@ package inputs
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tcpshift/tcpshift/config"
@@ -88,7 +89,7 @@ func (ch *Change) Build(stored []maps.StoredObject, current []*maps.Service) (*l
 	if native == nil && !ch.Exact {
 		native = loader.Natives(current)
 	}
-	cfg, err := istio.Combine(native, res)
+	cfg, err := combine(native, res)
 	if err != nil {
 		return nil, err
 	}
@@ -106,4 +107,15 @@ func (ch *Change) Build(stored []maps.StoredObject, current []*maps.Service) (*l
 	}
 	ch.Previous = nil
 	return b, nil
+}
+
+// combine is istio.Combine, except that a route config alone (no object
+// makes a service) is taken as it is: Combine would check again the ten
+// thousand names and frontends the parser checked, at every change of
+// tcpshift run's file.
+func combine(native *config.Config, res *istio.Result) (*config.Config, error) {
+	if native != nil && len(res.Services) == 0 {
+		return &config.Config{Path: native.Path, Services: slices.Clip(native.Services)}, nil
+	}
+	return istio.Combine(native, res)
 }
