@@ -115,6 +115,9 @@ func NewService(c *config.Service) *maps.Service {
 	svc.NoAccounting = !c.Accounting
 	for _, sub := range c.Subsets {
 		ms := maps.Subset{Name: sub.Name, Weight: sub.Weight, FileWeight: sub.Weight}
+		if len(sub.Endpoints) > 0 {
+			ms.Endpoints = make([]maps.Endpoint, 0, len(sub.Endpoints)) // the loader keeps it while in force
+		}
 		for _, addr := range sub.Endpoints {
 			ms.Endpoints = append(ms.Endpoints, maps.Endpoint{Addr: addr})
 		}

@@ -103,6 +103,11 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 		return h, nil, false
 	}
 	seen := map[netip.Addr]bool{}
+	// Members are kept for as long as the Service is: room for all, not
+	// append's doubling.
+	if n := countEndpoints(sls); n > 0 {
+		h.Members = make([]istio.Member, 0, n)
+	}
 	// terminating stays nil while none is: ten thousand Services have none.
 	for _, sl := range sls {
 		if sl.AddressType != discoveryv1.AddressTypeIPv4 && sl.AddressType != discoveryv1.AddressTypeIPv6 {
@@ -152,6 +157,14 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 	return h, terminating, true
 }
 
+// countEndpoints counts the endpoints of slices.
+func countEndpoints(sls []*discoveryv1.EndpointSlice) (n int) {
+	for _, sl := range sls {
+		n += len(sl.Endpoints)
+	}
+	return n
+}
+
 func deref(s *string) string {
 	if s == nil {
 		return ""
@@ -169,6 +182,9 @@ func plainServices(h istio.RegistryHost, taken map[netip.AddrPort]bool, affinity
 			continue
 		}
 		var eps []netip.AddrPort
+		if len(h.Members) > 0 {
+			eps = make([]netip.AddrPort, 0, len(h.Members)) // kept for as long as the Service is
+		}
 		for _, m := range h.Members {
 			port, ok := m.Ports[p.Name]
 			if !ok {
