@@ -13,6 +13,13 @@ import (
 type kernelMaps struct {
 	s      *Set
 	fields map[string]**ebpf.Map
+	// last is the inner map a lazy Set's OpenInner opened last (lastID),
+	// kept open: a weight change reads the table in force, then its
+	// journal holds that same table, and the second open is then a dup of
+	// the descriptor instead of a lookup by id and a read of its info.
+	// Holding it keeps the map alive, so its id names no other meanwhile.
+	last   *ebpf.Map
+	lastID uint32
 }
 
 // name returns the pinned name of one of the Set's maps ("" for none).
@@ -160,7 +167,28 @@ func (k *kernelMaps) NewInner(name string, value any) (state.Inner, error) {
 }
 
 func (k *kernelMaps) OpenInner(id uint32) (state.Inner, error) {
-	return ebpf.NewMapFromID(ebpf.MapID(id))
+	if k.s.lazy == nil { // a Set that may never be closed keeps nothing
+		return ebpf.NewMapFromID(ebpf.MapID(id))
+	}
+	if k.last == nil || k.lastID != id {
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			return nil, err
+		}
+		k.closeLast()
+		k.last, k.lastID = m, id
+	}
+	return k.last.Clone()
+}
+
+// closeLast closes the inner map kept by OpenInner, if any.
+func (k *kernelMaps) closeLast() error {
+	if k.last == nil {
+		return nil
+	}
+	err := k.last.Close()
+	k.last = nil
+	return err
 }
 
 // SwapInner puts the inner maps given in one update, and empties the

@@ -131,7 +131,11 @@ var optionalMaps = map[string]bool{
 func (s *Set) Close() error {
 	s.release()
 	if s.lazy != nil { // the fields are placeholders
-		return s.lazy.close()
+		var err error
+		if k, ok := s.raw().(*kernelMaps); ok {
+			err = k.closeLast()
+		}
+		return errors.Join(err, s.lazy.close())
 	}
 	if _, ok := s.raw().(*kernelMaps); !ok {
 		return nil // placeholders over other maps (OnMaps)

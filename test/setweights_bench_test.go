@@ -1,15 +1,18 @@
 package test
 
 import (
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/tcpshift/tcpshift/bpf"
 	"github.com/tcpshift/tcpshift/config"
 	"github.com/tcpshift/tcpshift/internal/testenv"
 	"github.com/tcpshift/tcpshift/loader"
+	"github.com/tcpshift/tcpshift/maps"
 )
 
 // BenchmarkSetWeightsInForce flips the echo service's weights over real
@@ -75,4 +78,66 @@ func BenchmarkSetWeightsInForce(b *testing.B) {
 	if err != nil || !ok || got.Subsets[0].Weight+got.Subsets[1].Weight != 3 {
 		b.Fatalf("service after %d flips: %+v, %v", b.N, got, err)
 	}
+}
+
+// BenchmarkWeightChangeSteps times, over the same pinned maps, the steps a
+// weight change took before its swap and what replaced them: opening all
+// 21 pinned maps (maps.Open) or only the 10 it uses before the swap
+// (maps.OpenLazy opens them as used), and reading the whole service list
+// or one service (Set.Service now).
+func BenchmarkWeightChangeSteps(b *testing.B) {
+	env := testenv.New(b)
+	env.Echo("127.0.0.1:9001", "one")
+	env.Echo("127.0.0.1:9002", "two")
+	tg := env.Target()
+	cfg, err := config.Parse("routes.yaml", []byte(echoConfig))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tg.Down() })
+	b.Run("open-21-maps", func(b *testing.B) {
+		for b.Loop() {
+			set, err := maps.Open(tg.Dir)
+			if err != nil {
+				b.Fatal(err)
+			}
+			set.Close()
+		}
+	})
+	used := []string{bpf.TcpshiftMapOwners, bpf.TcpshiftMapServices, bpf.TcpshiftMapEndpointPlaces,
+		bpf.TcpshiftMapEndpoints, bpf.TcpshiftMapEndpointHealth, bpf.TcpshiftMapServiceFiles,
+		bpf.TcpshiftMapShifts, bpf.TcpshiftMapTables, bpf.TcpshiftMapLists, bpf.TcpshiftMapTableVersions}
+	b.Run("open-10-maps", func(b *testing.B) {
+		for b.Loop() {
+			for _, name := range used {
+				m, err := ebpf.LoadPinnedMap(filepath.Join(tg.Dir, name), nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				m.Close()
+			}
+		}
+	})
+	set, err := tg.Maps()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer set.Close()
+	b.Run("read-service-list", func(b *testing.B) {
+		for b.Loop() {
+			if all, err := set.ServiceList(); err != nil || len(all) != 1 {
+				b.Fatalf("%d services, %v", len(all), err)
+			}
+		}
+	})
+	b.Run("read-one-service", func(b *testing.B) {
+		for b.Loop() {
+			if _, ok, err := set.Service("tcp-echo"); err != nil || !ok {
+				b.Fatalf("tcp-echo: %v, %v", ok, err)
+			}
+		}
+	})
 }
