@@ -266,7 +266,7 @@ func diff(plans []*planned, old []*maps.Service, opts ApplyOptions) (*delta, err
 		return nil, err
 	}
 	d := &delta{plans: plans, old: pd.Old, removed: pd.Removed, released: pd.Released, write: pd.Write,
-		addRoutes: pd.AddRoutes, delRoutes: pd.DelRoutes}
+		addRoutes: pd.AddRoutes, delRoutes: pd.DelRoutes, changes: make([]Change, 0, len(pd.Actions))}
 	for i, a := range pd.Actions {
 		ch := Change{Service: a.Service, Action: a.Action, KeptOverride: a.KeptOverride}
 		if i < len(plans) {

@@ -85,7 +85,8 @@ func Diff(svcs []*Service, old []*maps.Service, limits maps.Capacity, keepOverri
 	if err != nil {
 		return nil, err
 	}
-	d := &Delta{Old: make(map[string]*maps.Service, len(old)), Released: released, Write: make(map[string]bool, len(svcs))}
+	d := &Delta{Old: make(map[string]*maps.Service, len(old)), Released: released, Write: make(map[string]bool, len(svcs)),
+		Actions: make([]Action, 0, len(svcs)+len(old))}
 	// Routes tcpshift added earlier stay as long as a lookup- or
 	// proxy-mode service needs them.
 	ourRoutes := map[netip.Addr]bool{}
