@@ -156,7 +156,7 @@ func (w *writing) changeRoutes(addrs []netip.Addr, add bool) error {
 // services registers the planned services' sockets and writes those that
 // changed; it returns the frontends planned.
 func (w *writing) services(listen maps.ListenTable) (map[netip.AddrPort]bool, error) {
-	fronts := map[netip.AddrPort]bool{}
+	fronts := make(map[netip.AddrPort]bool, len(w.d.plans)+len(w.d.kept)) // the kept ones join it before narrow
 	var written []*maps.Service
 	for _, p := range w.d.plans {
 		fronts[p.svc.Frontend] = true
