@@ -36,8 +36,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		Lock:            lock,
 		Name:            LeaseName,
 		LeaseDuration:   lease,
-		RenewDeadline:   cmpDur(o.RenewDeadline, lease*DefaultRenewDeadline/DefaultLeaseDuration),
-		RetryPeriod:     cmpDur(o.RetryPeriod, lease*DefaultRetryPeriod/DefaultLeaseDuration),
+		RenewDeadline:   cmpDur(o.RenewDeadline, lease*2/3),
+		RetryPeriod:     cmpDur(o.RetryPeriod, lease*2/15),
 		ReleaseOnCancel: true,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: w.lead,
