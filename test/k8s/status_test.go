@@ -1,0 +1,282 @@
+//go:build k8s
+
+package k8s
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tcpshift/tcpshift/daemon/agent/status"
+	"github.com/tcpshift/tcpshift/test/k8s/nodes"
+)
+
+var (
+	tcpRoutesV1    = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "tcproutes"}
+	gatewaysV1     = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}
+	vservicesV1    = schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
+	statusLeaseTTL = 2 * time.Second
+)
+
+const statusObjects = `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: tcpshift}
+spec: {controllerName: ` + status.ControllerName + `}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: tcpshift
+  listeners:
+  - {name: tcp, port: 31400, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: tcp-echo, namespace: default}
+spec:
+  parentRefs:
+  - {name: gw, sectionName: tcp}
+  rules:
+  - backendRefs:
+    - {name: tcp-echo, port: 9000}
+`
+
+// TestStatus: two agents elect one status writer. After an apply, what
+// kubectl get -o yaml reads shows the Gateway API's conditions and Istio's
+// status; a change is followed within 1 s; stopping the writer hands the
+// Lease to the other within the lease duration, and nothing is rewritten.
+func TestStatus(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "tcp-echo", Namespace: "default"},
+		Spec: corev1.ServiceSpec{ClusterIP: clusterIP, Selector: map[string]string{"app": "tcp-echo"},
+			Ports: []corev1.ServicePort{{Name: "tcp", Port: 9000, Protocol: corev1.ProtocolTCP}}},
+	}
+	if _, err := w.c.Clientset.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v1 := w.addEcho(t, 0, "tcp-echo-v1-a", "v1", "one")
+	w.c.AddEndpointSlice(t, "default", "tcp-echo-abc", "tcp-echo", "tcp", 9000, v1.endpoint(true, false))
+	w.apply(t, destinationRule)
+	w.apply(t, virtualService)
+	for _, doc := range splitDocs(statusObjects) {
+		createObject(t, w, doc)
+	}
+	for i := range 2 {
+		w.startStatusAgent(t, i)
+	}
+
+	// What kubectl get tcproute -o yaml shows.
+	route := waitStatus(t, w, tcpRoutesV1, "default", "tcp-echo", 10*time.Second, func(st map[string]any) bool {
+		return parentCondition(st, "Accepted") == "True/Accepted" && parentCondition(st, "ResolvedRefs") == "True/ResolvedRefs"
+	})
+	t.Logf("tcproute status:\n%s", toYAML(route))
+	gw := waitStatus(t, w, gatewaysV1, "default", "gw", 5*time.Second, func(st map[string]any) bool {
+		ls, _ := st["listeners"].([]any)
+		return len(ls) == 1 && fmt.Sprint(ls[0].(map[string]any)["attachedRoutes"]) == "1" && conditionOf(st, "Accepted") == "True/Accepted"
+	})
+	t.Logf("gateway status:\n%s", toYAML(gw))
+	waitStatus(t, w, status.GatewayClasses, "", "tcpshift", 5*time.Second, func(st map[string]any) bool {
+		return conditionOf(st, "Accepted") == "True/Accepted"
+	})
+	waitStatus(t, w, vservicesV1, "default", "tcp-echo", 5*time.Second, func(st map[string]any) bool {
+		return conditionOf(st, "Reconciled") == "True/" && fmt.Sprint(st["observedGeneration"]) == "1"
+	})
+
+	// Changes: the backend gone and back, each followed within 1 s.
+	var took []time.Duration
+	for i := range 10 {
+		backend, want := "gone", "False/BackendNotFound"
+		if i%2 == 1 {
+			backend, want = "tcp-echo", "True/ResolvedRefs"
+		}
+		start := setBackend(t, w, backend)
+		waitStatus(t, w, tcpRoutesV1, "default", "tcp-echo", 5*time.Second, func(st map[string]any) bool {
+			return parentCondition(st, "ResolvedRefs") == want
+		})
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	report(t, fmt.Sprintf("TCPRoute change to its status written, 10 changes, 2 agents: median %s, max %s",
+		took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond)))
+	if took[len(took)-1] > time.Second {
+		t.Fatalf("a status followed its change after %s, more than 1 s", took[len(took)-1])
+	}
+
+	// The writer stops: the other takes the Lease and rewrites nothing.
+	holder := leaseHolder(t, w)
+	i := slices.IndexFunc(w.nodes, func(n *nodes.Node) bool { return n.Name == holder })
+	if i < 0 || i > 1 {
+		t.Fatalf("lease held by %q, not one of the two agents", holder)
+	}
+	before := resourceVersions(t, w)
+	stopped := time.Now()
+	w.agents[i].Stop()
+	other := w.nodes[1-i].Name
+	for leaseHolder(t, w) != other {
+		if time.Since(stopped) > statusLeaseTTL {
+			t.Fatalf("lease still held by %q %s after its writer stopped", leaseHolder(t, w), statusLeaseTTL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	report(t, fmt.Sprintf("status writer stopped: the other agent holds the Lease %s later (lease duration %s)",
+		time.Since(stopped).Round(time.Millisecond), statusLeaseTTL))
+	time.Sleep(time.Second) // the new writer's first pass
+	if after := resourceVersions(t, w); after != before {
+		t.Fatalf("the new writer rewrote status though nothing changed: resourceVersions %s, then %s", before, after)
+	}
+	start := setBackend(t, w, "gone")
+	waitStatus(t, w, tcpRoutesV1, "default", "tcp-echo", 5*time.Second, func(st map[string]any) bool {
+		return parentCondition(st, "ResolvedRefs") == "False/BackendNotFound"
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the new writer followed a change after %s", d)
+	}
+}
+
+// startStatusAgent runs node i's agent with a short Lease in default.
+func (w *world) startStatusAgent(t *testing.T, i int) {
+	n := w.nodes[i]
+	health := fmt.Sprintf("127.0.0.1:%d", 19870+i)
+	argv := append([]string{w.tcpshift}, n.Flags()...)
+	argv = append(argv, "agent", "--node", n.Name, "--kubeconfig", w.c.Kubeconfig, "--health-addr", health, "--log-level", "debug",
+		"--lease-namespace", "default", "--lease-duration", statusLeaseTTL.String())
+	pr := nodes.Start(w.t, argv...)
+	w.agents = append(w.agents, pr)
+	waitReady(t, pr, health, 60*time.Second)
+}
+
+func splitDocs(text string) []string { return strings.Split(text, "\n---\n") }
+
+func createObject(t *testing.T, w *world, doc string) {
+	t.Helper()
+	var obj map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	var err error
+	switch u.GetKind() {
+	case "GatewayClass":
+		_, err = w.c.Dynamic.Resource(status.GatewayClasses).Create(context.Background(), u, metav1.CreateOptions{})
+	case "Gateway":
+		_, err = w.c.Dynamic.Resource(gatewaysV1).Namespace("default").Create(context.Background(), u, metav1.CreateOptions{})
+	case "TCPRoute":
+		_, err = w.c.Dynamic.Resource(tcpRoutesV1).Namespace("default").Create(context.Background(), u, metav1.CreateOptions{})
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", u.GetKind(), err)
+	}
+}
+
+func setBackend(t *testing.T, w *world, name string) time.Time {
+	t.Helper()
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"rules": []any{map[string]any{"backendRefs": []any{map[string]any{"name": name, "port": 9000}}}}}})
+	start := time.Now()
+	if _, err := w.c.Dynamic.Resource(tcpRoutesV1).Namespace("default").Patch(context.Background(), "tcp-echo", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return start
+}
+
+// waitStatus polls an object until its status passes ok, and returns it.
+func waitStatus(t *testing.T, w *world, gvr schema.GroupVersionResource, ns, name string, d time.Duration, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ri := w.c.Dynamic.Resource(gvr)
+		var u *unstructured.Unstructured
+		var err error
+		if ns == "" {
+			u, err = ri.Get(context.Background(), name, metav1.GetOptions{})
+		} else {
+			u, err = ri.Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := u.Object["status"].(map[string]any)
+		if ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s/%s: status not as wanted after %s:\n%s", gvr.Resource, ns, name, d, toYAML(st))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// conditionOf is a status's condition of type typ as "Status/Reason".
+func conditionOf(st map[string]any, typ string) string {
+	cs, _ := st["conditions"].([]any)
+	for _, c := range cs {
+		m, _ := c.(map[string]any)
+		if m["type"] == typ {
+			r, _ := m["reason"].(string)
+			return fmt.Sprintf("%v/%s", m["status"], r)
+		}
+	}
+	return ""
+}
+
+// parentCondition is the condition of tcpshift's only parent of a route.
+func parentCondition(st map[string]any, typ string) string {
+	ps, _ := st["parents"].([]any)
+	if len(ps) != 1 {
+		return ""
+	}
+	p, _ := ps[0].(map[string]any)
+	if p["controllerName"] != status.ControllerName {
+		return ""
+	}
+	return conditionOf(p, typ)
+}
+
+func leaseHolder(t *testing.T, w *world) string {
+	l, err := w.c.Clientset.CoordinationV1().Leases("default").Get(context.Background(), status.LeaseName, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// resourceVersions of the objects written: any write changes one.
+func resourceVersions(t *testing.T, w *world) string {
+	var out []string
+	for _, x := range []struct {
+		gvr      schema.GroupVersionResource
+		ns, name string
+	}{{tcpRoutesV1, "default", "tcp-echo"}, {gatewaysV1, "default", "gw"}, {status.GatewayClasses, "", "tcpshift"}, {vservicesV1, "default", "tcp-echo"}} {
+		ri := w.c.Dynamic.Resource(x.gvr)
+		var u *unstructured.Unstructured
+		var err error
+		if x.ns == "" {
+			u, err = ri.Get(context.Background(), x.name, metav1.GetOptions{})
+		} else {
+			u, err = ri.Namespace(x.ns).Get(context.Background(), x.name, metav1.GetOptions{})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, x.gvr.Resource+"="+u.GetResourceVersion())
+	}
+	return fmt.Sprint(out)
+}
+
+func toYAML(v any) string {
+	b, _ := yaml.Marshal(v)
+	return string(b)
+}
