@@ -77,6 +77,8 @@ type agent struct {
 	// derived is the incremental derivation between syncs.
 	derived derivation
 	status  *status.Writer // nil: --status=false
+	// statusDone closes when the writer has given the Lease up.
+	statusDone chan struct{}
 }
 
 // Run follows the cluster until ctx ends. The kernel state stays when it
@@ -158,7 +160,8 @@ func Run(ctx context.Context, o Options) error {
 	if !ok {
 		return nil
 	}
-	a.startStatus(ctx, cs, dc)
+	a.startStatus(ctx, cfg, cs)
+	defer a.waitStatus()
 	// The informers' events feed the loop; the first sync comes at once.
 	go follow(ctx, changed, a.loop)
 	a.loop.Changed(reconcile.Event{Now: true})

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/tcpshift/tcpshift/config/istio"
@@ -19,8 +21,17 @@ import (
 
 // startStatus starts the status writer (--status): every agent offers it
 // its results, the Lease holder writes them.
-func (a *agent) startStatus(ctx context.Context, cs kubernetes.Interface, dc dynamic.Interface) {
+func (a *agent) startStatus(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface) {
 	if !a.o.Status {
+		return
+	}
+	// Its own client: client-go's default 5 requests a second, shared
+	// with the informers, made a write wait 200 ms behind the Lease's.
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.QPS, wcfg.Burst = 50, 100
+	dc, err := dynamic.NewForConfig(wcfg)
+	if err != nil {
+		a.o.Log.Error("status writer not started", "err", err)
 		return
 	}
 	b := record.NewBroadcaster()
@@ -33,11 +44,26 @@ func (a *agent) startStatus(ctx context.Context, cs kubernetes.Interface, dc dyn
 	a.status = status.New(status.Options{Dynamic: dc, Kube: cs, Objects: a.watch.statusObjects, Resources: resources,
 		Recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tcpshift", Host: a.o.Node}),
 		Identity: a.o.Node, LeaseNamespace: a.o.LeaseNamespace, LeaseDuration: a.o.LeaseDuration, Log: a.o.Log})
+	a.statusDone = make(chan struct{})
 	go func() {
+		defer close(a.statusDone)
 		if err := a.status.Run(ctx); err != nil {
 			a.o.Log.Error("status writer stopped", "err", err)
 		}
 	}()
+}
+
+// waitStatus lets a stopping agent give the Lease up (bounded), so another
+// writes at once rather than after the lease duration.
+func (a *agent) waitStatus() {
+	if a.statusDone == nil {
+		return
+	}
+	select {
+	case <-a.statusDone:
+	case <-time.After(5 * time.Second):
+		a.o.Log.Warn("status writer did not give the Lease up; another agent takes it when it expires")
+	}
 }
 
 // offerStatus hands an applied derivation to the status writer.

@@ -64,6 +64,7 @@ func (w *Writer) lead(ctx context.Context) {
 	w.o.Log.Info("status: this agent writes it", "lease", w.o.LeaseNamespace+"/"+LeaseName)
 	w.passMu.Lock()
 	w.written = map[string]string{} // what the last term wrote may have been changed since
+	w.relist = true
 	w.passMu.Unlock()
 	tick := time.NewTicker(cmpDur(w.o.Resync, DefaultResync))
 	defer tick.Stop()
@@ -76,6 +77,9 @@ func (w *Writer) lead(ctx context.Context) {
 			return
 		case <-w.kick:
 		case <-tick.C:
+			w.passMu.Lock()
+			w.relist = true
+			w.passMu.Unlock()
 		}
 	}
 }

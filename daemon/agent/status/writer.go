@@ -59,6 +59,10 @@ type Writer struct {
 	written map[string]string
 	// evented is the message of the last Event on each object left out.
 	evented map[string]string
+	// classes is the last list of GatewayClasses (nil: none yet); relist
+	// asks for a new one.
+	classes []*GatewayClass
+	relist  bool
 }
 
 // New makes a writer; Run makes it contend for the Lease and write.
@@ -92,26 +96,43 @@ func (w *Writer) pending() *Input {
 func (w *Writer) Pass(ctx context.Context, in Input) int {
 	w.passMu.Lock()
 	defer w.passMu.Unlock()
-	var classes []*GatewayClass
-	list, err := w.o.Dynamic.Resource(GatewayClasses).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		w.o.Log.Debug("gatewayclasses not listed; no Gateway status", "err", err)
-	} else {
-		for _, u := range list.Items {
-			ctl, _, _ := unstructuredString(u.Object, "spec", "controllerName")
-			st, _ := u.Object["status"].(map[string]any)
-			classes = append(classes, &GatewayClass{Name: u.GetName(), Controller: ctl, Generation: u.GetGeneration(), Status: st})
-		}
+	if w.classes == nil || w.relist {
+		w.listClasses(ctx)
 	}
+	classes := w.classes
 	objs := w.o.Objects()
 	n := 0
+	start := time.Now()
 	for _, wt := range compute(in, objs, classes, w.o.now()) {
 		if w.write(ctx, wt) {
 			n++
 		}
 	}
 	w.events(in, objs)
+	if n > 0 {
+		w.o.Log.Debug("status written", "objects", n, "in", time.Since(start).Round(time.Millisecond))
+	}
 	return n
+}
+
+// listClasses reads the GatewayClasses (the agent does not follow them):
+// at a term's start and every Resync, not at every pass.
+func (w *Writer) listClasses(ctx context.Context) {
+	list, err := w.o.Dynamic.Resource(GatewayClasses).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		w.o.Log.Debug("gatewayclasses not listed; no Gateway status until the next resync", "err", err)
+		if w.classes == nil {
+			w.classes = []*GatewayClass{}
+		}
+		w.relist = false
+		return
+	}
+	w.classes, w.relist = []*GatewayClass{}, false
+	for _, u := range list.Items {
+		ctl, _, _ := unstructuredString(u.Object, "spec", "controllerName")
+		st, _ := u.Object["status"].(map[string]any)
+		w.classes = append(w.classes, &GatewayClass{Name: u.GetName(), Controller: ctl, Generation: u.GetGeneration(), Status: st})
+	}
 }
 
 // write patches one object's status subresource when it differs.
