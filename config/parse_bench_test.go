@@ -1,31 +1,32 @@
 package config
 
 import (
-	"fmt"
-	"strings"
+	"net/netip"
+	"strconv"
 	"testing"
 )
 
 // scaleText is a route config of n connect-mode services of ten endpoints
-// each, the file of the tcpshift run scale test.
-func scaleText(n int) []byte {
-	var b strings.Builder
-	b.WriteString("services:\n")
+// each, as Marshal writes it (the size of the tcpshift run scale test's).
+func scaleText(b *testing.B, n int) []byte {
+	cfg := &Config{Path: "scale.yaml"}
 	for i := range n {
-		fmt.Fprintf(&b, "- name: s%d\n  listen: 10.96.0.10:%d\n  mode: connect\n  subsets:\n    v1: {endpoints: [", i, 10000+i)
+		sub := Subset{Name: "v1", Weight: 1}
 		for j := range 10 {
-			if j > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "127.1.%d.%d:%d", i/250, i%250+1, 40000+j)
+			sub.Endpoints = append(sub.Endpoints, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, byte(i / 250), byte(i%250 + 1)}), uint16(40000+j)))
 		}
-		b.WriteString("]}\n  route: [{subset: v1, weight: 1}]\n")
+		cfg.Services = append(cfg.Services, Service{Name: "s" + strconv.Itoa(i), Mode: ModeConnect, Subsets: []Subset{sub},
+			Listen: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 96, 0, 10}), uint16(10000+i))})
 	}
-	return []byte(b.String())
+	text, err := Marshal(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return text
 }
 
 func BenchmarkParseTenThousand(b *testing.B) {
-	text := scaleText(10000)
+	text := scaleText(b, 10000)
 	b.ResetTimer()
 	for range b.N {
 		cfg, err := Parse("scale.yaml", text)
