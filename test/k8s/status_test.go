@@ -72,6 +72,9 @@ func TestStatus(t *testing.T) {
 	w.c.AddEndpointSlice(t, "default", "tcp-echo-abc", "tcp-echo", "tcp", 9000, v1.endpoint(true, false))
 	w.apply(t, destinationRule)
 	w.apply(t, virtualService)
+	// A second VirtualService on the same host: Istio keeps the first,
+	// tcpshift leaves this one out and says so.
+	w.apply(t, strings.Replace(virtualService, "name: tcp-echo,", "name: tcp-echo-dup,", 1))
 	for _, doc := range splitDocs(statusObjects) {
 		createObject(t, w, doc)
 	}
@@ -96,6 +99,11 @@ func TestStatus(t *testing.T) {
 		return conditionOf(st, "Reconciled") == "True/" && fmt.Sprint(st["observedGeneration"]) == "1"
 	})
 
+	dup := waitStatus(t, w, vservicesV1, "default", "tcp-echo-dup", 5*time.Second, func(st map[string]any) bool {
+		return conditionOf(st, "Reconciled") == "False/Rejected"
+	})
+	t.Logf("virtualservice tcp-echo-dup status:\n%s", toYAML(dup))
+
 	// Changes: the backend gone and back, each followed within 1 s.
 	var took []time.Duration
 	for i := range 10 {
@@ -115,6 +123,17 @@ func TestStatus(t *testing.T) {
 	if took[len(took)-1] > time.Second {
 		t.Fatalf("a status followed its change after %s, more than 1 s", took[len(took)-1])
 	}
+
+	// One Event on the VirtualService left out, however many passes.
+	events, err := w.c.Clientset.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=tcp-echo-dup"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events.Items) != 1 || events.Items[0].Count != 1 || events.Items[0].Reason != "NotApplied" || events.Items[0].Type != corev1.EventTypeWarning ||
+		events.Items[0].InvolvedObject.Kind != "VirtualService" {
+		t.Fatalf("events on tcp-echo-dup: %+v, want one Warning NotApplied, count 1", events.Items)
+	}
+	t.Logf("event: %s %s: %s", events.Items[0].Type, events.Items[0].Reason, events.Items[0].Message)
 
 	// The writer stops: the other takes the Lease and rewrites nothing.
 	holder := leaseHolder(t, w)
