@@ -55,7 +55,7 @@ spec:
 
 // TestStatus: two agents elect one status writer. After an apply, what
 // kubectl get -o yaml reads shows the Gateway API's conditions and Istio's
-// status; a change is followed within 1 s; stopping the writer hands the
+// status; a change is followed within 1 s (p99 of 50); stopping the writer hands the
 // Lease to the other within the lease duration, and nothing is rewritten.
 func TestStatus(t *testing.T) {
 	w := newWorld(t)
@@ -104,9 +104,9 @@ func TestStatus(t *testing.T) {
 	})
 	t.Logf("virtualservice tcp-echo-dup status:\n%s", toYAML(dup))
 
-	// Changes: the backend gone and back, each followed within 1 s.
+	// Changes: the backend gone and back, followed within 1 s at p99.
 	var took []time.Duration
-	for i := range 10 {
+	for i := range 50 {
 		backend, want := "gone", "False/BackendNotFound"
 		if i%2 == 1 {
 			backend, want = "tcp-echo", "True/ResolvedRefs"
@@ -118,10 +118,11 @@ func TestStatus(t *testing.T) {
 		took = append(took, time.Since(start))
 	}
 	slices.Sort(took)
-	report(t, fmt.Sprintf("TCPRoute change to its status written, 10 changes, 2 agents: median %s, max %s",
-		took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond)))
-	if took[len(took)-1] > time.Second {
-		t.Fatalf("a status followed its change after %s, more than 1 s", took[len(took)-1])
+	p99 := took[len(took)*99/100]
+	report(t, fmt.Sprintf("TCPRoute change to its status written, 50 changes, 2 agents: median %s, p99 %s, max %s",
+		took[len(took)/2].Round(time.Millisecond), p99.Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond)))
+	if p99 > time.Second {
+		t.Fatalf("status followed its change after %s at p99, more than 1 s", p99)
 	}
 
 	// One Event on the VirtualService left out, however many passes.
