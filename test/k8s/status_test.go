@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tcpshift/tcpshift/daemon/agent/status"
@@ -188,16 +189,8 @@ func createObject(t *testing.T, w *world, doc string) {
 		t.Fatal(err)
 	}
 	u := &unstructured.Unstructured{Object: obj}
-	var err error
-	switch u.GetKind() {
-	case "GatewayClass":
-		_, err = w.c.Dynamic.Resource(status.GatewayClasses).Create(context.Background(), u, metav1.CreateOptions{})
-	case "Gateway":
-		_, err = w.c.Dynamic.Resource(gatewaysV1).Namespace("default").Create(context.Background(), u, metav1.CreateOptions{})
-	case "TCPRoute":
-		_, err = w.c.Dynamic.Resource(tcpRoutesV1).Namespace("default").Create(context.Background(), u, metav1.CreateOptions{})
-	}
-	if err != nil {
+	gvr := map[string]schema.GroupVersionResource{"GatewayClass": status.GatewayClasses, "Gateway": gatewaysV1, "TCPRoute": tcpRoutesV1}[u.GetKind()]
+	if _, err := resource(w, gvr, u.GetNamespace()).Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create %s: %v", u.GetKind(), err)
 	}
 }
@@ -217,14 +210,7 @@ func waitStatus(t *testing.T, w *world, gvr schema.GroupVersionResource, ns, nam
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		ri := w.c.Dynamic.Resource(gvr)
-		var u *unstructured.Unstructured
-		var err error
-		if ns == "" {
-			u, err = ri.Get(context.Background(), name, metav1.GetOptions{})
-		} else {
-			u, err = ri.Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
-		}
+		u, err := resource(w, gvr, ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,20 +266,21 @@ func resourceVersions(t *testing.T, w *world) string {
 		gvr      schema.GroupVersionResource
 		ns, name string
 	}{{tcpRoutesV1, "default", "tcp-echo"}, {gatewaysV1, "default", "gw"}, {status.GatewayClasses, "", "tcpshift"}, {vservicesV1, "default", "tcp-echo"}} {
-		ri := w.c.Dynamic.Resource(x.gvr)
-		var u *unstructured.Unstructured
-		var err error
-		if x.ns == "" {
-			u, err = ri.Get(context.Background(), x.name, metav1.GetOptions{})
-		} else {
-			u, err = ri.Namespace(x.ns).Get(context.Background(), x.name, metav1.GetOptions{})
-		}
+		u, err := resource(w, x.gvr, x.ns).Get(context.Background(), x.name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, x.gvr.Resource+"="+u.GetResourceVersion())
 	}
 	return fmt.Sprint(out)
+}
+
+// resource is a namespace's resource, or a cluster-scoped one (ns "").
+func resource(w *world, gvr schema.GroupVersionResource, ns string) dynamic.ResourceInterface {
+	if ns == "" {
+		return w.c.Dynamic.Resource(gvr)
+	}
+	return w.c.Dynamic.Resource(gvr).Namespace(ns)
 }
 
 func toYAML(v any) string {

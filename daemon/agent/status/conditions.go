@@ -34,27 +34,39 @@ func sameStatus(a, b map[string]any) bool {
 // normal makes the numbers of unstructured JSON one type (the API server
 // gives int64, a fake client may keep int or float64).
 func normal(v any) any {
+	return walkJSON(v, func(string) bool { return true }, func(x any) any {
+		switch n := x.(type) {
+		case int:
+			return int64(n)
+		case int32:
+			return int64(n)
+		case float64:
+			return int64(n)
+		}
+		return x
+	})
+}
+
+// walkJSON copies unstructured JSON, keeping the map keys keep takes and
+// passing every other value through leaf.
+func walkJSON(v any, keep func(key string) bool, leaf func(any) any) any {
 	switch t := v.(type) {
 	case map[string]any:
 		m := make(map[string]any, len(t))
 		for k, x := range t {
-			m[k] = normal(x)
+			if keep(k) {
+				m[k] = walkJSON(x, keep, leaf)
+			}
 		}
 		return m
 	case []any:
 		s := make([]any, len(t))
 		for i, x := range t {
-			s[i] = normal(x)
+			s[i] = walkJSON(x, keep, leaf)
 		}
 		return s
-	case int:
-		return int64(t)
-	case int32:
-		return int64(t)
-	case float64:
-		return int64(t)
 	}
-	return v
+	return leaf(v)
 }
 
 // list reads a list of a status, nil when absent.

@@ -17,21 +17,5 @@ func cutKind(groupKind string) (group, kind string, ok bool) {
 // withoutTimes is a status without its conditions' lastTransitionTime,
 // which a write made from a stale view may move though nothing changed.
 func withoutTimes(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, x := range t {
-			if k != "lastTransitionTime" {
-				m[k] = withoutTimes(x)
-			}
-		}
-		return m
-	case []any:
-		s := make([]any, len(t))
-		for i, x := range t {
-			s[i] = withoutTimes(x)
-		}
-		return s
-	}
-	return v
+	return walkJSON(v, func(k string) bool { return k != "lastTransitionTime" }, func(x any) any { return x })
 }
