@@ -26,7 +26,7 @@ import (
 var (
 	globalFlags = []string{"bpffs", "cgroup"}
 	agentFlags  = []string{"log-level", "log-format", "node", "kubeconfig", "only-routed", "cluster-domain",
-		"debounce", "max-delay", "metrics-addr", "health-addr"}
+		"debounce", "max-delay", "metrics-addr", "health-addr", "status", "lease-namespace"}
 )
 
 // What the agent is granted, as documented in daemonset.yaml and the README.
@@ -526,6 +526,9 @@ func TestAgentCommandLine(t *testing.T) {
 		if e.Name == "NODE_NAME" && e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
 			t.Errorf("NODE_NAME from %q, want the downward API's spec.nodeName", e.ValueFrom.FieldRef.FieldPath)
 		}
+		if e.Name == "POD_NAMESPACE" && e.ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
+			t.Errorf("POD_NAMESPACE from %q, want the downward API's metadata.namespace", e.ValueFrom.FieldRef.FieldPath)
+		}
 	}
 	used := map[string]bool{}
 	for _, a := range c.Args {
@@ -555,6 +558,12 @@ func TestAgentCommandLine(t *testing.T) {
 	}
 	if got := expand(values["only-routed"]); got != "true" && got != "false" {
 		t.Errorf("--only-routed=%q, want true or false", got)
+	}
+	if got := expand(values["status"]); got != "true" {
+		t.Errorf("--status=%q, want true (the Lease decides which agent writes)", got)
+	}
+	if values["lease-namespace"] != "$(POD_NAMESPACE)" {
+		t.Errorf("--lease-namespace=%q, want $(POD_NAMESPACE): the Lease in the agent's namespace", values["lease-namespace"])
 	}
 }
 
