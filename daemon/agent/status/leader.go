@@ -77,8 +77,10 @@ func (w *Writer) lead(ctx context.Context) {
 			return
 		case <-w.kick:
 		case <-tick.C:
+			// By now the informers show our writes: compare with them
+			// alone, so a status someone else overwrote is put back.
 			w.passMu.Lock()
-			w.relist = true
+			w.relist, w.written = true, map[string]string{}
 			w.passMu.Unlock()
 		}
 	}
