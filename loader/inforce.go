@@ -101,7 +101,13 @@ func (t *Target) remember(set *maps.Set, d *delta) {
 		planned = append(planned, p.svc)
 	}
 	slices.SortFunc(planned, compareService)
-	c.owners, c.seq, c.svcs, c.slots = owners, seq, mergeSorted(planned, d.kept), d.slots
+	slots := d.slots
+	if slots == nil && d.daemonFile != "" {
+		// A daemon applies again: its first change should not be the
+		// one that reads every table (~100 ms at ten thousand).
+		slots, _ = set.ReadListSlots()
+	}
+	c.owners, c.seq, c.svcs, c.slots = owners, seq, mergeSorted(planned, d.kept), slots
 }
 
 // mergeSorted merges two lists of services: planned sorted by name, kept
@@ -144,22 +150,28 @@ func (t *Target) CheckInForce() ([]string, error) {
 		if err != nil {
 			return err
 		}
-		byName := map[string]*maps.Service{}
-		for _, s := range read {
-			byName[s.Name] = s
-		}
-		for _, s := range c.svcs {
-			if !reflect.DeepEqual(s, byName[s.Name]) {
-				differ = append(differ, s.Name)
-			}
-			delete(byName, s.Name)
-		}
-		for name := range byName {
-			differ = append(differ, name)
-		}
+		differ = c.differsFrom(read)
 		return nil
 	})
 	return differ, err
+}
+
+// differsFrom names the services remembered and read that differ.
+func (c *leftInForce) differsFrom(read []*maps.Service) (differ []string) {
+	byName := map[string]*maps.Service{}
+	for _, s := range read {
+		byName[s.Name] = s
+	}
+	for _, s := range c.svcs {
+		if !reflect.DeepEqual(s, byName[s.Name]) {
+			differ = append(differ, s.Name)
+		}
+		delete(byName, s.Name)
+	}
+	for name := range byName {
+		differ = append(differ, name)
+	}
+	return differ
 }
 
 // scope decides which services of a Built to plan. When the Built names

@@ -74,3 +74,56 @@ func TestDeltaKeep(t *testing.T) {
 		t.Fatalf("routes removed %v, want e's only", d.delRoutes)
 	}
 }
+
+// A daemon's first apply over services already in force changes nothing
+// and needs no free slot; it still leaves a view of the lists map's slots
+// (read once then), so that its first change does not read every table.
+func TestDaemonFirstApplyKeepsListSlots(t *testing.T) {
+	set, _, err := tsmaps.NewMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newTarget := func() *Target {
+		return &Target{NS: &Namespace{Ino: 4026531840}, netns: 0x5eed, routes: &fakeRoutes{have: map[netip.Addr]bool{}}}
+	}
+	opts := ApplyOptions{Daemon: true, DaemonFile: "routes.yaml", KeepOverrides: true}
+	if _, err := newTarget().applyOver(set, Fixed(scaleConfig(50, -1, 0)), opts); err != nil {
+		t.Fatal(err)
+	}
+	// A new daemon over the same state: everything unchanged.
+	tg := newTarget()
+	changes, err := tg.applyOver(set, Fixed(scaleConfig(50, -1, 0)), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range changes {
+		if ch.Action != "unchanged" {
+			t.Fatalf("%s %s, want every service unchanged", ch.Service, ch.Action)
+		}
+	}
+	fresh, err := set.ReadListSlots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := tg.listSlots(set)
+	if kept == nil || !kept.Same(fresh) || kept.InUse() != 50*10 {
+		t.Fatalf("view kept %v; want the %d slots of the tables in force", kept != nil, 50*10)
+	}
+	// Its first change starts from that view and leaves what it remembers
+	// equal to the maps.
+	built := &Built{Config: scaleConfig(50, 7, 9000), Changed: map[string]bool{"default/svc-00007": true}}
+	changes, err = tg.applyOver(set, BuildFunc(func([]tsmaps.StoredObject, []*tsmaps.Service) (*Built, error) { return built, nil }), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changes[0].Service != "default/svc-00007" || changes[0].Action != "updated" {
+		t.Fatalf("first change %+v, want default/svc-00007 updated", changes[0])
+	}
+	read, err := set.ServiceList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if differ := tg.left.differsFrom(read); len(read) != 50 || len(differ) != 0 {
+		t.Fatalf("remembered differs from the maps: %v", differ)
+	}
+}

@@ -52,6 +52,9 @@ func (t *Target) applyOver(set *tsmaps.Set, b Build, opts ApplyOptions) ([]Chang
 	if err != nil {
 		return nil, err
 	}
+	if opts.Daemon {
+		d.daemonFile = opts.DaemonFile
+	}
 	if err := t.execute(set, d, opts); err != nil {
 		return nil, err
 	}

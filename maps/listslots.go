@@ -76,3 +76,21 @@ func countTrue(b []bool) (n int) {
 	}
 	return n
 }
+
+// ReadListSlots reads the slots the tables in force use, outside a
+// transaction: a view for a writer's next one when its last needed none
+// (a daemon's first apply over state already in force), so that its first
+// change does not read every table then.
+func (s *Set) ReadListSlots() (*ListSlots, error) {
+	sp := &listSpace{}
+	if err := s.markInForce(sp); err != nil {
+		return nil, err
+	}
+	return &ListSlots{used: sp.used, next: sp.next}, nil
+}
+
+// InUse counts the slots the view marks used.
+func (v *ListSlots) InUse() int { return countTrue(v.used) }
+
+// Same reports whether two views mark the same slots.
+func (v *ListSlots) Same(o *ListSlots) bool { return slices.Equal(v.used, o.used) }
