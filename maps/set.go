@@ -343,7 +343,11 @@ func (s *Set) Endpoint(id uint32) (netip.AddrPort, uint32, error) {
 // endpoint, so sockops counts it like the kernel's own connections.
 func (s *Set) TagProxyConn(fd int, endpoint, generation uint32) error {
 	c := bpf.TcpshiftConn{Endpoint: endpoint, Generation: generation, Flags: bpf.TcpshiftConnFlagsCONN_PROXY}
-	if err := s.Conns.Put(int32(fd), &c); err != nil {
+	conns, err := s.kernelMap(s.Conns)
+	if err != nil {
+		return err
+	}
+	if err := conns.Put(int32(fd), &c); err != nil {
 		return fmt.Errorf("tag connection to endpoint %d: %w", endpoint, err)
 	}
 	return nil
@@ -354,11 +358,15 @@ func (s *Set) TagProxyConn(fd int, endpoint, generation uint32) error {
 // a write suffice; the caller serializes its own calls.
 func (s *Set) AddRefused(id uint32, n uint64) error {
 	var st bpf.TcpshiftServiceStats
-	if err := s.ServiceCounts.Lookup(id, &st); err != nil {
+	counts, err := s.kernelMap(s.ServiceCounts)
+	if err != nil {
+		return err
+	}
+	if err := counts.Lookup(id, &st); err != nil {
 		return fmt.Errorf("read service %d counters: %w", id, err)
 	}
 	st.Refused += n
-	if err := s.ServiceCounts.Put(id, &st); err != nil {
+	if err := counts.Put(id, &st); err != nil {
 		return fmt.Errorf("write service %d counters: %w", id, err)
 	}
 	return nil

@@ -15,7 +15,9 @@ type Tagger struct {
 	fd uint32 // the conns map's; the Set keeps it open
 }
 
-// Tagger returns a tagger for s's conns map, valid while s is open.
+// Tagger returns a tagger for s's conns map, valid while s is open. It
+// takes the map's descriptor as it is: s must come from Open (the proxy's
+// sources do), not OpenLazy.
 func (s *Set) Tagger() *Tagger {
 	return &Tagger{fd: uint32(s.Conns.FD())}
 }

@@ -66,13 +66,20 @@ type Versions struct {
 	mem []byte
 }
 
+// Len is how many counters there are (the tables map's size).
+func (v *Versions) Len() int { return len(v.mem) / 8 }
+
 // MapVersions maps the counters read-only. Unmap them when done.
 func (s *Set) MapVersions() (*Versions, error) {
 	if s.TableVersions == nil {
 		return nil, ErrNoVersions
 	}
-	size := int(s.TableVersions.MaxEntries()) * 8
-	mem, err := unix.Mmap(s.TableVersions.FD(), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	versions, err := s.kernelMap(s.TableVersions)
+	if err != nil {
+		return nil, err
+	}
+	size := int(versions.MaxEntries()) * 8
+	mem, err := unix.Mmap(versions.FD(), 0, size, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("map table versions: %w", err)
 	}

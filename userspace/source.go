@@ -51,7 +51,7 @@ func NewKernelSource(set *maps.Set) *KernelSource {
 	k := &KernelSource{set: set, tagger: set.Tagger(), far: map[uint32]*versioned{}}
 	if v, err := set.MapVersions(); err == nil {
 		k.versions = v
-		k.cache = make([]atomic.Pointer[versioned], set.TableVersions.MaxEntries())
+		k.cache = make([]atomic.Pointer[versioned], v.Len())
 		runtime.AddCleanup(k, func(v *maps.Versions) { v.Unmap() }, v)
 	}
 	return k
