@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"fmt"
 	"time"
 
@@ -114,4 +115,17 @@ func decode(u *unstructured.Unstructured) (*istio.Object, error) {
 		return nil, fmt.Errorf("%s: not an object tcpshift reads", name)
 	}
 	return docs[0].Object, nil
+}
+
+// sameInput reports whether an update leaves what the front end reads of
+// a route object as it was: a status write (the status writer's own, or
+// another controller's) changes only status, and re-deriving every route
+// on every node for it would be work for nothing.
+func sameInput(old, cur any) bool {
+	o, ok1 := old.(*decoded)
+	c, ok2 := cur.(*decoded)
+	if !ok1 || !ok2 || o.obj == nil || c.obj == nil || o.err != nil || c.err != nil {
+		return false
+	}
+	return bytes.Equal(o.obj.Text, c.obj.Text)
 }

@@ -72,7 +72,13 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 	}
 	routeHandler := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { w.changes.route(); signal(changed) },
-		UpdateFunc: func(any, any) { w.changes.route(); signal(changed) },
+		UpdateFunc: func(old, cur any) {
+			if sameInput(old, cur) {
+				return // status only: the status writer reads the store itself
+			}
+			w.changes.route()
+			signal(changed)
+		},
 		DeleteFunc: func(any) { w.changes.route(); signal(changed) },
 	}
 	w.services = typed.Core().V1().Services().Informer()
