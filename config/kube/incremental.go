@@ -25,6 +25,7 @@ type Deriver struct {
 	opts   Options
 	domain string
 	hosts  map[istio.Key]*hostState // every Service seen, by key
+	ports  portMaps                 // its members' ports, shared
 	// pods indexes the Services whose members are a pod (ns/name), so a
 	// pod's labels changing re-derives only those.
 	pods   map[string][]istio.Key
@@ -43,8 +44,10 @@ type hostState struct {
 	host        istio.RegistryHost
 	terminating map[netip.Addr]bool
 	affinity    *config.Affinity
-	plain       []config.Service // its services no route took
-	terminated  int              // endpoints of plain held at weight 0
+	// plain names its services no route took (the services themselves
+	// are in the Deriver's all: one copy of ten thousand, not two).
+	plain      []string
+	terminated int // endpoints of plain held at weight 0
 }
 
 // routedState is what the Istio and Gateway API objects make.
@@ -97,7 +100,7 @@ func (d *Deriver) Full(s *Snapshot) (*Result, error) {
 			slicesOf[k] = append(slicesOf[k], sl)
 		}
 	}
-	d.hosts, d.pods = map[istio.Key]*hostState{}, map[string][]istio.Key{}
+	d.hosts, d.pods, d.ports = map[istio.Key]*hostState{}, map[string][]istio.Key{}, portMaps{}
 	for _, svc := range s.Services {
 		k := ServiceKey(svc.Namespace, svc.Name)
 		d.setHost(k, d.readHost(svc, slicesOf[k], s.Pod))
@@ -110,8 +113,7 @@ func (d *Deriver) Full(s *Snapshot) (*Result, error) {
 		d.origins[name] = o
 	}
 	for k, h := range d.hosts {
-		d.plain(h)
-		for _, svc := range h.plain {
+		for _, svc := range d.plain(h) {
 			d.all = append(d.all, svc)
 			d.origins[svc.Name] = k.String()
 		}
@@ -190,11 +192,10 @@ func (d *Deriver) Update(l Lookup, ch Changes) (*Result, error) {
 	}
 	for k := range replan {
 		h := d.hosts[k]
-		for _, s := range h.plain {
-			touched[s.Name] = true
+		for _, name := range h.plain {
+			touched[name] = true
 		}
-		d.plain(h)
-		for _, s := range h.plain {
+		for _, s := range d.plain(h) {
 			touched[s.Name] = true
 			made = append(made, s)
 			origin[s.Name] = k.String()
@@ -231,7 +232,7 @@ func (d *Deriver) patch(touched map[string]bool, made []config.Service, origin m
 
 // readHost reads one Service with its EndpointSlices.
 func (d *Deriver) readHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod func(ns, name string) *corev1.Pod) *hostState {
-	h, term, ok := registryHost(svc, sls, pod, d.domain, d.opts.Node)
+	h, term, ok := registryHost(svc, sls, pod, d.domain, d.opts.Node, d.ports)
 	return &hostState{ok: ok, host: h, terminating: term, affinity: sessionAffinity(svc)}
 }
 
@@ -324,18 +325,21 @@ func (d *Deriver) frontendMoved(h *hostState, taken map[netip.AddrPort]bool) boo
 	return false
 }
 
-// plain derives a host's services no route took.
-func (d *Deriver) plain(h *hostState) {
+// plain derives a host's services no route took, and names them in h.
+func (d *Deriver) plain(h *hostState) (out []config.Service) {
 	d.terminated -= h.terminated
 	defer func() { d.terminated += h.terminated }()
 	h.plain, h.terminated = nil, 0
 	if !h.ok || d.opts.OnlyRouted {
 		return
 	}
-	for _, svc := range plainServices(h.host, d.routed.taken, h.affinity) {
-		h.terminated += drainTerminating(&svc, h.terminating)
-		h.plain = append(h.plain, svc)
+	out = plainServices(h.host, d.routed.taken, h.affinity)
+	h.plain = make([]string, len(out))
+	for i := range out {
+		h.terminated += drainTerminating(&out[i], h.terminating)
+		h.plain[i] = out[i].Name
 	}
+	return out
 }
 
 // result is every service derived; changed names those re-derived (nil:

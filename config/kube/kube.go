@@ -73,7 +73,7 @@ func Derive(s *Snapshot, opts Options) (*Result, error) {
 // registryHost makes a Service with a cluster IP into a registry host whose
 // members are its ready and terminating endpoints, and returns the latter's
 // addresses too.
-func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod func(ns, name string) *corev1.Pod, domain, node string) (_ istio.RegistryHost, terminating map[netip.Addr]bool, ok bool) {
+func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod func(ns, name string) *corev1.Pod, domain, node string, shared portMaps) (_ istio.RegistryHost, terminating map[netip.Addr]bool, ok bool) {
 	local := svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal
 	h := istio.RegistryHost{
 		Key:   istio.Key{Kind: istio.KindKubeService, Namespace: svc.Namespace, Name: svc.Name},
@@ -120,6 +120,7 @@ func registryHost(svc *corev1.Service, sls []*discoveryv1.EndpointSlice, pod fun
 				ports[deref(p.Name)] = uint16(*p.Port)
 			}
 		}
+		ports = shared.intern(ports)
 		for _, ep := range sl.Endpoints {
 			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
 			term := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating

@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/tcpshift/tcpshift/config/istio"
@@ -62,11 +61,11 @@ func (c *changes) seen(obj any) {
 		obj = t.Obj
 	}
 	switch o := obj.(type) {
-	case *corev1.Service:
-		c.service(o.Namespace, o.Name)
-	case *discoveryv1.EndpointSlice:
-		if name := o.Labels[discoveryv1.LabelServiceName]; name != "" {
-			c.service(o.Namespace, name)
+	case *slimService:
+		c.service(o.namespace, o.name)
+	case *slimSlice:
+		if o.service != "" {
+			c.service(o.namespace, o.service)
 		}
 	case *corev1.Pod:
 		c.pod(o.Namespace, o.Name)

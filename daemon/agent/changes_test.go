@@ -19,12 +19,15 @@ import (
 // take starts over.
 func TestChangesRecordWhatEventsTouch(t *testing.T) {
 	var c changes
-	sl := func(svc string) *discoveryv1.EndpointSlice {
-		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "x", Labels: map[string]string{discoveryv1.LabelServiceName: svc}}}
+	// As the informers keep them (trimService, trimSlice).
+	sl := func(svc string) any {
+		o, _ := trimSlice(&discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "x", Labels: map[string]string{discoveryv1.LabelServiceName: svc}}})
+		return o
 	}
+	svc, _ := trimService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "c"}})
 	c.seen(sl("a"))
 	c.seen(sl("b")) // a slice relabelled: both Services
-	c.seen(cache.DeletedFinalStateUnknown{Obj: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "c"}}})
+	c.seen(cache.DeletedFinalStateUnknown{Obj: svc})
 	c.seen(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "p"}})
 	c.seen(sl("")) // no Service: nothing
 	ch := c.take()

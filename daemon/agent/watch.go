@@ -71,7 +71,7 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 		DeleteFunc: func(o any) { w.changes.seen(o); signal(changed) },
 	}
 	routeHandler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { w.changes.route(); signal(changed) },
+		AddFunc: func(any) { w.changes.route(); signal(changed) },
 		UpdateFunc: func(old, cur any) {
 			if sameInput(old, cur) {
 				return // status only: the status writer reads the store itself
@@ -187,10 +187,10 @@ func podLabelsOnly(obj any) (any, error) {
 func (w *watch) snapshot() (*kube.Snapshot, []istio.Rejection) {
 	s := &kube.Snapshot{}
 	for _, o := range w.services.GetStore().List() {
-		s.Services = append(s.Services, o.(*corev1.Service))
+		s.Services = append(s.Services, o.(*slimService).service())
 	}
 	for _, o := range w.slices.GetStore().List() {
-		s.Slices = append(s.Slices, o.(*discoveryv1.EndpointSlice))
+		s.Slices = append(s.Slices, o.(*slimSlice).slice())
 	}
 	s.Pod = w.pod
 	var rejected []istio.Rejection
@@ -226,7 +226,7 @@ func (w *watch) lookup(objs []*istio.Object) kube.Lookup {
 			if err != nil || !ok {
 				return nil
 			}
-			return o.(*corev1.Service)
+			return o.(*slimService).service()
 		},
 		Slices: func(ns, svc string) []*discoveryv1.EndpointSlice {
 			list, err := w.slices.GetIndexer().ByIndex(byService, ns+"/"+svc)
@@ -235,7 +235,7 @@ func (w *watch) lookup(objs []*istio.Object) kube.Lookup {
 			}
 			out := make([]*discoveryv1.EndpointSlice, 0, len(list))
 			for _, o := range list {
-				out = append(out, o.(*discoveryv1.EndpointSlice))
+				out = append(out, o.(*slimSlice).slice())
 			}
 			return out
 		},
@@ -254,13 +254,9 @@ func (w *watch) pod(ns, name string) *corev1.Pod {
 
 // sliceService is the byService index: an EndpointSlice's Service.
 func sliceService(obj any) ([]string, error) {
-	sl, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
+	sl, ok := obj.(*slimSlice)
+	if !ok || sl.service == "" {
 		return nil, nil
 	}
-	name := sl.Labels[discoveryv1.LabelServiceName]
-	if name == "" {
-		return nil, nil
-	}
-	return []string{sl.Namespace + "/" + name}, nil
+	return []string{sl.namespace + "/" + sl.service}, nil
 }
