@@ -59,8 +59,12 @@ func (t *Target) lazyMaps() (*maps.Set, error) { return maps.OpenLazy(t.Dir) }
 
 // loadedMaps opens the pinned maps: nil and no error when nothing is
 // loaded (maps.ErrNotLoaded), nil and the error when they cannot be opened.
+// Its callers (an apply's reads of the owner, the services in force and the
+// stored objects, under the lock; RunningDaemon's of the owner) use only
+// the Set's methods, so the maps open as first used: an apply served from
+// what it left opens the owners map, not all of them (issue 28).
 func (t *Target) loadedMaps() (*maps.Set, error) {
-	set, err := t.Maps()
+	set, err := t.lazyMaps()
 	if errors.Is(err, maps.ErrNotLoaded) {
 		return nil, nil
 	}

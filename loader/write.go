@@ -50,30 +50,27 @@ type writeStep struct {
 // needs go); release (removed services, released endpoint ids, their
 // sockets last, as they cannot be undone).
 func (w *writing) steps() []writeStep {
-	var svcs []*maps.Service
+	planned := make([]*maps.Service, 0, len(w.d.plans))
 	for _, p := range w.d.plans {
-		svcs = append(svcs, p.svc)
+		planned = append(planned, p.svc)
 	}
-	svcs = append(svcs, w.d.kept...)
+	w.frontsInForce = w.d.frontendsAsInForce()
 	// sockops registers listeners by these tables: ids that go or change
 	// address leave them before any endpoint is rewritten, new ones come in
 	// once their endpoints are written. Frontend ports are let through
 	// before frontends are written and narrowed once old ones are gone.
-	listen := maps.Listeners(svcs)
+	// Only lookup mode has listeners, and kept services are connect mode
+	// (see Target.scope): the planned ones give the whole table.
+	listen := maps.Listeners(planned)
 	var fronts map[netip.AddrPort]bool
 	return []writeStep{
 		{"records", w.records},
-		{"widen", func() error { return w.widen(svcs, listen) }},
+		{"widen", func() error { return w.widen(listen) }},
 		{"services", func() (err error) {
 			fronts, err = w.services(listen)
 			return err
 		}},
-		{"narrow", func() error {
-			for _, k := range w.d.kept {
-				fronts[k.Frontend] = true
-			}
-			return w.narrow(svcs, listen, fronts)
-		}},
+		{"narrow", func() error { return w.narrow(listen, fronts) }},
 		{"release", w.release},
 	}
 }
@@ -85,6 +82,10 @@ type writing struct {
 	set        *maps.Set
 	d          *delta
 	undoRoutes []func() error
+	// frontsInForce: the change leaves the frontend ports, the connect
+	// filter and the listeners as the state in force has them (see
+	// delta.frontendsAsInForce), so neither is read or written.
+	frontsInForce bool
 }
 
 // rollBack puts the maps and the routes back as they were after err.
@@ -123,12 +124,14 @@ func (w *writing) records() error {
 
 // widen makes way for the new services before any is written: listeners
 // that go leave, frontend ports and local routes come in.
-func (w *writing) widen(svcs []*maps.Service, listen maps.ListenTable) error {
-	if err := w.set.PruneListeners(listen); err != nil {
-		return err
-	}
-	if err := w.set.AddFrontendPorts(svcs); err != nil {
-		return err
+func (w *writing) widen(listen maps.ListenTable) error {
+	if !w.frontsInForce {
+		if err := w.set.PruneListeners(listen); err != nil {
+			return err
+		}
+		if err := w.set.AddFrontendPorts(w.d.services()); err != nil {
+			return err
+		}
 	}
 	return w.changeRoutes(w.d.addRoutes, true)
 }
@@ -156,7 +159,7 @@ func (w *writing) changeRoutes(addrs []netip.Addr, add bool) error {
 // services registers the planned services' sockets and writes those that
 // changed; it returns the frontends planned.
 func (w *writing) services(listen maps.ListenTable) (map[netip.AddrPort]bool, error) {
-	fronts := make(map[netip.AddrPort]bool, len(w.d.plans)+len(w.d.kept)) // the kept ones join it before narrow
+	fronts := make(map[netip.AddrPort]bool, len(w.d.plans))
 	var written []*maps.Service
 	for _, p := range w.d.plans {
 		fronts[p.svc.Frontend] = true
@@ -204,20 +207,20 @@ func (w *writing) registerSockets(p *planned, listen maps.ListenTable) error {
 // narrow takes away, once the new services are written, the frontends no
 // service has any more (a frontend another service took over in this
 // change stays), and the listeners, frontend ports and local routes
-// nothing needs.
-func (w *writing) narrow(svcs []*maps.Service, listen maps.ListenTable, fronts map[netip.AddrPort]bool) error {
-	for _, o := range w.d.old {
-		if !fronts[o.Frontend] {
-			if err := w.set.DeleteFrontend(o); err != nil {
-				return err
-			}
+// nothing needs. fronts holds the planned services' frontends.
+func (w *writing) narrow(listen maps.ListenTable, fronts map[netip.AddrPort]bool) error {
+	for _, o := range w.d.goneFrontends(fronts) {
+		if err := w.set.DeleteFrontend(o); err != nil {
+			return err
 		}
 	}
-	if err := w.set.SyncListeners(listen); err != nil {
-		return err
-	}
-	if err := w.set.SyncFrontendPorts(svcs); err != nil {
-		return err
+	if !w.frontsInForce {
+		if err := w.set.SyncListeners(listen); err != nil {
+			return err
+		}
+		if err := w.set.SyncFrontendPorts(w.d.services()); err != nil {
+			return err
+		}
 	}
 	return w.changeRoutes(w.d.delRoutes, false)
 }

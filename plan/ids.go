@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/tcpshift/tcpshift/maps"
 )
@@ -16,7 +17,22 @@ import (
 // checked. Ids past limits (the maps' capacities) are an error, before
 // anything is written.
 func AssignIDs(svcs []*Service, old []*maps.Service, limits maps.Capacity) (released []uint32, err error) {
-	a := newIDs(limits, old)
+	return assignIDs(svcs, old, byName(old), limits)
+}
+
+// byName indexes the services in force by name.
+func byName(old []*maps.Service) map[string]*maps.Service {
+	m := make(map[string]*maps.Service, len(old))
+	for _, o := range old {
+		m[o.Name] = o
+	}
+	return m
+}
+
+// assignIDs is AssignIDs with the services in force indexed by name
+// (oldSvc), which Diff shares: ten thousand names hashed once per apply.
+func assignIDs(svcs []*Service, old []*maps.Service, oldSvc map[string]*maps.Service, limits maps.Capacity) (released []uint32, err error) {
+	a := newIDs(limits, old, oldSvc)
 	rest, err := a.keep(svcs)
 	if err != nil {
 		return nil, err
@@ -52,27 +68,27 @@ type unmatched struct {
 }
 
 // newIDs indexes the ids of the services in force.
-func newIDs(limits maps.Capacity, old []*maps.Service) *ids {
+func newIDs(limits maps.Capacity, old []*maps.Service, oldSvc map[string]*maps.Service) *ids {
 	a := &ids{
 		limits:  limits,
 		old:     old,
-		oldSvc:  make(map[string]*maps.Service, len(old)),
+		oldSvc:  oldSvc,
 		usedSvc: make([]bool, limits.Services),
 		usedEp:  make([]bool, limits.Endpoints),
 		kept:    make([]bool, limits.Endpoints),
 	}
 	for _, o := range old {
-		a.oldSvc[o.Name] = o
 		if int(o.ID) < len(a.usedSvc) {
 			a.usedSvc[o.ID] = true
 		}
 		for _, sub := range o.Subsets {
-			for _, ep := range sub.Endpoints {
-				if int(ep.ID) < len(a.usedEp) {
-					a.usedEp[ep.ID] = true
+			// By index: a hundred thousand endpoints are not copied.
+			for j := range sub.Endpoints {
+				if id := int(sub.Endpoints[j].ID); id < len(a.usedEp) {
+					a.usedEp[id] = true
 				}
-				a.nOldEps++
 			}
+			a.nOldEps += len(sub.Endpoints)
 		}
 	}
 	return a
@@ -185,26 +201,57 @@ func (a *ids) assignRest(rest []unmatched) error {
 }
 
 // released returns the endpoint ids in force of services still planned
-// that no planned endpoint kept.
+// that no planned endpoint kept, in the order of the services in force.
 func (a *ids) released(svcs []*Service, old []*maps.Service) (released []uint32) {
-	planned := make(map[string]bool, len(svcs))
-	for _, s := range svcs {
-		planned[s.Svc.Name] = true
-	}
 	// Endpoints of removed services go with them (Set.DeleteServices).
-	for _, o := range old {
-		if !planned[o.Name] {
-			continue
-		}
+	for _, o := range a.plannedInForce(svcs, old) {
 		for _, sub := range o.Subsets {
-			for _, ep := range sub.Endpoints {
-				if free(a.kept, ep.ID) {
-					released = append(released, ep.ID)
+			for j := range sub.Endpoints {
+				if id := sub.Endpoints[j].ID; free(a.kept, id) {
+					released = append(released, id)
 				}
 			}
 		}
 	}
 	return released
+}
+
+// plannedInForce returns the services in force that svcs plans again, in
+// old's order. When old is in name order (as the loader reads it) they are
+// found by name, so a change to a few services among ten thousand does not
+// walk them all.
+func (a *ids) plannedInForce(svcs []*Service, old []*maps.Service) []*maps.Service {
+	if slices.IsSortedFunc(old, func(x, y *maps.Service) int { return strings.Compare(x.Name, y.Name) }) && !repeatsName(old) {
+		var out []*maps.Service
+		for _, s := range svcs {
+			if o := a.oldSvc[s.Svc.Name]; o != nil {
+				out = append(out, o)
+			}
+		}
+		slices.SortFunc(out, func(x, y *maps.Service) int { return strings.Compare(x.Name, y.Name) })
+		return slices.CompactFunc(out, func(x, y *maps.Service) bool { return x == y })
+	}
+	planned := make(map[string]bool, len(svcs))
+	for _, s := range svcs {
+		planned[s.Svc.Name] = true
+	}
+	var out []*maps.Service
+	for _, o := range old {
+		if planned[o.Name] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// repeatsName reports whether two neighbours of sorted old share a name.
+func repeatsName(old []*maps.Service) bool {
+	for i := 1; i < len(old); i++ {
+		if old[i].Name == old[i-1].Name {
+			return true
+		}
+	}
+	return false
 }
 
 // movedEndpoint finds, among a service's endpoints in force, one at addr

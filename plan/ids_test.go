@@ -229,3 +229,29 @@ func TestAssignIDsPastCapacity(t *testing.T) {
 		t.Fatalf("moved endpoint: id %d, %v", b.Subsets[0].Endpoints[0].ID, err)
 	}
 }
+
+// Released ids come in the order of the services in force, whatever the
+// order of the planned ones, whether the state in force is in name order
+// (found by name) or not (walked), and a removed service's go with it.
+func TestAssignIDsReleasedInForceOrder(t *testing.T) {
+	a := svc("a", "10.0.0.1:80", sub("v1", 1, "127.0.0.1:1", "127.0.0.1:2"))
+	b := svc("b", "10.0.0.2:80", sub("v1", 1, "127.0.0.2:1", "127.0.0.2:2"))
+	c := svc("c", "10.0.0.3:80", sub("v1", 1, "127.0.0.3:1", "127.0.0.3:2"))
+	mustAssign(t, wrap(a, b, c), nil) // a 0 1, b 2 3, c 4 5
+	for _, tc := range []struct {
+		name string
+		old  []*maps.Service
+		want []uint32
+	}{
+		{"in name order", []*maps.Service{clone(a), clone(b), clone(c)}, []uint32{1, 5}},
+		{"not in name order", []*maps.Service{clone(c), clone(b), clone(a)}, []uint32{5, 1}},
+	} {
+		// c and a planned (in that order) each without its second
+		// endpoint; b removed.
+		na := svc("a", "10.0.0.1:80", sub("v1", 1, "127.0.0.1:1"))
+		nc := svc("c", "10.0.0.3:80", sub("v1", 1, "127.0.0.3:1"))
+		if got := mustAssign(t, wrap(nc, na), tc.old); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: released %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

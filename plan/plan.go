@@ -81,17 +81,17 @@ type Delta struct {
 // file did not change keeps the weights in force that set-weight gave it.
 // It sets the ids, LocalRoute and kept weights in svcs' services.
 func Diff(svcs []*Service, old []*maps.Service, limits maps.Capacity, keepOverrides bool) (*Delta, error) {
-	released, err := AssignIDs(svcs, old, limits)
+	oldByName := byName(old)
+	released, err := assignIDs(svcs, old, oldByName, limits)
 	if err != nil {
 		return nil, err
 	}
-	d := &Delta{Old: make(map[string]*maps.Service, len(old)), Released: released, Write: make(map[string]bool, len(svcs)),
+	d := &Delta{Old: oldByName, Released: released, Write: make(map[string]bool, len(svcs)),
 		Actions: make([]Action, 0, len(svcs)+len(old))}
 	// Routes tcpshift added earlier stay as long as a lookup- or
 	// proxy-mode service needs them.
 	ourRoutes := map[netip.Addr]bool{}
 	for _, o := range old {
-		d.Old[o.Name] = o
 		if o.LocalRoute {
 			ourRoutes[o.Frontend.Addr()] = true
 		}
