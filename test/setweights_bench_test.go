@@ -22,18 +22,7 @@ import (
 // waits for), how long after the call started the new table was in force:
 // a goroutine polls the service's tables slot until its inner map changes.
 func BenchmarkSetWeightsInForce(b *testing.B) {
-	env := testenv.New(b)
-	env.Echo("127.0.0.1:9001", "one")
-	env.Echo("127.0.0.1:9002", "two")
-	tg := env.Target()
-	cfg, err := config.Parse("routes.yaml", []byte(echoConfig))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { tg.Down() })
+	tg := echoTarget(b)
 	set, err := tg.Maps()
 	if err != nil {
 		b.Fatal(err)
@@ -101,18 +90,7 @@ func BenchmarkSetWeightsInForce(b *testing.B) {
 // (maps.OpenLazy opens them as used), and reading the whole service list
 // or one service (Set.Service now).
 func BenchmarkWeightChangeSteps(b *testing.B) {
-	env := testenv.New(b)
-	env.Echo("127.0.0.1:9001", "one")
-	env.Echo("127.0.0.1:9002", "two")
-	tg := env.Target()
-	cfg, err := config.Parse("routes.yaml", []byte(echoConfig))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { tg.Down() })
+	tg := echoTarget(b)
 	b.Run("open-21-maps", func(b *testing.B) {
 		for b.Loop() {
 			set, err := maps.Open(tg.Dir)
@@ -155,4 +133,22 @@ func BenchmarkWeightChangeSteps(b *testing.B) {
 			}
 		}
 	})
+}
+
+// echoTarget applies echoConfig over two echo backends in a private
+// namespace, for the weight-change benchmarks.
+func echoTarget(b *testing.B) *loader.Target {
+	env := testenv.New(b)
+	env.Echo("127.0.0.1:9001", "one")
+	env.Echo("127.0.0.1:9002", "two")
+	tg := env.Target()
+	cfg, err := config.Parse("routes.yaml", []byte(echoConfig))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := tg.Apply(loader.Fixed(cfg), loader.ApplyOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tg.Down() })
+	return tg
 }
