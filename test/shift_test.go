@@ -337,14 +337,17 @@ func checkRebalance(t *testing.T, wantPath string) {
 			ready <- struct{}{}
 			var b [1]byte
 			c.SetReadDeadline(time.Now().Add(time.Minute))
-			_, err = c.Read(b[:])
+			_, closeErr := c.Read(b[:])
 			at := time.Now()
 			c.Close()
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(closeErr, os.ErrDeadlineExceeded) {
 				results <- result{err: errors.New("never closed")}
 				return
 			}
 			who, err := env.Ask(frontend)
+			if err != nil {
+				err = fmt.Errorf("reconnect after the held connection ended (%v): %w", closeErr, err)
+			}
 			results <- result{closedAt: at, again: who, err: err}
 		}()
 	}
@@ -372,7 +375,13 @@ func checkRebalance(t *testing.T, wantPath string) {
 	for range n {
 		r := <-results
 		if r.err != nil {
-			t.Fatalf("client: %v", r.err)
+			// The counters say where it went: a reconnect steered to v1
+			// (and closed again) shows in v1's connections, a refused one
+			// in refused and no_socket.
+			s := status(t, tg)
+			t.Fatalf("client (its connection ended %s into the rebalance): %v\nrefused %d, no_socket %d\nv1 %+v\nv2 %+v\n%s",
+				r.closedAt.Sub(start).Round(time.Millisecond), r.err, s.Refused, s.NoSocket,
+				s.Subsets[0].Endpoints, s.Subsets[1].Endpoints, out.String())
 		}
 		if r.again != "two" {
 			t.Fatalf("a client reconnected to %q, want two (v2)", r.again)
