@@ -166,6 +166,35 @@ func TestStatus(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("the new writer followed a change after %s", d)
 	}
+
+	// The writer is killed: it gives nothing up, so the Lease expires. The
+	// restarted agent takes it once the lease duration has passed since the
+	// last renewal it saw (client-go checks every retry period), and
+	// rewrites nothing.
+	w.startStatusAgent(t, i)
+	before = resourceVersions(t, w)
+	killed := time.Now()
+	w.agents[1-i].Kill()
+	retry := statusLeaseTTL * 2 / 15 // status.Options' default retry period
+	for leaseHolder(t, w) != holder {
+		if time.Since(killed) > statusLeaseTTL+retry {
+			t.Fatalf("lease still held by %q %s after its writer was killed", leaseHolder(t, w), statusLeaseTTL+retry)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	report(t, fmt.Sprintf("status writer killed: the restarted agent holds the Lease %s later (lease duration %s, retry period %s)",
+		time.Since(killed).Round(time.Millisecond), statusLeaseTTL, retry))
+	time.Sleep(time.Second)
+	if after := resourceVersions(t, w); after != before {
+		t.Fatalf("the writer after a kill rewrote status though nothing changed: resourceVersions %s, then %s", before, after)
+	}
+	start = setBackend(t, w, "tcp-echo")
+	waitStatus(t, w, tcpRoutesV1, "default", "tcp-echo", 5*time.Second, func(st map[string]any) bool {
+		return parentCondition(st, "ResolvedRefs") == "True/ResolvedRefs"
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the writer after a kill followed a change after %s", d)
+	}
 }
 
 // startStatusAgent runs node i's agent with a short Lease in default.

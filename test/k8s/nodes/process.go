@@ -88,6 +88,13 @@ func (p *Pod) startIn(cmd *exec.Cmd) error {
 	return p.ns.Do(cmd.Start)
 }
 
+// Kill ends the process at once (SIGKILL): nothing it would do on its way
+// out (a Lease given up, say) is done.
+func (pr *Process) Kill() {
+	pr.Cmd.Process.Kill()
+	<-pr.done
+}
+
 // Stop ends the process (SIGTERM, SIGKILL after 5 s) and returns how it ended.
 func (pr *Process) Stop() error {
 	select {
