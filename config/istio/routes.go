@@ -25,6 +25,9 @@ func (w *world) virtualService(vs *virtualService) ([]config.Service, [][]Key, e
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(fronts) == 0 && w.elsewhere(vs) {
+		return nil, nil, nil // bound only to other controllers' gateways
+	}
 	if err := checkMatches(vs, fronts); err != nil {
 		return nil, nil, err
 	}
@@ -79,6 +82,9 @@ func (w *world) frontends(vs *virtualService) ([]frontend, error) {
 		if !ok {
 			ns, name = vs.Namespace, ref
 		}
+		if w.foreign[gatewayKey(KindGateway, vs.Namespace, ref)] {
+			continue // another controller serves it
+		}
 		g := w.gateways[ns+"/"+name]
 		if g == nil {
 			return nil, failAt(vs.Object, 0, field, "Gateway %s/%s is not applied (gateways: %s)", ns, name, orNone(keysOf(w.gateways)))
@@ -88,7 +94,7 @@ func (w *world) frontends(vs *virtualService) ([]frontend, error) {
 			if !addr.IsValid() {
 				addr = netip.IPv6Unspecified() // every address, both families
 			}
-			out = append(out, frontend{listen: netip.AddrPortFrom(addr, s.port), mode: config.ModeAuto, gateway: ref, origin: []Key{g.Key}})
+			out = append(out, frontend{listen: netip.AddrPortFrom(addr, s.port), mode: w.gatewayMode(), gateway: ref, origin: []Key{g.Key}})
 		}
 	}
 	return out, nil
