@@ -63,6 +63,8 @@ type Writer struct {
 	// asks for a new one.
 	classes []*GatewayClass
 	relist  bool
+	// nodes are the nodes' addresses, listed with the classes.
+	nodes []string
 }
 
 // New makes a writer; Run makes it contend for the Lease and write.
@@ -98,12 +100,13 @@ func (w *Writer) Pass(ctx context.Context, in Input) int {
 	defer w.passMu.Unlock()
 	if w.classes == nil || w.relist {
 		w.listClasses(ctx)
+		w.listNodes(ctx)
 	}
 	classes := w.classes
 	objs := w.o.Objects()
 	n := 0
 	start := time.Now()
-	for _, wt := range compute(in, objs, classes, w.o.now()) {
+	for _, wt := range compute(in, objs, classes, nodeView{addrs: w.nodes, self: w.o.Identity}, w.o.now()) {
 		if w.write(ctx, wt) {
 			n++
 		}
