@@ -67,9 +67,9 @@ func (a *agent) waitStatus() {
 }
 
 // offerStatus hands an applied derivation to the status writer.
-func (a *agent) offerStatus(res *kube.Result, rejected []istio.Rejection) {
+func (a *agent) offerStatus(res *kube.Result, rejected []istio.Rejection, listening map[uint16]bool) {
 	if a.status != nil {
-		a.status.Offer(status.Input{Routes: res.Routes, Listeners: res.Listeners, Rejected: append(rejected, res.Rejected...)})
+		a.status.Offer(status.Input{Routes: res.Routes, Listeners: res.Listeners, Rejected: append(rejected, res.Rejected...), Listening: listening})
 	}
 }
 
