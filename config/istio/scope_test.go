@@ -11,7 +11,7 @@ import (
 // ingressgateway) and another's (an HTTP one, which tcpshift would refuse
 // were it its own), and two Gateway API Gateways, of tcpshift's class and
 // of another, each with a route bound only to it.
-const scopeObjects = backends + `---
+var scopeObjects = backends + `---
 apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: ours}
