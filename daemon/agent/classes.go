@@ -53,7 +53,8 @@ func (w *watch) followClasses(disc discovery.DiscoveryInterface, dyn dynamicinfo
 	return nil
 }
 
-// controllerOnly keeps of a GatewayClass its name and controllerName.
+// controllerOnly keeps of a GatewayClass what the derivation and the
+// status writer read: its name, generation, controllerName and status.
 func controllerOnly(obj any) (any, error) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
@@ -61,9 +62,13 @@ func controllerOnly(obj any) (any, error) {
 	}
 	ctl, _, _ := unstructured.NestedString(u.Object, "spec", "controllerName")
 	slim := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"controllerName": ctl}}}
+	if st, ok := u.Object["status"]; ok {
+		slim.Object["status"] = st
+	}
 	slim.SetAPIVersion(u.GetAPIVersion())
 	slim.SetKind(u.GetKind())
 	slim.SetName(u.GetName())
+	slim.SetGeneration(u.GetGeneration())
 	slim.SetResourceVersion(u.GetResourceVersion())
 	return slim, nil
 }
@@ -89,5 +94,20 @@ func (w *watch) ourClasses() []string {
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// statusClasses lists the GatewayClasses for the status writer.
+func (w *watch) statusClasses() []*status.GatewayClass {
+	if w.classes == nil {
+		return nil
+	}
+	var out []*status.GatewayClass
+	for _, o := range w.classes.List() {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			st, _ := u.Object["status"].(map[string]any)
+			out = append(out, &status.GatewayClass{Name: u.GetName(), Controller: controllerOf(u), Generation: u.GetGeneration(), Status: st})
+		}
+	}
 	return out
 }
