@@ -16,7 +16,7 @@ type want struct {
 // compute is the status of every object tcpshift answers for: its
 // GatewayClasses, their Gateways, the TCPRoutes' parents among those and
 // the mesh Services, every VirtualService and DestinationRule.
-func compute(in Input, objs []*Object, classes []*GatewayClass, nodes nodeView, now time.Time) []want {
+func compute(in Input, objs []*Object, classes []*GatewayClass, addrs []string, now time.Time) []want {
 	var out []want
 	ourClass := map[string]bool{}
 	for _, c := range classes {
@@ -57,7 +57,7 @@ func compute(in Input, objs []*Object, classes []*GatewayClass, nodes nodeView, 
 	for _, o := range objs {
 		switch {
 		case o.Key.Kind == istio.KindAPIGateway && ourClass[o.Class]:
-			sv := served{listeners: listeners[o.Key], listening: in.Listening, addrs: nodes.addrs, node: nodes.self}
+			sv := served{listeners: listeners[o.Key], listening: in.Listening, addrs: addrs}
 			out = append(out, want{obj: o, status: gatewayStatus(o, sv, now)})
 		case o.Key.Kind == istio.KindVirtualService || o.Key.Kind == istio.KindDestinationRule:
 			out = append(out, want{obj: o, status: istioStatus(o, rejected[o.Key], now)})

@@ -12,7 +12,7 @@ import (
 
 const gatewayGroup = "gateway.networking.k8s.io"
 
-// Reasons of the Gateway API's that tcpshift gives.
+// The Gateway API's reasons tcpshift gives, and its messages.
 const (
 	reasonProgrammed  = "Programmed"
 	reasonPending     = "Pending"
@@ -100,7 +100,6 @@ type served struct {
 	listeners map[string]istio.ListenerStatus // by name: those that took a route
 	listening map[uint16]bool
 	addrs     []string
-	node      string // the writer's
 }
 
 // gatewayStatus is the status of a Gateway of tcpshift's class: Accepted;
@@ -175,7 +174,7 @@ func listenerProgrammed(l Listener, sv served) (ok bool, reason, msg string) {
 	case l.Protocol != "TCP":
 		return false, reasonInvalid, messageNotTCPPort
 	case routed && !sv.listening[ls.Port]:
-		return false, reasonPending, fmt.Sprintf("the proxy on node %s does not listen on port %d (see its agent's log)", sv.node, ls.Port)
+		return false, reasonPending, fmt.Sprintf("nothing listens on port %d: its route's service was left out, or the port is taken (see the agents' logs)", ls.Port)
 	case routed:
 		return true, reasonProgrammed, fmt.Sprintf("port %d %s", ls.Port, messageServed)
 	}

@@ -13,16 +13,9 @@ import (
 // maxAddresses is the Gateway API's bound on a Gateway's status.addresses.
 const maxAddresses = 16
 
-// nodeView is what a Gateway's addresses are made from: the nodes'
-// addresses (the agent, a DaemonSet, serves gateways on every node) and
-// the writer's own node.
-type nodeView struct {
-	addrs []string
-	self  string
-}
-
-// listNodes reads the nodes' addresses: at a term's start and every
-// Resync, with the GatewayClasses. A failed list keeps the last one.
+// listNodes reads the nodes' addresses, which a Gateway is served at (the
+// agent, a DaemonSet, serves gateways on every node): at a term's start
+// and every Resync. A failed list keeps the last one.
 func (w *Writer) listNodes(ctx context.Context) {
 	if w.o.Kube == nil {
 		return

@@ -110,7 +110,7 @@ func (w *Writer) Pass(ctx context.Context, in Input) int {
 	objs := w.o.Objects()
 	n := 0
 	start := time.Now()
-	for _, wt := range compute(in, objs, classes, nodeView{addrs: w.nodes, self: w.o.Identity}, w.o.now()) {
+	for _, wt := range compute(in, objs, classes, w.nodes, w.o.now()) {
 		if w.write(ctx, wt) {
 			n++
 		}

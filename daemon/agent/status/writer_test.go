@@ -108,7 +108,7 @@ func newFixture(t *testing.T) *fixture {
 		return out
 	}
 	now := time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC)
-	f.w = New(Options{Dynamic: dyn, Kube: kubefake.NewSimpleClientset(nodes()...), Identity: "node-a", Recorder: f.rec, Objects: objects, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	f.w = New(Options{Dynamic: dyn, Kube: kubefake.NewSimpleClientset(nodes()...), Recorder: f.rec, Objects: objects, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Resources: map[string]schema.GroupVersionResource{istio.KindTCPRoute: tcpRoutes, istio.KindAPIGateway: gateways, istio.KindVirtualService: vservices},
 		now:       func() time.Time { return now }})
 	return f
@@ -264,7 +264,7 @@ func TestGatewayProgrammed(t *testing.T) {
 	f.in.Listening = nil // the port is taken on this node
 	f.w.Pass(ctx, f.in)
 	gw := f.status(t, gateways, "shop", "gw")
-	msg := "the proxy on node node-a does not listen on port 31400 (see its agent's log)"
+	msg := "nothing listens on port 31400: its route's service was left out, or the port is taken (see the agents' logs)"
 	if got := normal(list(gw, "conditions")[1]); !reflect.DeepEqual(got, normal(cond("Programmed", "False", "Pending", "listener tcp: "+msg))) {
 		t.Fatalf("gateway Programmed %v", got)
 	}
