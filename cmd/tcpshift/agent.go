@@ -18,10 +18,11 @@ func agentCommand() *cli.Command {
 		Name:      "agent",
 		Usage:     "run on a Kubernetes node: split pods' connections to Services by their VirtualService or TCPRoute weights",
 		ArgsUsage: " ",
-		Description: "Follows the cluster's Services, EndpointSlices and Pods and Istio's VirtualService,\n" +
-			"DestinationRule, ServiceEntry and WorkloadEntry and the Gateway API's TCPRoute (client-go\n" +
-			"informers, read-only), derives this node's services as apply -f does for Istio's YAML, and\n" +
-			"applies each burst of changes in one transaction. Pods' connect() to a Service's\n" +
+		Description: "Follows the cluster's Services, EndpointSlices and Pods, Istio's VirtualService,\n" +
+			"DestinationRule, ServiceEntry, WorkloadEntry and Gateway, and the Gateway API's TCPRoute,\n" +
+			"Gateway and GatewayClass (client-go informers, read-only), derives this node's services\n" +
+			"as apply -f does for Istio's YAML, and applies each burst of changes in one\n" +
+			"transaction. Pods' connect() to a Service's\n" +
 			"ClusterIP:port is rewritten in the kernel to a pod endpoint (connect mode; every network\n" +
 			"namespace under --cgroup, the kubelet's pod cgroup, is served), and getpeername shows the\n" +
 			"ClusterIP. A Service no VirtualService or TCPRoute routes gets every ready endpoint at\n" +
