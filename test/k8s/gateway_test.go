@@ -87,6 +87,11 @@ func TestGateways(t *testing.T) {
 	w.applyFile(t, "tcp-echo-20-v2.yaml")
 	w.waitTables(t, time.Now(), fmt.Sprintf("v1=80[%s] v2=20[%s]", e1, e2))
 	w.countVia(t, 0, 100, map[string]int{"one": 80, "two": 20})
+	// The proxy's connections are counted as the kernel's are: node 1
+	// gave v1 its 20 and 80, v2 its 20.
+	if got, want := w.connections(t, 0, "tcp-echo"), map[string]uint64{"v1": 100, "v2": 20}; !maps.Equal(got, want) {
+		t.Fatalf("node1's counters of tcp-echo by subset: %v, want %v", got, want)
+	}
 
 	// The Gateway API: the Istio Gateway and its VirtualService go, the
 	// versions get a Service each, the route starts all on v1.
@@ -241,4 +246,21 @@ func askGateway(addr string, first bool) (string, error) {
 		prefix, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		return prefix, nil
 	}
+}
+
+// connections sums a service's endpoints' connection counters on node i,
+// by subset.
+func (w *world) connections(t *testing.T, i int, service string) map[string]uint64 {
+	t.Helper()
+	st, err := w.targets[i].Status(service)
+	if err != nil {
+		t.Fatalf("%s: status: %v", w.nodes[i].Name, err)
+	}
+	out := map[string]uint64{}
+	for _, sub := range st.Services[0].Subsets {
+		for _, ep := range sub.Endpoints {
+			out[sub.Name] += ep.Connections
+		}
+	}
+	return out
 }
