@@ -135,7 +135,7 @@ func read(objs []*Object, opts Options) (*world, error) {
 	}
 	for _, k := range order {
 		o := latest[k]
-		if !opts.Gateways.takes(o) {
+		if !opts.Gateways.takes(o) || opts.Gateways != nil && o.Kind == KindVirtualService && w.elsewhere(o) {
 			w.foreign[k] = true
 			continue
 		}

@@ -25,9 +25,6 @@ func (w *world) virtualService(vs *virtualService) ([]config.Service, [][]Key, e
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(fronts) == 0 && w.elsewhere(vs) {
-		return nil, nil, nil // bound only to other controllers' gateways
-	}
 	if err := checkMatches(vs, fronts); err != nil {
 		return nil, nil, err
 	}

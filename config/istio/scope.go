@@ -53,13 +53,17 @@ func (w *world) gatewayMode() config.Mode {
 }
 
 // elsewhere reports whether every gateway a VirtualService is bound to is
-// another controller's: it has nothing for tcpshift to serve.
-func (w *world) elsewhere(vs *virtualService) bool {
-	if len(vs.gateways) == 0 {
-		return false
+// another controller's: it has nothing for tcpshift to serve, and what it
+// routes (HTTP, say) is not for tcpshift to refuse. Gateways come before
+// VirtualServices in read's order (by kind), so they are known by now.
+func (w *world) elsewhere(o *Object) bool {
+	r := &reader{o: o}
+	gws := r.strings(get(o.Spec, "gateways"), "spec.gateways")
+	if r.err != nil || len(gws) == 0 {
+		return false // read, and refused or served, as tcpshift's
 	}
-	for _, ref := range vs.gateways {
-		if ref == "mesh" || !w.foreign[gatewayKey(KindGateway, vs.Namespace, ref)] {
+	for _, ref := range gws {
+		if ref == "mesh" || !w.foreign[gatewayKey(KindGateway, o.Namespace, ref)] {
 			return false
 		}
 	}

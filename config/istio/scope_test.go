@@ -46,9 +46,8 @@ metadata: {name: via-theirs}
 spec:
   hosts: ["*"]
   gateways: [theirs]
-  tcp:
-  - match: [{port: 80}]
-    route:
+  http:
+  - route:
     - destination: {host: echo-v1, port: {number: 3000}}
 ---
 apiVersion: gateway.networking.k8s.io/v1
@@ -62,8 +61,8 @@ spec:
 	route("{name: on-other}", "[{name: other}]", "[{name: nowhere, port: 3000}]")
 
 // On a cluster only tcpshift's gateways are served, in the scope's mode;
-// the others, and what is bound only to them, are left alone: not
-// served, not refused, no status.
+// the others, and what is bound only to them (an HTTP VirtualService
+// here), are left alone: not served, not refused, no status.
 func TestGatewayScope(t *testing.T) {
 	scope := &GatewayScope{Labels: Labels{"istio": "ingressgateway", "app": "tcpshift"}, Classes: []string{"tcpshift"}, Mode: config.ModeProxy}
 	res, err := deriveOpts(t, scopeObjects, Options{KeepGoing: true, Gateways: scope})
@@ -107,6 +106,6 @@ func TestGatewayScope(t *testing.T) {
 		refused = append(refused, r.Key.Name)
 	}
 	if strings.Join(refused, " ") != "theirs via-theirs" {
-		t.Errorf("without a scope rejected %v, want theirs (HTTP) and via-theirs (bound to it)", res.Rejected)
+		t.Errorf("without a scope rejected %v, want theirs and via-theirs (HTTP both)", res.Rejected)
 	}
 }
