@@ -26,7 +26,7 @@ import (
 var (
 	globalFlags = []string{"bpffs", "cgroup"}
 	agentFlags  = []string{"log-level", "log-format", "node", "kubeconfig", "only-routed", "cluster-domain",
-		"debounce", "max-delay", "metrics-addr", "health-addr", "status", "lease-namespace"}
+		"debounce", "max-delay", "metrics-addr", "health-addr", "status", "lease-namespace", "gateway-labels"}
 )
 
 // What the agent is granted, as documented in daemonset.yaml and the README.
@@ -38,9 +38,9 @@ var (
 	}
 	// The ClusterRole: exactly these resources per API group, read-only.
 	readable = map[string][]string{
-		"":                          {"pods", "services"},
+		"":                          {"nodes", "pods", "services"},
 		"discovery.k8s.io":          {"endpointslices"},
-		"networking.istio.io":       {"destinationrules", "serviceentries", "virtualservices", "workloadentries"},
+		"networking.istio.io":       {"destinationrules", "gateways", "serviceentries", "virtualservices", "workloadentries"},
 		"gateway.networking.k8s.io": {"gatewayclasses", "gateways", "referencegrants", "tcproutes"},
 	}
 	readVerbs = []string{"get", "list", "watch"}

@@ -201,6 +201,17 @@ func (p *Proxy) Sync(svcs []Service) error {
 	return nil
 }
 
+// Serving lists the services the proxy listens for.
+func (p *Proxy) Serving() []Service {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Service, 0, len(p.listeners))
+	for s := range p.listeners {
+		out = append(out, s)
+	}
+	return out
+}
+
 // Shutdown stops accepting, lets open connections finish until ctx is done,
 // then closes the rest, and returns when every worker has ended.
 func (p *Proxy) Shutdown(ctx context.Context) error {

@@ -18,16 +18,22 @@ func agentCommand() *cli.Command {
 		Name:      "agent",
 		Usage:     "run on a Kubernetes node: split pods' connections to Services by their VirtualService or TCPRoute weights",
 		ArgsUsage: " ",
-		Description: "Follows the cluster's Services, EndpointSlices and Pods and Istio's VirtualService,\n" +
-			"DestinationRule, ServiceEntry and WorkloadEntry and the Gateway API's TCPRoute (client-go\n" +
-			"informers, read-only), derives this node's services as apply -f does for Istio's YAML, and\n" +
-			"applies each burst of changes in one transaction. Pods' connect() to a Service's\n" +
+		Description: "Follows the cluster's Services, EndpointSlices and Pods, Istio's VirtualService,\n" +
+			"DestinationRule, ServiceEntry, WorkloadEntry and Gateway, and the Gateway API's TCPRoute,\n" +
+			"Gateway and GatewayClass (client-go informers, read-only), derives this node's services\n" +
+			"as apply -f does for Istio's YAML, and applies each burst of changes in one\n" +
+			"transaction. Pods' connect() to a Service's\n" +
 			"ClusterIP:port is rewritten in the kernel to a pod endpoint (connect mode; every network\n" +
 			"namespace under --cgroup, the kubelet's pod cgroup, is served), and getpeername shows the\n" +
 			"ClusterIP. A Service no VirtualService or TCPRoute routes gets every ready endpoint at\n" +
 			"equal shares, as kube-proxy does, unless --only-routed. A terminating endpoint is kept at\n" +
-			"weight 0 (subset \"terminating\") while its connections drain. Not served: host-network\n" +
-			"clients and other nodes' clients. Stopping it leaves the kernel state in place.",
+			"weight 0 (subset \"terminating\") while its connections drain. Gateways are served on\n" +
+			"every node: an Istio Gateway whose selector picks --gateway-labels, and a Gateway API\n" +
+			"Gateway whose GatewayClass has controllerName " + status.ControllerName + ". A\n" +
+			"connection to the node's address at a listener's port is split by the route's weights\n" +
+			"to the backends' ready pods, wherever they run, by the userspace proxy (the same\n" +
+			"tables, accounting and drains). Not served: host-network and other nodes' clients of a\n" +
+			"ClusterIP. Stopping it leaves the kernel state in place.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "node", EnvVars: []string{"NODE_NAME"}, Usage: "this node's `NAME` (required)"},
 			&cli.StringFlag{Name: "kubeconfig", EnvVars: []string{"KUBECONFIG"}, Usage: "kubeconfig `PATH`", DefaultText: "the in-cluster config"},
@@ -40,7 +46,8 @@ func agentCommand() *cli.Command {
 			&cli.BoolFlag{Name: "status", Value: true, Usage: "write status back (Gateway API conditions on TCPRoutes, Gateways and GatewayClasses of controllerName " + status.ControllerName + ", Istio's status on VirtualServices and DestinationRules, Events on objects left out); only the agent holding the Lease writes"},
 			&cli.StringFlag{Name: "lease-namespace", Value: "tcpshift-system", EnvVars: []string{"POD_NAMESPACE"}, Usage: "`NAMESPACE` of the Lease " + status.LeaseName + " the agents elect the status writer with"},
 			&cli.DurationFlag{Name: "lease-duration", Value: status.DefaultLeaseDuration, Usage: "how long the status writer's Lease holds without renewal: the longest wait before another agent writes when the writer dies"},
-		}, logFlags()...),
+			&cli.StringFlag{Name: "gateway-labels", Value: formatLabels(agent.DefaultGatewayLabels), Usage: "tcpshift's gateway's `LABELS` (k=v,...): an Istio Gateway whose selector picks them is served on every node (Istio's samples select istio=ingressgateway)"},
+		}, append(proxyFlags("gateways' proxy: "), logFlags()...)...),
 		OnUsageError: usageError,
 		Action:       runAgent,
 	}
@@ -69,12 +76,19 @@ func runAgent(c *cli.Context) error {
 	if err := unix.Statfs(c.String("bpffs"), &fs); err != nil || fs.Type != unix.BPF_FS_MAGIC {
 		return fmt.Errorf("--bpffs %s: not a bpffs mount; the agent's state must outlive it, so mount bpffs on the host (mount -t bpf bpf %s) and give the pod that directory", c.String("bpffs"), c.String("bpffs"))
 	}
+	if err := checkProxyFlags(c); err != nil {
+		return err
+	}
+	labels, err := parseLabels(c.String("gateway-labels"))
+	if err != nil {
+		return fmt.Errorf("--gateway-labels %q: %w", c.String("gateway-labels"), err)
+	}
 	tg, err := target(c)
 	if err != nil {
 		return err
 	}
 	defer tg.Close()
-	return agent.Run(c.Context, agent.Options{
+	o := agent.Options{
 		Node:           c.String("node"),
 		Kubeconfig:     c.String("kubeconfig"),
 		OnlyRouted:     c.Bool("only-routed"),
@@ -88,5 +102,13 @@ func runAgent(c *cli.Context) error {
 		Status:         c.Bool("status"),
 		LeaseNamespace: c.String("lease-namespace"),
 		LeaseDuration:  c.Duration("lease-duration"),
-	})
+		GatewayLabels:  labels,
+		DialTimeout:    c.Duration("dial-timeout"),
+		Attempts:       c.Int("attempts"),
+		Grace:          c.Duration("grace"),
+	}
+	if c.IsSet("netns") {
+		o.InNamespace = tg.NS.Do // the gateways' sockets are the node's
+	}
+	return agent.Run(c.Context, o)
 }

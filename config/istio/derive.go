@@ -37,6 +37,8 @@ type world struct {
 	notes       []string
 	dynamic     bool              // Options.Dynamic
 	namespaces  map[string]Labels // Options.Namespaces
+	scope       *GatewayScope     // Options.Gateways
+	foreign     map[Key]bool      // gateways the scope leaves to others
 	rejected    []Rejection
 }
 
@@ -126,12 +128,17 @@ func read(objs []*Object, opts Options) (*world, error) {
 	slices.SortFunc(order, func(a, b Key) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	w := &world{gateways: map[string]*gateway{}, apiGateways: map[string]*apiGateway{}, dynamic: opts.Dynamic, namespaces: opts.Namespaces}
+	w := &world{gateways: map[string]*gateway{}, apiGateways: map[string]*apiGateway{}, dynamic: opts.Dynamic, namespaces: opts.Namespaces,
+		scope: opts.Gateways, foreign: map[Key]bool{}}
 	for _, h := range opts.Registry {
 		w.entries = append(w.entries, registryEntry(h))
 	}
 	for _, k := range order {
 		o := latest[k]
+		if !opts.Gateways.takes(o) || opts.Gateways != nil && o.Kind == KindVirtualService && w.elsewhere(o) {
+			w.foreign[k] = true
+			continue
+		}
 		var err error
 		switch o.Kind {
 		case KindGateway:

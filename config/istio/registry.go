@@ -50,6 +50,9 @@ type Options struct {
 	// listener that takes routes of namespaces by a selector; nil: not
 	// known (one host), and such a listener takes none.
 	Namespaces map[string]Labels
+	// Gateways, when set, serves only tcpshift's gateways (see
+	// GatewayScope); nil serves every gateway, as on one host.
+	Gateways *GatewayScope
 }
 
 // Rejection is an object left out of a derivation, and why.

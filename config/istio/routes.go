@@ -79,6 +79,9 @@ func (w *world) frontends(vs *virtualService) ([]frontend, error) {
 		if !ok {
 			ns, name = vs.Namespace, ref
 		}
+		if w.foreign[gatewayKey(KindGateway, vs.Namespace, ref)] {
+			continue // another controller serves it
+		}
 		g := w.gateways[ns+"/"+name]
 		if g == nil {
 			return nil, failAt(vs.Object, 0, field, "Gateway %s/%s is not applied (gateways: %s)", ns, name, orNone(keysOf(w.gateways)))
@@ -88,7 +91,7 @@ func (w *world) frontends(vs *virtualService) ([]frontend, error) {
 			if !addr.IsValid() {
 				addr = netip.IPv6Unspecified() // every address, both families
 			}
-			out = append(out, frontend{listen: netip.AddrPortFrom(addr, s.port), mode: config.ModeAuto, gateway: ref, origin: []Key{g.Key}})
+			out = append(out, frontend{listen: netip.AddrPortFrom(addr, s.port), mode: w.gatewayMode(), gateway: ref, origin: []Key{g.Key}})
 		}
 	}
 	return out, nil

@@ -48,6 +48,7 @@ type RouteStatus struct {
 type ListenerStatus struct {
 	Gateway        Key
 	Name           string
+	Port           uint16
 	AttachedRoutes int
 	Serves         Key // the route whose backends take its connections (zero: none)
 }

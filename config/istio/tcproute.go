@@ -41,6 +41,9 @@ func (l listenerRef) listener() apiListener { return l.gateway.listeners[l.index
 // nothing is a mistake), returned with the plan so its status is known.
 func (w *world) planRoute(rt *tcpRouteAPI) (*routePlan, error) {
 	p := &routePlan{rt: rt, status: RouteStatus{Route: rt.Key}}
+	if len(rt.parents) > 0 && !slices.ContainsFunc(rt.parents, func(ref parentRef) bool { return !w.foreignParent(rt, ref) }) {
+		return p, nil // attached to other controllers' Gateways only: theirs
+	}
 	resolved, err := w.planBackends(p)
 	if err != nil {
 		return nil, err
@@ -57,6 +60,8 @@ func (w *world) planRoute(rt *tcpRouteAPI) (*routePlan, error) {
 		}
 		var why *parentRefusal
 		switch {
+		case errors.Is(err, errElsewhere):
+			continue // another controller's Gateway: its status is theirs
 		case err == nil:
 			ps.Conditions = append(ps.Conditions, Condition{Type: CondAccepted, Status: true, Reason: ReasonAccepted, Message: "accepted"})
 		case errors.As(err, &why):
@@ -88,6 +93,9 @@ func (e *parentRefusal) Error() string { return e.msg }
 func (w *world) gatewayParent(p *routePlan, ref parentRef, field string) (Key, error) {
 	rt := p.rt
 	ns := cmpOr(ref.namespace, rt.Namespace)
+	if w.foreignParent(rt, ref) {
+		return Key{}, errElsewhere
+	}
 	g := w.apiGateways[ns+"/"+ref.name]
 	if g == nil {
 		return Key{}, failAt(rt.Object, ref.node.Line, field, "Gateway %s/%s (gateway.networking.k8s.io) is not applied", ns, ref.name)
@@ -189,7 +197,8 @@ func (w *world) servedRoutes(res *Result, emit func(o *Object, svcs []config.Ser
 		}
 	}
 	for _, l := range order {
-		res.Listeners = append(res.Listeners, ListenerStatus{Gateway: l.gateway.Key, Name: l.listener().name, AttachedRoutes: len(attached[l]), Serves: attached[l][0].rt.Key})
+		res.Listeners = append(res.Listeners, ListenerStatus{Gateway: l.gateway.Key, Name: l.listener().name, Port: l.listener().port,
+			AttachedRoutes: len(attached[l]), Serves: attached[l][0].rt.Key})
 	}
 	for _, p := range plans {
 		svcs, origins := w.routeServices(p, attached)
@@ -236,7 +245,7 @@ func (w *world) routeServices(p *routePlan, attached map[listenerRef][]*routePla
 		if !addr.IsValid() {
 			addr = netip.IPv6Unspecified() // every address, both families
 		}
-		add(netip.AddrPortFrom(addr, l.listener().port), config.ModeAuto, l.gateway.Key)
+		add(netip.AddrPortFrom(addr, l.listener().port), w.gatewayMode(), l.gateway.Key)
 	}
 	return svcs, origins
 }

@@ -30,6 +30,8 @@ type Deriver struct {
 	// pod's labels changing re-derives only those.
 	pods   map[string][]istio.Key
 	routed routedState
+	// classes are tcpshift's GatewayClasses, as last read.
+	classes []string
 	// all is every service derived, sorted by name, with origins by name:
 	// an update patches them rather than gathering ten thousand again.
 	all     []config.Service
@@ -79,6 +81,7 @@ type Lookup struct {
 	Slices  func(namespace, service string) []*discoveryv1.EndpointSlice
 	Pod     func(namespace, name string) *corev1.Pod
 	Objects func() []*istio.Object
+	Classes func() []string // tcpshift's GatewayClasses; nil: none
 }
 
 // NewDeriver makes a Deriver with the agent's options.
@@ -105,6 +108,7 @@ func (d *Deriver) Full(s *Snapshot) (*Result, error) {
 		k := ServiceKey(svc.Namespace, svc.Name)
 		d.setHost(k, d.readHost(svc, slicesOf[k], s.Pod))
 	}
+	d.classes = s.Classes
 	if err := d.route(s.Objects); err != nil {
 		return nil, err
 	}
@@ -170,6 +174,9 @@ func (d *Deriver) Update(l Lookup, ch Changes) (*Result, error) {
 	if reroute {
 		before := d.routed
 		objs := l.Objects()
+		if l.Classes != nil {
+			d.classes = l.Classes()
+		}
 		if len(objs) > 0 || len(before.services) > 0 || len(before.rejected) > 0 {
 			if err := d.route(objs); err != nil {
 				return nil, err
@@ -285,7 +292,7 @@ func (d *Deriver) route(objs []*istio.Object) error {
 	for i, k := range keys {
 		hosts[i] = d.hosts[k].host
 	}
-	res, err := istio.DeriveWith(objs, istio.Options{Registry: hosts, Dynamic: true, KeepGoing: true})
+	res, err := istio.DeriveWith(objs, istio.Options{Registry: hosts, Dynamic: true, KeepGoing: true, Gateways: d.scope()})
 	if err != nil {
 		return err
 	}
@@ -311,6 +318,16 @@ func (d *Deriver) route(objs []*istio.Object) error {
 	}
 	d.routed = r
 	return nil
+}
+
+// scope is the gateways this node serves, with the classes last read.
+func (d *Deriver) scope() *istio.GatewayScope {
+	if d.opts.Gateways == nil {
+		return nil
+	}
+	s := *d.opts.Gateways
+	s.Classes = d.classes
+	return &s
 }
 
 // frontendMoved reports whether a route took or gave back one of a host's

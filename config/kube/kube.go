@@ -28,6 +28,8 @@ type Snapshot struct {
 	// Pod returns a pod by namespace and name, nil when unknown (yet).
 	Pod     func(namespace, name string) *corev1.Pod
 	Objects []*istio.Object // Istio and Gateway API objects
+	// Classes are the GatewayClasses whose controllerName is tcpshift's.
+	Classes []string
 }
 
 // Options are the agent's choices.
@@ -39,6 +41,9 @@ type Options struct {
 	// Node is this node's name, for Services whose internal traffic
 	// policy is Local (only this node's endpoints).
 	Node string
+	// Gateways are the gateways the node serves (their Classes come from
+	// the Snapshot or Lookup); nil serves every gateway, as on one host.
+	Gateways *istio.GatewayScope
 }
 
 // Result is the node's services and what was left out.

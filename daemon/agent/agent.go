@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tcpshift/tcpshift/config"
+	"github.com/tcpshift/tcpshift/config/istio"
 	"github.com/tcpshift/tcpshift/config/kube"
 	"github.com/tcpshift/tcpshift/daemon"
 	"github.com/tcpshift/tcpshift/daemon/agent/status"
@@ -44,6 +46,16 @@ type Options struct {
 	Status         bool
 	LeaseNamespace string
 	LeaseDuration  time.Duration // 0: status.DefaultLeaseDuration
+	// GatewayLabels are tcpshift's gateway's labels: an Istio Gateway
+	// whose selector picks them is served on the node (DefaultGatewayLabels).
+	GatewayLabels map[string]string
+	// The gateways' proxy: where its sockets are made (the node's network
+	// namespace; nil: in place), its dial timeout and attempts per
+	// connection, and how long open connections may finish on stop.
+	InNamespace func(fn func() error) error
+	DialTimeout time.Duration
+	Attempts    int
+	Grace       time.Duration
 }
 
 // Defaults of the flags.
@@ -51,6 +63,10 @@ const (
 	DefaultDebounce = 50 * time.Millisecond
 	DefaultMaxDelay = 250 * time.Millisecond
 )
+
+// DefaultGatewayLabels are the labels of Istio's ingress gateway, which
+// Istio's samples' Gateways select: tcpshift serves those as they are.
+var DefaultGatewayLabels = map[string]string{"istio": "ingressgateway"}
 
 // RestConfig is the API server client configuration: the kubeconfig at
 // path, or the pod's in-cluster one when path is empty.
@@ -76,7 +92,9 @@ type agent struct {
 	metrics *metrics
 	// derived is the incremental derivation between syncs.
 	derived derivation
-	status  *status.Writer // nil: --status=false
+	// gateways serves the gateways' listeners on the node.
+	gateways gatewayProxy
+	status   *status.Writer // nil: --status=false
 	// statusDone closes when the writer has given the Lease up.
 	statusDone chan struct{}
 }
@@ -108,7 +126,7 @@ func Run(ctx context.Context, o Options) error {
 	servePprof(ctx, o.Log)
 	reg := prometheus.NewRegistry()
 	changed := make(chan struct{}, 1)
-	a := &agent{o: o, metrics: newMetrics(reg)}
+	a := &agent{o: o, metrics: newMetrics(reg), gateways: gatewayProxy{o: o}}
 	a.loop = reconcile.New(reconcile.Options{Sync: a.sync, Debounce: o.Debounce, MaxDelay: o.MaxDelay,
 		Registry: reg, Aliases: clusterAliases, Log: o.Log})
 	// Discovery may fail while the API server is away: retry, bounded.
@@ -162,6 +180,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	a.startStatus(ctx, cfg, cs)
 	defer a.waitStatus()
+	defer a.gateways.stop()
 	// The informers' events feed the loop; the first sync comes at once.
 	go follow(ctx, changed, a.loop)
 	a.loop.Changed(reconcile.Event{Now: true})
@@ -176,7 +195,7 @@ func Run(ctx context.Context, o Options) error {
 // reconcile loop's sync, which logs the objects it refuses and its notes.
 func (a *agent) sync(_ context.Context, b reconcile.Batch) (reconcile.Result, error) {
 	start := time.Now()
-	res, rejected, err := a.derived.derive(a.watch, kube.Options{ClusterDomain: a.o.ClusterDomain, OnlyRouted: a.o.OnlyRouted, Node: a.o.Node}, a.o.Log)
+	res, rejected, err := a.derived.derive(a.watch, a.kubeOptions(), a.o.Log)
 	if err != nil {
 		a.derived.again = true
 		return reconcile.Result{}, reconcile.Failed("derive", err)
@@ -193,7 +212,8 @@ func (a *agent) sync(_ context.Context, b reconcile.Batch) (reconcile.Result, er
 		a.derived.again = true
 		return out, reconcile.Failed("apply", err)
 	}
-	a.offerStatus(res, rejected) // written asynchronously, by the Lease holder
+	listening := a.gateways.follow(changes)
+	a.offerStatus(res, rejected, listening) // written asynchronously, by the Lease holder
 	a.metrics.services.Set(float64(len(res.Config.Services)))
 	a.metrics.terminating.Set(float64(res.Terminating))
 	if !a.loop.Ready() {
@@ -210,6 +230,14 @@ func (a *agent) sync(_ context.Context, b reconcile.Batch) (reconcile.Result, er
 		a.o.Log.Info("applied", "changes", strings.Join(changed, ", "), "services", len(res.Config.Services), "since_event", time.Since(b.Since).Round(time.Millisecond))
 	}
 	return out, nil
+}
+
+// kubeOptions are the derivation's options: the node's gateways are
+// tcpshift's (by Istio selector or Gateway API class), served by the
+// proxy (their clients come from other hosts, their backends are pods).
+func (a *agent) kubeOptions() kube.Options {
+	scope := &istio.GatewayScope{Labels: istio.Labels(a.o.GatewayLabels), Mode: config.ModeProxy}
+	return kube.Options{ClusterDomain: a.o.ClusterDomain, OnlyRouted: a.o.OnlyRouted, Node: a.o.Node, Gateways: scope}
 }
 
 // serve starts the metrics and health endpoints the flags ask for.

@@ -41,7 +41,11 @@ func (a *agent) startStatus(ctx context.Context, cfg *rest.Config, cs kubernetes
 	for _, gvr := range a.watch.routeGVRs {
 		resources[kindOf(gvr)] = gvr
 	}
-	a.status = status.New(status.Options{Dynamic: dc, Kube: cs, Objects: a.watch.statusObjects, Resources: resources,
+	var classes func() []*status.GatewayClass
+	if a.watch.classes != nil {
+		classes = a.watch.statusClasses
+	}
+	a.status = status.New(status.Options{Dynamic: dc, Kube: cs, Objects: a.watch.statusObjects, Classes: classes, Resources: resources,
 		Recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tcpshift", Host: a.o.Node}),
 		Identity: a.o.Node, LeaseNamespace: a.o.LeaseNamespace, LeaseDuration: a.o.LeaseDuration, Log: a.o.Log})
 	a.statusDone = make(chan struct{})
@@ -67,9 +71,9 @@ func (a *agent) waitStatus() {
 }
 
 // offerStatus hands an applied derivation to the status writer.
-func (a *agent) offerStatus(res *kube.Result, rejected []istio.Rejection) {
+func (a *agent) offerStatus(res *kube.Result, rejected []istio.Rejection, listening map[uint16]bool) {
 	if a.status != nil {
-		a.status.Offer(status.Input{Routes: res.Routes, Listeners: res.Listeners, Rejected: append(rejected, res.Rejected...)})
+		a.status.Offer(status.Input{Routes: res.Routes, Listeners: res.Listeners, Rejected: append(rejected, res.Rejected...), Listening: listening})
 	}
 }
 

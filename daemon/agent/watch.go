@@ -28,6 +28,7 @@ var routeKinds = []schema.GroupResource{
 	{Group: "networking.istio.io", Resource: "destinationrules"},
 	{Group: "networking.istio.io", Resource: "serviceentries"},
 	{Group: "networking.istio.io", Resource: "workloadentries"},
+	{Group: "networking.istio.io", Resource: "gateways"},
 	{Group: "gateway.networking.k8s.io", Resource: "tcproutes"},
 	{Group: "gateway.networking.k8s.io", Resource: "gateways"},
 	// A TCPRoute's backendRef to another namespace holds only while a
@@ -43,8 +44,9 @@ type watch struct {
 	routes    []cache.Indexer // their objects are *decoded (decodeOnce), which their Listers cannot list
 	routeGVRs []schema.GroupVersionResource
 	synced    []cache.InformerSynced
-	names     []string // of synced's informers, for messages
-	changes   changes  // what the informers saw change since the last sync
+	names     []string    // of synced's informers, for messages
+	changes   changes     // what the informers saw change since the last sync
+	classes   cache.Store // GatewayClasses (nil: not served)
 }
 
 // byService indexes EndpointSlices by their Service (namespace/name).
@@ -139,6 +141,9 @@ func newWatch(cs kubernetes.Interface, dc dynamic.Interface, disc discovery.Disc
 		w.synced = append(w.synced, inf.Informer().HasSynced)
 		w.names = append(w.names, gvr.GroupResource().String())
 	}
+	if err := w.followClasses(disc, dyn, changed, log); err != nil {
+		return nil, nil, nil, err
+	}
 	return w, typed, dyn, nil
 }
 
@@ -196,6 +201,7 @@ func (w *watch) snapshot() (*kube.Snapshot, []istio.Rejection) {
 		s.Slices = append(s.Slices, o.(*slimSlice).slice())
 	}
 	s.Pod = w.pod
+	s.Classes = w.ourClasses()
 	var rejected []istio.Rejection
 	s.Objects, rejected = w.objects()
 	return s, rejected
@@ -244,6 +250,7 @@ func (w *watch) lookup(objs []*istio.Object) kube.Lookup {
 		},
 		Pod:     w.pod,
 		Objects: func() []*istio.Object { return objs },
+		Classes: w.ourClasses,
 	}
 }
 

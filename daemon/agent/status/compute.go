@@ -16,7 +16,7 @@ type want struct {
 // compute is the status of every object tcpshift answers for: its
 // GatewayClasses, their Gateways, the TCPRoutes' parents among those and
 // the mesh Services, every VirtualService and DestinationRule.
-func compute(in Input, objs []*Object, classes []*GatewayClass, now time.Time) []want {
+func compute(in Input, objs []*Object, classes []*GatewayClass, addrs []string, now time.Time) []want {
 	var out []want
 	ourClass := map[string]bool{}
 	for _, c := range classes {
@@ -36,12 +36,12 @@ func compute(in Input, objs []*Object, classes []*GatewayClass, now time.Time) [
 		g := byKey[parent]
 		return parent.Kind == istio.KindAPIGateway && g != nil && ourClass[g.Class]
 	}
-	attached := map[istio.Key]map[string]int{}
+	listeners := map[istio.Key]map[string]istio.ListenerStatus{}
 	for _, l := range in.Listeners {
-		if attached[l.Gateway] == nil {
-			attached[l.Gateway] = map[string]int{}
+		if listeners[l.Gateway] == nil {
+			listeners[l.Gateway] = map[string]istio.ListenerStatus{}
 		}
-		attached[l.Gateway][l.Name] = l.AttachedRoutes
+		listeners[l.Gateway][l.Name] = l
 	}
 	rejected := map[istio.Key]error{}
 	for _, r := range in.Rejected {
@@ -57,7 +57,8 @@ func compute(in Input, objs []*Object, classes []*GatewayClass, now time.Time) [
 	for _, o := range objs {
 		switch {
 		case o.Key.Kind == istio.KindAPIGateway && ourClass[o.Class]:
-			out = append(out, want{obj: o, status: gatewayStatus(o, attached[o.Key], now)})
+			sv := served{listeners: listeners[o.Key], listening: in.Listening, addrs: addrs}
+			out = append(out, want{obj: o, status: gatewayStatus(o, sv, now)})
 		case o.Key.Kind == istio.KindVirtualService || o.Key.Kind == istio.KindDestinationRule:
 			out = append(out, want{obj: o, status: istioStatus(o, rejected[o.Key], now)})
 		}

@@ -1,6 +1,7 @@
 package status
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -11,16 +12,18 @@ import (
 
 const gatewayGroup = "gateway.networking.k8s.io"
 
-// Reasons tcpshift gives that config/istio has no word for.
+// The Gateway API's reasons tcpshift gives, and its messages.
 const (
-	reasonPending  = "Pending"
-	reasonUnsuppor = "UnsupportedProtocol"
+	reasonProgrammed  = "Programmed"
+	reasonPending     = "Pending"
+	reasonNoAddress   = "AddressNotAssigned"
+	reasonUnsuppor    = "UnsupportedProtocol"
+	reasonInvalid     = "Invalid"
+	messageServed     = "served on every node by its tcpshift agent's proxy, at the nodes' addresses"
+	messageNoAddress  = "no node address known yet: a Gateway is served at the nodes' InternalIP and ExternalIP addresses"
+	messageNoRoute    = "no route attached: its port opens on every node once one is"
+	messageNotTCPPort = "tcpshift serves TCP listeners only"
 )
-
-// notServedYet is why a Gateway of tcpshift's class is not Programmed: the
-// agent serves mesh routes (a pod's connect() to a ClusterIP), not a
-// Gateway's listeners on the nodes' addresses.
-const notServedYet = "tcpshift does not serve Gateway listeners on Kubernetes yet: routes attached to it are accepted, not served at its addresses"
 
 // routeStatus is a TCPRoute's status with tcpshift's parents as rs says
 // and every other controller's parents as they are; nil when tcpshift
@@ -91,19 +94,26 @@ func asMap(v any) map[string]any {
 	return m
 }
 
-// gatewayStatus is the status of a Gateway of tcpshift's class: Accepted,
-// not yet Programmed (notServedYet), and each listener's attached routes.
-// Fields tcpshift does not set (addresses) stay as they are.
-func gatewayStatus(o *Object, attached map[string]int, now time.Time) map[string]any {
+// served is what a Gateway's status is made from: its listeners' routes,
+// the gateway ports the writer's node listens on, the nodes' addresses.
+type served struct {
+	listeners map[string]istio.ListenerStatus // by name: those that took a route
+	listening map[uint16]bool
+	addrs     []string
+}
+
+// gatewayStatus is the status of a Gateway of tcpshift's class: Accepted;
+// the nodes' addresses; Programmed once it has them and every listener
+// with a route listens on the writer's node (the agents serve alike, so
+// one node stands for all); each listener's attached routes. Fields
+// tcpshift does not set stay as they are.
+func gatewayStatus(o *Object, sv served, now time.Time) map[string]any {
 	st := maps.Clone(o.Status)
 	if st == nil {
 		st = map[string]any{}
 	}
-	prev := list(o.Status, "conditions")
-	st["conditions"] = setConditions(prev,
-		condition("Accepted", true, "Accepted", "accepted by "+ControllerName, o.Generation, prev, now),
-		condition("Programmed", false, reasonPending, notServedYet, o.Generation, prev, now))
 	var ls []any
+	pending := ""
 	for _, l := range o.Listeners {
 		var lprev []any
 		for _, p := range list(o.Status, "listeners") {
@@ -111,20 +121,22 @@ func gatewayStatus(o *Object, attached map[string]int, now time.Time) map[string
 				lprev = list(pm, "conditions")
 			}
 		}
-		tcp := l.Protocol == "TCP"
+		ok, reason, msg := listenerProgrammed(l, sv)
+		if pending == "" && !ok && l.Protocol == "TCP" {
+			pending = "listener " + l.Name + ": " + msg
+		}
 		kinds := []any{}
 		accepted := condition("Accepted", true, "Accepted", "accepted", o.Generation, lprev, now)
-		if tcp {
+		if l.Protocol == "TCP" {
 			kinds = append(kinds, map[string]any{"group": gatewayGroup, "kind": "TCPRoute"})
 		} else {
-			accepted = condition("Accepted", false, reasonUnsuppor, "tcpshift serves TCP listeners only, not "+l.Protocol, o.Generation, lprev, now)
+			accepted = condition("Accepted", false, reasonUnsuppor, messageNotTCPPort+", not "+l.Protocol, o.Generation, lprev, now)
 		}
 		ls = append(ls, map[string]any{
 			"name":           l.Name,
 			"supportedKinds": kinds,
-			"attachedRoutes": int64(attached[l.Name]),
-			"conditions": setConditions(lprev, accepted,
-				condition("Programmed", false, reasonPending, notServedYet, o.Generation, lprev, now),
+			"attachedRoutes": int64(sv.listeners[l.Name].AttachedRoutes),
+			"conditions": setConditions(lprev, accepted, condition("Programmed", ok, reason, msg, o.Generation, lprev, now),
 				condition("ResolvedRefs", true, "ResolvedRefs", "resolved", o.Generation, lprev, now)),
 		})
 	}
@@ -132,7 +144,41 @@ func gatewayStatus(o *Object, attached map[string]int, now time.Time) map[string
 		ls = []any{}
 	}
 	st["listeners"] = ls
+	prev := list(o.Status, "conditions")
+	programmed := condition("Programmed", true, reasonProgrammed, messageServed, o.Generation, prev, now)
+	switch {
+	case len(sv.addrs) == 0:
+		programmed = condition("Programmed", false, reasonNoAddress, messageNoAddress, o.Generation, prev, now)
+	case pending != "":
+		programmed = condition("Programmed", false, reasonPending, pending, o.Generation, prev, now)
+	}
+	st["conditions"] = setConditions(prev,
+		condition("Accepted", true, "Accepted", "accepted by "+ControllerName, o.Generation, prev, now), programmed)
+	if len(sv.addrs) == 0 {
+		delete(st, "addresses")
+		return st
+	}
+	addrs := make([]any, len(sv.addrs))
+	for i, a := range sv.addrs {
+		addrs[i] = map[string]any{"type": "IPAddress", "value": a}
+	}
+	st["addresses"] = addrs
 	return st
+}
+
+// listenerProgrammed says whether a listener is Programmed, with the
+// reason and message of its condition.
+func listenerProgrammed(l Listener, sv served) (ok bool, reason, msg string) {
+	ls, routed := sv.listeners[l.Name]
+	switch {
+	case l.Protocol != "TCP":
+		return false, reasonInvalid, messageNotTCPPort
+	case routed && !sv.listening[ls.Port]:
+		return false, reasonPending, fmt.Sprintf("nothing listens on port %d: its route's service was left out, or the port is taken (see the agents' logs)", ls.Port)
+	case routed:
+		return true, reasonProgrammed, fmt.Sprintf("port %d %s", ls.Port, messageServed)
+	}
+	return true, reasonProgrammed, messageNoRoute
 }
 
 // classStatus is the status of a GatewayClass whose controllerName is

@@ -41,6 +41,8 @@ type Input struct {
 	Routes    []istio.RouteStatus
 	Listeners []istio.ListenerStatus
 	Rejected  []istio.Rejection
+	// Listening are the gateway ports this node's proxy listens on.
+	Listening map[uint16]bool
 }
 
 // GatewayClass is a GatewayClass as the writer lists it.

@@ -19,8 +19,8 @@ import (
 	"github.com/tcpshift/tcpshift/config/istio"
 )
 
-// GatewayClasses is the resource the writer lists classes from (the agent
-// does not follow them).
+// GatewayClasses is the resource the writer lists classes from when the
+// agent's informer does not hold them (Options.Classes).
 var GatewayClasses = schema.GroupVersionResource{Group: gatewayGroup, Version: "v1", Resource: "gatewayclasses"}
 
 // Options are the writer's clients and settings.
@@ -30,6 +30,10 @@ type Options struct {
 	Recorder record.EventRecorder
 	// Objects lists the objects as the agent's informers hold them.
 	Objects func() []*Object
+	// Classes lists the GatewayClasses as the agent's informer holds
+	// them, so a class created later counts at once; nil: the writer
+	// lists them at a term's start and every Resync.
+	Classes func() []*GatewayClass
 	// Resources maps an object's group/kind to the resource it is served at.
 	Resources map[string]schema.GroupVersionResource
 	Identity  string // this agent (its node)
@@ -63,6 +67,8 @@ type Writer struct {
 	// asks for a new one.
 	classes []*GatewayClass
 	relist  bool
+	// nodes are the nodes' addresses, listed with the classes.
+	nodes []string
 }
 
 // New makes a writer; Run makes it contend for the Lease and write.
@@ -97,13 +103,14 @@ func (w *Writer) Pass(ctx context.Context, in Input) int {
 	w.passMu.Lock()
 	defer w.passMu.Unlock()
 	if w.classes == nil || w.relist {
-		w.listClasses(ctx)
+		w.listNodes(ctx)
 	}
+	w.readClasses(ctx)
 	classes := w.classes
 	objs := w.o.Objects()
 	n := 0
 	start := time.Now()
-	for _, wt := range compute(in, objs, classes, w.o.now()) {
+	for _, wt := range compute(in, objs, classes, w.nodes, w.o.now()) {
 		if w.write(ctx, wt) {
 			n++
 		}
@@ -115,8 +122,19 @@ func (w *Writer) Pass(ctx context.Context, in Input) int {
 	return n
 }
 
-// listClasses reads the GatewayClasses (the agent does not follow them):
-// at a term's start and every Resync, not at every pass.
+// readClasses takes the GatewayClasses from the agent's informer, or
+// lists them at a term's start and every Resync, not at every pass.
+func (w *Writer) readClasses(ctx context.Context) {
+	if w.o.Classes != nil {
+		w.classes, w.relist = append([]*GatewayClass{}, w.o.Classes()...), false
+		return
+	}
+	if w.classes == nil || w.relist {
+		w.listClasses(ctx)
+	}
+}
+
+// listClasses lists the GatewayClasses from the API server.
 func (w *Writer) listClasses(ctx context.Context) {
 	list, err := w.o.Dynamic.Resource(GatewayClasses).List(ctx, metav1.ListOptions{})
 	if err != nil {

@@ -3,17 +3,20 @@ package status
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
 
@@ -80,8 +83,9 @@ func newFixture(t *testing.T) *fixture {
 			{Type: istio.CondAccepted, Status: true, Reason: istio.ReasonAccepted, Message: "accepted"},
 			{Type: istio.CondResolvedRefs, Status: false, Reason: istio.ReasonBackendNotFound, Message: "Service shop/gone is not found"},
 		}}}}},
-		Listeners: []istio.ListenerStatus{{Gateway: gwKey, Name: "tcp", AttachedRoutes: 1, Serves: f.routeK}},
+		Listeners: []istio.ListenerStatus{{Gateway: gwKey, Name: "tcp", Port: 31400, AttachedRoutes: 1, Serves: f.routeK}},
 		Rejected:  []istio.Rejection{{Key: vsKey, Err: errors.New("spec.tcp[0].route: weights total 0")}},
+		Listening: map[uint16]bool{31400: true},
 	}
 	// The informers' view: read back from the fake API server each time.
 	objects := func() []*Object {
@@ -104,7 +108,7 @@ func newFixture(t *testing.T) *fixture {
 		return out
 	}
 	now := time.Date(2026, 12, 6, 11, 0, 0, 0, time.UTC)
-	f.w = New(Options{Dynamic: dyn, Recorder: f.rec, Objects: objects, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	f.w = New(Options{Dynamic: dyn, Kube: kubefake.NewSimpleClientset(nodes()...), Recorder: f.rec, Objects: objects, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Resources: map[string]schema.GroupVersionResource{istio.KindTCPRoute: tcpRoutes, istio.KindAPIGateway: gateways, istio.KindVirtualService: vservices},
 		now:       func() time.Time { return now }})
 	return f
@@ -163,12 +167,18 @@ func TestPassWritesExactStatusOnce(t *testing.T) {
 	gw := f.status(t, gateways, "shop", "gw")
 	conds := list(gw, "conditions")
 	if len(conds) != 2 || asMap(conds[0])["type"] != "Accepted" || asMap(conds[0])["status"] != "True" ||
-		asMap(conds[1])["type"] != "Programmed" || asMap(conds[1])["status"] != "False" || asMap(conds[1])["reason"] != reasonPending {
+		!reflect.DeepEqual(normal(conds[1]), normal(cond("Programmed", "True", "Programmed", messageServed))) {
 		t.Fatalf("gateway conditions %v", conds)
+	}
+	wantAddrs := []any{map[string]any{"type": "IPAddress", "value": "10.0.0.1"}, map[string]any{"type": "IPAddress", "value": "10.0.0.2"},
+		map[string]any{"type": "IPAddress", "value": "203.0.113.2"}}
+	if !reflect.DeepEqual(gw["addresses"], wantAddrs) {
+		t.Fatalf("gateway addresses %v, want the nodes' InternalIP and ExternalIP addresses %v", gw["addresses"], wantAddrs)
 	}
 	ls := list(gw, "listeners")
 	if len(ls) != 2 || normal(asMap(ls[0])["attachedRoutes"]) != int64(1) || normal(asMap(ls[1])["attachedRoutes"]) != int64(0) ||
-		asMap(list(asMap(ls[1]), "conditions")[0])["reason"] != reasonUnsuppor {
+		asMap(list(asMap(ls[1]), "conditions")[0])["reason"] != reasonUnsuppor ||
+		!reflect.DeepEqual(normal(list(asMap(ls[0]), "conditions")[1]), normal(cond("Programmed", "True", "Programmed", "port 31400 "+messageServed))) {
 		t.Fatalf("gateway listeners %v", ls)
 	}
 	class := list(f.status(t, GatewayClasses, "", "tcpshift"), "conditions")
@@ -230,5 +240,58 @@ func TestPassWritesOnlyWhatChanged(t *testing.T) {
 	if asMap(conds[0])["lastTransitionTime"] != "2026-12-06T11:00:00Z" || asMap(conds[1])["lastTransitionTime"] != "2026-12-06T11:01:00Z" ||
 		asMap(conds[1])["status"] != "True" || asMap(conds[1])["reason"] != "ResolvedRefs" {
 		t.Fatalf("route conditions after the change %v", conds)
+	}
+}
+
+// nodes are the fixture's: one with an internal and an external address,
+// one with an internal address and a hostname (not an IP: left out).
+func nodes() []runtime.Object {
+	node := func(name string, addrs ...corev1.NodeAddress) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Addresses: addrs}}
+	}
+	return []runtime.Object{
+		node("node-b", corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "10.0.0.2"}, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.2"}),
+		node("node-a", corev1.NodeAddress{Type: corev1.NodeHostName, Address: "node-a"}, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}),
+	}
+}
+
+// A Gateway is Programmed only when it has addresses and the writer's
+// node listens on the ports of its routed listeners; otherwise its
+// condition says which.
+func TestGatewayProgrammed(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.in.Listening = nil // the port is taken on this node
+	f.w.Pass(ctx, f.in)
+	gw := f.status(t, gateways, "shop", "gw")
+	msg := "nothing listens on port 31400: its route's service was left out, or the port is taken (see the agents' logs)"
+	if got := normal(list(gw, "conditions")[1]); !reflect.DeepEqual(got, normal(cond("Programmed", "False", "Pending", "listener tcp: "+msg))) {
+		t.Fatalf("gateway Programmed %v", got)
+	}
+	if got := normal(list(asMap(list(gw, "listeners")[0]), "conditions")[1]); !reflect.DeepEqual(got, normal(cond("Programmed", "False", "Pending", msg))) {
+		t.Fatalf("listener Programmed %v", got)
+	}
+
+	f = newFixture(t)
+	f.w.o.Kube = kubefake.NewSimpleClientset() // no node yet
+	f.w.Pass(ctx, f.in)
+	gw = f.status(t, gateways, "shop", "gw")
+	if got := normal(list(gw, "conditions")[1]); !reflect.DeepEqual(got, normal(cond("Programmed", "False", "AddressNotAssigned", messageNoAddress))) {
+		t.Fatalf("gateway Programmed with no node %v", got)
+	}
+	if _, ok := gw["addresses"]; ok {
+		t.Fatalf("addresses %v with no node", gw["addresses"])
+	}
+}
+
+func TestNodeAddressesBounded(t *testing.T) {
+	var many []corev1.Node
+	for i := range 20 {
+		many = append(many, corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("n%02d", i)},
+			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.0.0.%d", i)}}}})
+	}
+	got := nodeAddresses(many)
+	if len(got) != maxAddresses || got[0] != "10.0.0.0" || got[15] != "10.0.0.15" {
+		t.Fatalf("addresses of 20 nodes: %v, want the first %d by name", got, maxAddresses)
 	}
 }
