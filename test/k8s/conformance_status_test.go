@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tcpshift/tcpshift/daemon/agent/status"
 )
@@ -67,21 +68,22 @@ func fresh(conds []any, gen int64) error {
 	return nil
 }
 
-// gatewayStatus is a Gateway's status in infra, its conditions fresh.
-func (s *suite) gatewayStatus(gw string) (map[string]any, error) {
+// gateway is a Gateway of infra and its status, its conditions fresh.
+func (s *suite) gateway(gw string) (*unstructured.Unstructured, map[string]any, error) {
 	u, err := s.w.c.Dynamic.Resource(gatewaysV1).Namespace(infra).Get(context.Background(), gw, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := asMap(u.Object["status"])
 	if err := fresh(items(st, "conditions"), u.GetGeneration()); err != nil {
-		return nil, fmt.Errorf("gateway %s: %w", gw, err)
+		return nil, nil, fmt.Errorf("gateway %s: %w", gw, err)
 	}
-	return st, nil
+	return u, st, nil
 }
 
 // namespacesReady is the suite's NamespacesMustBeReady: every Gateway in
-// the namespaces Accepted, its conditions fresh, and every pod Ready.
+// the namespaces Accepted and Programmed, its conditions fresh, and every
+// pod Ready.
 // (The suite also wants a pod in each, which its base's Deployments
 // supply; the reduced base has none.)
 func (s *suite) namespacesReady(t *testing.T, namespaces ...string) {
@@ -98,8 +100,10 @@ func (s *suite) namespacesReady(t *testing.T, namespaces ...string) {
 				if err := fresh(items(st, "conditions"), gw.GetGeneration()); err != nil {
 					return fmt.Errorf("gateway %s: %w", gw.GetName(), err)
 				}
-				if c := conditionOf(st, "Accepted"); !strings.HasPrefix(c, "True/") {
-					return fmt.Errorf("gateway %s: Accepted %q", gw.GetName(), c)
+				for _, typ := range []string{"Accepted", "Programmed"} {
+					if c := conditionOf(st, typ); !strings.HasPrefix(c, "True/") {
+						return fmt.Errorf("gateway %s: %s %q", gw.GetName(), typ, c)
+					}
 				}
 			}
 			pods, err := s.w.c.Clientset.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
@@ -180,21 +184,23 @@ func (s *suite) routeAccepted(t *testing.T, route, gw string) {
 }
 
 // gatewayAndRoutesAccepted is the suite's GatewayAndTCPRoutesMustBeAccepted:
-// each route accepted by Gateway gw, every listener of gw ResolvedRefs and
-// Accepted.
-func (s *suite) gatewayAndRoutesAccepted(t *testing.T, gw string, routes ...string) {
+// gw has an address, each route is accepted by it, every listener of gw is
+// ResolvedRefs, Accepted and Programmed. It returns the address at the
+// port of listener.
+func (s *suite) gatewayAndRoutesAccepted(t *testing.T, gw, listener string, routes ...string) string {
 	t.Helper()
+	addr := s.gatewayAddr(t, gw, listener)
 	for _, r := range routes {
 		s.routeAccepted(t, r, gw)
 	}
 	eventually(t, "listeners of Gateway "+gw+" ready", func() error {
-		st, err := s.gatewayStatus(gw)
+		_, st, err := s.gateway(gw)
 		if err != nil {
 			return err
 		}
 		for _, l := range items(st, "listeners") {
 			lm := asMap(l)
-			for _, typ := range []string{"ResolvedRefs", "Accepted"} {
+			for _, typ := range []string{"ResolvedRefs", "Accepted", "Programmed"} {
 				if c := conditionOf(lm, typ); !strings.HasPrefix(c, "True/") {
 					return fmt.Errorf("listener %v: %s %q", lm["name"], typ, c)
 				}
@@ -202,6 +208,7 @@ func (s *suite) gatewayAndRoutesAccepted(t *testing.T, gw string, routes ...stri
 		}
 		return nil
 	})
+	return addr
 }
 
 // oneListener is the suite's GatewayStatusMustHaveListeners for a Gateway
@@ -210,7 +217,7 @@ func (s *suite) gatewayAndRoutesAccepted(t *testing.T, gw string, routes ...stri
 func (s *suite) oneListener(t *testing.T, gw, listener string, attached int64) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("Gateway %s: listener %s with %d routes", gw, listener, attached), func() error {
-		st, err := s.gatewayStatus(gw)
+		_, st, err := s.gateway(gw)
 		if err != nil {
 			return err
 		}
@@ -235,7 +242,7 @@ func (s *suite) oneListener(t *testing.T, gw, listener string, attached int64) {
 func (s *suite) zeroRoutes(t *testing.T, gw string) {
 	t.Helper()
 	eventually(t, "Gateway "+gw+" with no route attached", func() error {
-		st, err := s.gatewayStatus(gw)
+		_, st, err := s.gateway(gw)
 		if err != nil {
 			return err
 		}

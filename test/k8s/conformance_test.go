@@ -58,34 +58,49 @@ func newSuite(t *testing.T) *suite {
 func weightedRouting(t *testing.T, s *suite) {
 	s.apply(t, "tcproute-weighted-routing.yaml")
 	s.namespacesReady(t, infra)
-	s.gatewayAndRoutesAccepted(t, "tcp-weighted-gateway", "tcp-weighted-route")
+	addr := s.gatewayAndRoutesAccepted(t, "tcp-weighted-gateway", "tcp", "tcp-weighted-route")
+	eventually(t, "a connection to "+addr, func() error { return dialOnly(addr) })
+	weightedSplit(t, addr, 500,
+		map[string]float64{"tcp-backend-v1": 0.7, "tcp-backend-v2": 0.3, "tcp-backend-v3": 0},
+		map[string]int{"tcp-backend-v1": 350, "tcp-backend-v2": 150})
 }
 
 func multipleRoutesAttachment(t *testing.T, s *suite) {
 	const gw = "tcp-multi-route-attach-gateway"
 	s.apply(t, "tcproute-multiple-routes-attachment.yaml")
 	s.namespacesReady(t, infra)
-	s.gatewayAndRoutesAccepted(t, gw, "tcproute-attach-older")
+	addr := s.gatewayAndRoutesAccepted(t, gw, "tcp", "tcproute-attach-older")
 	// creationTimestamp has seconds: the newer route must be a second newer.
 	time.Sleep(time.Second)
 	s.apply(t, "tcproute-multiple-routes-attachment-newer.yaml")
 	s.routeCondition(t, "tcproute-attach-older", gw, "Accepted", "True/Accepted")
 	s.routeCondition(t, "tcproute-attach-newer", gw, "Accepted", "True/Accepted")
 	s.oneListener(t, gw, "tcp", 2)
+	// Only the older route is served: every connection reaches its backend.
+	expectBackend(t, addr, "tcp-attach-backend-1", infra)
+	onlyBackend(t, addr, "tcp-attach-backend-1", 100)
 }
 
 func parentRefAttachAll(t *testing.T, s *suite) {
 	s.apply(t, "tcproute-parentref-attach-all.yaml")
 	s.namespacesReady(t, infra)
 	s.routeAccepted(t, "tcp-route-attach-all", "tcp-attach-all-gateway")
+	for _, l := range []string{"one", "two", "three", "four"} {
+		expectBackend(t, s.gatewayAddr(t, "tcp-attach-all-gateway", l), "tcp-echo-attach-all", infra)
+	}
 }
 
 func parentRefPortAndSectionName(t *testing.T, s *suite) {
 	const gw = "tcp-multi-listener-gateway"
 	s.apply(t, "tcproute-parentref-port-and-section-name.yaml")
 	s.namespacesReady(t, infra)
-	for _, route := range []string{"tcp-route-by-port", "tcp-route-by-section", "tcp-route-by-section-and-port"} {
-		s.routeAccepted(t, route, gw)
+	for _, x := range []struct{ route, listener, backend string }{
+		{"tcp-route-by-port", "one", "tcp-echo-one"},
+		{"tcp-route-by-section", "two", "tcp-echo-two"},
+		{"tcp-route-by-section-and-port", "three", "tcp-echo-three"},
+	} {
+		s.routeAccepted(t, x.route, gw)
+		expectBackend(t, s.gatewayAddr(t, gw, x.listener), x.backend, infra)
 	}
 }
 
@@ -93,7 +108,8 @@ func referenceGrant(t *testing.T, s *suite) {
 	const gw, route = "tcp-reference-grant-gateway", "tcp-reference-grant"
 	s.apply(t, "tcproute-reference-grant.yaml")
 	s.namespacesReady(t, infra, webBackend)
-	s.gatewayAndRoutesAccepted(t, gw, route)
+	addr := s.gatewayAndRoutesAccepted(t, gw, "tcp", route)
+	expectBackend(t, addr, "tcp-reference-grant-backend", webBackend)
 	// Not the suite's: the grant is in force before it goes.
 	s.routeCondition(t, route, gw, "ResolvedRefs", "True/ResolvedRefs")
 	err := s.w.c.Dynamic.Resource(referenceGrantsV1).Namespace(webBackend).Delete(context.Background(), "tcp-reference-grant", metav1.DeleteOptions{})
@@ -113,7 +129,7 @@ func invalidCrossNamespaceBackendRef(t *testing.T, s *suite) {
 	const gw, route = "tcp-invalid-cross-namespace-backend-ref-gateway", "tcp-invalid-cross-namespace-backend-ref"
 	s.apply(t, "tcproute-invalid-cross-namespace-backend-ref.yaml")
 	s.namespacesReady(t, infra, webBackend)
-	s.gatewayAndRoutesAccepted(t, gw, route)
+	s.gatewayAndRoutesAccepted(t, gw, "tcp", route)
 	s.routeCondition(t, route, gw, "ResolvedRefs", "False/RefNotPermitted")
 }
 
