@@ -3,6 +3,7 @@
 package k8s
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -81,8 +82,7 @@ func backendOf(pod string) string {
 
 // spread makes n new connections to addr, 10 at a time as the suite's
 // TestWeightedDistribution does, and counts them by backend.
-func spread(t *testing.T, addr string, n int) map[string]int {
-	t.Helper()
+func spread(addr string, n int) (map[string]int, error) {
 	var (
 		mu     sync.Mutex
 		wg     sync.WaitGroup
@@ -107,33 +107,52 @@ func spread(t *testing.T, addr string, n int) map[string]int {
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		t.Fatalf("%d of %d connections to %s failed, the first: %v", len(errs), n, addr, errs[0])
+		return counts, fmt.Errorf("%d of %d connections failed, the first: %w", len(errs), n, errs[0])
 	}
-	return counts
+	return counts, nil
 }
 
-// weightedSplit is the suite's TestWeightedDistribution over n connections
-// (the backends of a share > 0 and no other get some, each within 0.05 of
-// its share), then the exact split: exact counts of n.
-func weightedSplit(t *testing.T, addr string, n int, shares map[string]float64, exact map[string]int) {
-	t.Helper()
-	got := spread(t, addr, n)
-	t.Logf("%d connections through %s: %v", n, addr, got)
+// withinShares is the suite's check of a split of n connections: the
+// backends of a share > 0 and no other took some, each within 0.05 of
+// its share.
+func withinShares(got map[string]int, shares map[string]float64, n int) error {
+	var errs []error
 	active := 0
 	for b, share := range shares {
 		if share > 0 {
 			active++
 		}
 		if d := math.Abs(float64(got[b])/float64(n) - share); d > 0.05 {
-			t.Errorf("backend %s: %d of %d connections, off its share %v by %.3f (the suite's tolerance: 0.05)", b, got[b], n, share, d)
+			errs = append(errs, fmt.Errorf("backend %s: %d of %d connections, off its share %v by %.3f", b, got[b], n, share, d))
 		}
 	}
 	if len(got) != active {
-		t.Errorf("%d backends took connections, want the %d of a share > 0", len(got), active)
+		errs = append(errs, fmt.Errorf("%d backends took connections, want the %d of a share > 0", len(got), active))
 	}
-	if !maps.Equal(got, exact) {
-		t.Errorf("split %v of %d, want exactly %v", got, n, exact)
+	return errors.Join(errs...)
+}
+
+// weightedSplit is the suite's WeightedRouting check: up to 10 tries (its
+// MaxTestRetries) of n connections split within its tolerance; the split
+// of the try that passes must also be exactly exact.
+func weightedSplit(t *testing.T, addr string, n int, shares map[string]float64, exact map[string]int) {
+	t.Helper()
+	for try := 1; try <= 10; try++ {
+		got, err := spread(addr, n)
+		if err == nil {
+			err = withinShares(got, shares, n)
+		}
+		if err != nil {
+			t.Logf("try %d of 10 through %s: %v", try, addr, err)
+			continue
+		}
+		t.Logf("try %d: %d connections through %s: %v", try, n, addr, got)
+		if !maps.Equal(got, exact) {
+			t.Fatalf("split %v of %d, want exactly %v", got, n, exact)
+		}
+		return
 	}
+	t.Fatalf("no split within the suite's tolerance in 10 tries through %s", addr)
 }
 
 // onlyBackend makes n new connections to addr, one after another, each
