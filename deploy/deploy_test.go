@@ -41,7 +41,7 @@ var (
 		"":                          {"nodes", "pods", "services"},
 		"discovery.k8s.io":          {"endpointslices"},
 		"networking.istio.io":       {"destinationrules", "gateways", "serviceentries", "virtualservices", "workloadentries"},
-		"gateway.networking.k8s.io": {"gatewayclasses", "gateways", "tcproutes"},
+		"gateway.networking.k8s.io": {"gatewayclasses", "gateways", "referencegrants", "tcproutes"},
 	}
 	readVerbs = []string{"get", "list", "watch"}
 	// And exactly these writes: status subresources, Events, the Lease.

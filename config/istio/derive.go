@@ -520,7 +520,8 @@ func uniqueKeys(keys []Key) []Key {
 }
 
 // serviceName names a derived service after its object, and its port when
-// the object makes several.
+// the object makes several, shortened with a hash past the maps' limit
+// (a namespace and a route name of the Gateway API's lengths pass it).
 func serviceName(o *Object, port uint16, several bool) string {
 	name := o.Name
 	if o.Namespace != DefaultNamespace {
@@ -529,5 +530,5 @@ func serviceName(o *Object, port uint16, several bool) string {
 	if several {
 		name += fmt.Sprintf("-%d", port)
 	}
-	return name
+	return config.FitName(name)
 }

@@ -9,7 +9,6 @@ package kube
 import (
 	"cmp"
 	"fmt"
-	"hash/fnv"
 	"net/netip"
 	"slices"
 	"time"
@@ -215,14 +214,7 @@ func plainServices(h istio.RegistryHost, taken map[netip.AddrPort]bool, affinity
 // plainName names a Service's port like its host, shortened with a hash
 // when it would pass config.MaxNameLen.
 func plainName(k istio.Key, port uint16) string {
-	name := fmt.Sprintf("%s.%s-%d", k.Name, k.Namespace, port)
-	if len(name) <= config.MaxNameLen {
-		return name
-	}
-	f := fnv.New32a()
-	f.Write([]byte(name))
-	suffix := fmt.Sprintf("-%08x", f.Sum32())
-	return name[:config.MaxNameLen-len(suffix)] + suffix
+	return config.FitName(fmt.Sprintf("%s.%s-%d", k.Name, k.Namespace, port))
 }
 
 // drainTerminating moves a service's terminating endpoints into a subset

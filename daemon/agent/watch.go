@@ -31,6 +31,9 @@ var routeKinds = []schema.GroupResource{
 	{Group: "networking.istio.io", Resource: "gateways"},
 	{Group: "gateway.networking.k8s.io", Resource: "tcproutes"},
 	{Group: "gateway.networking.k8s.io", Resource: "gateways"},
+	// A TCPRoute's backendRef to another namespace holds only while a
+	// grant there lets it.
+	{Group: "gateway.networking.k8s.io", Resource: "referencegrants"},
 }
 
 // watch holds the informers whose caches make a snapshot.

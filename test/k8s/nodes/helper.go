@@ -21,7 +21,7 @@ import (
 const helperTimeout = 10 * time.Second
 
 // runHelper is the test binary run as a pod's client (see Pod.Dial and
-// Pod.AskN); it never runs tests.
+// Pod.AskN) or server (Pod.StartEchoBasic); it never runs tests.
 func runHelper(mode string) int {
 	addr := os.Getenv("TCPSHIFT_K8S_ADDR")
 	switch mode {
@@ -41,6 +41,8 @@ func runHelper(mode string) int {
 			return 2
 		}
 		return helpConnect(addr, n)
+	case "echo-basic":
+		return serveEchoBasic()
 	}
 	fmt.Fprintf(os.Stderr, "unknown %s %q\n", helperEnv, mode)
 	return 2

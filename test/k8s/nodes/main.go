@@ -58,8 +58,8 @@ var parentCgroup string
 //
 //	func TestMain(m *testing.M) { nodes.Main(m) }
 //
-// It also serves as a pod's client helper (see Pod.Dial), for which the test
-// binary runs itself inside the pod.
+// It also serves as a pod's client helper (see Pod.Dial) or echo-basic server
+// (Pod.StartEchoBasic), for which the test binary runs itself inside the pod.
 func Main(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(runHelper(mode))
