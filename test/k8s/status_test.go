@@ -30,6 +30,10 @@ var (
 	statusLeaseTTL = 2 * time.Second
 )
 
+// statusRoute is the TCPRoute's name: not the VirtualService's, whose
+// service it would make too (and be left out for).
+const statusRoute = "tcp-echo-gw"
+
 const statusObjects = `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: tcpshift}
@@ -45,7 +49,7 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: TCPRoute
-metadata: {name: tcp-echo, namespace: default}
+metadata: {name: ` + statusRoute + `, namespace: default}
 spec:
   parentRefs:
   - {name: gw, sectionName: tcp}
@@ -84,7 +88,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	// What kubectl get tcproute -o yaml shows.
-	route := waitStatus(t, w, tcpRoutesV1, "default", "tcp-echo", 10*time.Second, func(st map[string]any) bool {
+	route := waitStatus(t, w, tcpRoutesV1, "default", statusRoute, 10*time.Second, func(st map[string]any) bool {
 		return parentCondition(st, "Accepted") == "True/Accepted" && parentCondition(st, "ResolvedRefs") == "True/ResolvedRefs"
 	})
 	t.Logf("tcproute status:\n%s", toYAML(route))
@@ -113,7 +117,7 @@ func TestStatus(t *testing.T) {
 			backend, want = "tcp-echo", "True/ResolvedRefs"
 		}
 		start := setBackend(t, w, backend)
-		waitStatus(t, w, tcpRoutesV1, "default", "tcp-echo", 5*time.Second, func(st map[string]any) bool {
+		waitStatus(t, w, tcpRoutesV1, "default", statusRoute, 5*time.Second, func(st map[string]any) bool {
 			return parentCondition(st, "ResolvedRefs") == want
 		})
 		took = append(took, time.Since(start))
@@ -160,7 +164,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("the new writer rewrote status though nothing changed: resourceVersions %s, then %s", before, after)
 	}
 	start := setBackend(t, w, "gone")
-	waitStatus(t, w, tcpRoutesV1, "default", "tcp-echo", 5*time.Second, func(st map[string]any) bool {
+	waitStatus(t, w, tcpRoutesV1, "default", statusRoute, 5*time.Second, func(st map[string]any) bool {
 		return parentCondition(st, "ResolvedRefs") == "False/BackendNotFound"
 	})
 	if d := time.Since(start); d > time.Second {
@@ -191,7 +195,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("the writer after a kill rewrote status though nothing changed: resourceVersions %s, then %s", before, after)
 	}
 	start = setBackend(t, w, "tcp-echo")
-	waitStatus(t, w, tcpRoutesV1, "default", "tcp-echo", 5*time.Second, func(st map[string]any) bool {
+	waitStatus(t, w, tcpRoutesV1, "default", statusRoute, 5*time.Second, func(st map[string]any) bool {
 		return parentCondition(st, "ResolvedRefs") == "True/ResolvedRefs"
 	})
 	if d := time.Since(start); d > time.Second {
@@ -230,7 +234,7 @@ func setBackend(t *testing.T, w *world, name string) time.Time {
 	t.Helper()
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"rules": []any{map[string]any{"backendRefs": []any{map[string]any{"name": name, "port": 9000}}}}}})
 	start := time.Now()
-	if _, err := w.c.Dynamic.Resource(tcpRoutesV1).Namespace("default").Patch(context.Background(), "tcp-echo", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	if _, err := w.c.Dynamic.Resource(tcpRoutesV1).Namespace("default").Patch(context.Background(), statusRoute, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return start
@@ -296,7 +300,7 @@ func resourceVersions(t *testing.T, w *world) string {
 	for _, x := range []struct {
 		gvr      schema.GroupVersionResource
 		ns, name string
-	}{{tcpRoutesV1, "default", "tcp-echo"}, {gatewaysV1, "default", "gw"}, {status.GatewayClasses, "", "tcpshift"}, {vservicesV1, "default", "tcp-echo"}} {
+	}{{tcpRoutesV1, "default", statusRoute}, {gatewaysV1, "default", "gw"}, {status.GatewayClasses, "", "tcpshift"}, {vservicesV1, "default", "tcp-echo"}} {
 		u, err := resource(w, x.gvr, x.ns).Get(context.Background(), x.name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)

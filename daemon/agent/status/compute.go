@@ -1,6 +1,7 @@
 package status
 
 import (
+	"slices"
 	"time"
 
 	"github.com/tcpshift/tcpshift/config/istio"
@@ -49,7 +50,7 @@ func compute(in Input, objs []*Object, classes []*GatewayClass, addrs []string, 
 	}
 	for _, rs := range in.Routes {
 		if o := byKey[rs.Route]; o != nil {
-			if st := routeStatus(o, rs, ours, now); st != nil {
+			if st := routeStatus(o, leftOut(rs, rejected[rs.Route]), ours, now); st != nil {
 				out = append(out, want{obj: o, status: st})
 			}
 		}
@@ -64,4 +65,25 @@ func compute(in Input, objs []*Object, classes []*GatewayClass, addrs []string, 
 		}
 	}
 	return out
+}
+
+// leftOut makes a route tcpshift left out (it made a service another object
+// makes, say) not Accepted by any parent, whatever its listeners say: it is
+// not served. The reason is tcpshift's own, the message the refusal.
+func leftOut(rs istio.RouteStatus, rejected error) istio.RouteStatus {
+	if rejected == nil {
+		return rs
+	}
+	parents := make([]istio.ParentStatus, len(rs.Parents))
+	for i, ps := range rs.Parents {
+		ps.Conditions = slices.Clone(ps.Conditions)
+		for j, c := range ps.Conditions {
+			if c.Type == istio.CondAccepted {
+				ps.Conditions[j] = istio.Condition{Type: c.Type, Reason: reasonRejected, Message: "tcpshift left it out: " + rejected.Error()}
+			}
+		}
+		parents[i] = ps
+	}
+	rs.Parents = parents
+	return rs
 }

@@ -243,6 +243,24 @@ func TestPassWritesOnlyWhatChanged(t *testing.T) {
 	}
 }
 
+// A route tcpshift left out (here: it makes a service a VirtualService
+// makes too) is not served, so no parent reports it Accepted, whatever the
+// listener says; its other conditions stay as they are.
+func TestLeftOutRouteNotAccepted(t *testing.T) {
+	f := newFixture(t)
+	f.in.Rejected = append(f.in.Rejected, istio.Rejection{Key: f.routeK, Err: errors.New("makes service echo, which VirtualService shop/echo makes too: rename one")})
+	f.w.Pass(context.Background(), f.in)
+	conds := list(asMap(list(f.status(t, tcpRoutes, "shop", "echo"), "parents")[0]), "conditions")
+	want := []any{cond("Accepted", "False", "Rejected", "tcpshift left it out: makes service echo, which VirtualService shop/echo makes too: rename one"),
+		cond("ResolvedRefs", "False", "BackendNotFound", "Service shop/gone is not found")}
+	if !reflect.DeepEqual(normal(conds), normal(want)) {
+		t.Fatalf("left-out route's conditions\n got %v\nwant %v", conds, want)
+	}
+	if f.in.Routes[0].Parents[0].Conditions[0].Status != true {
+		t.Fatal("the input's conditions were changed in place")
+	}
+}
+
 // nodes are the fixture's: one with an internal and an external address,
 // one with an internal address and a hostname (not an IP: left out).
 func nodes() []runtime.Object {
