@@ -93,6 +93,29 @@ func TestGateways(t *testing.T) {
 		t.Fatalf("node1's counters of tcp-echo by subset: %v, want %v", got, want)
 	}
 
+	// What kubectl get virtualservice tcp-echo -o yaml shows: the weights
+	// and Istio's status for this generation.
+	vs, err := resource(w, vservicesV1, "default").Get(context.Background(), "tcp-echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := waitStatus(t, w, vservicesV1, "default", "tcp-echo", 5*time.Second, func(st map[string]any) bool {
+		return conditionOf(st, "Reconciled") == "True/" && fmt.Sprint(st["observedGeneration"]) == fmt.Sprint(vs.GetGeneration())
+	})
+	routes, _, _ := unstructured.NestedSlice(vs.Object, "spec", "tcp")
+	var weights []string
+	for _, r := range routes {
+		dests, _, _ := unstructured.NestedSlice(r.(map[string]any), "route")
+		for _, d := range dests {
+			subset, _, _ := unstructured.NestedString(d.(map[string]any), "destination", "subset")
+			weights = append(weights, fmt.Sprintf("%s=%v", subset, d.(map[string]any)["weight"]))
+		}
+	}
+	if fmt.Sprint(weights) != "[v1=80 v2=20]" {
+		t.Fatalf("virtualservice tcp-echo routes %v, want [v1=80 v2=20]", weights)
+	}
+	t.Logf("virtualservice tcp-echo: %v, status:\n%s", weights, toYAML(st))
+
 	// The Gateway API: the Istio Gateway and its VirtualService go, the
 	// versions get a Service each, the route starts all on v1.
 	w.deleteObject(t, cluster.VirtualServices, "tcp-echo")
