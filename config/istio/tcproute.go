@@ -176,6 +176,7 @@ func (w *world) servedRoutes(res *Result, emit func(o *Object, svcs []config.Ser
 	slices.SortStableFunc(routes, func(a, b *tcpRouteAPI) int { return olderFirst(a.Object, b.Object) })
 	var plans []*routePlan
 	attached := map[listenerRef][]*routePlan{}
+	meshFirst := map[netip.AddrPort]*routePlan{} // a Service port's oldest route
 	var order []listenerRef
 	for _, rt := range routes {
 		p, err := w.planRoute(rt)
@@ -189,6 +190,11 @@ func (w *world) servedRoutes(res *Result, emit func(o *Object, svcs []config.Ser
 			continue
 		}
 		plans = append(plans, p)
+		for _, m := range p.mesh {
+			if meshFirst[m.listen] == nil {
+				meshFirst[m.listen] = p
+			}
+		}
 		for _, l := range p.listeners {
 			if _, ok := attached[l]; !ok {
 				order = append(order, l)
@@ -201,7 +207,7 @@ func (w *world) servedRoutes(res *Result, emit func(o *Object, svcs []config.Ser
 			AttachedRoutes: len(attached[l]), Serves: attached[l][0].rt.Key})
 	}
 	for _, p := range plans {
-		svcs, origins := w.routeServices(p, attached)
+		svcs, origins := w.routeServices(p, attached, meshFirst)
 		res.Notes = append(res.Notes, p.notes...)
 		if err := emit(p.rt.Object, svcs, origins, nil); err != nil {
 			return err
@@ -211,8 +217,10 @@ func (w *world) servedRoutes(res *Result, emit func(o *Object, svcs []config.Ser
 }
 
 // routeServices makes a service per Service port and per listener the
-// route is the oldest of; on the others it notes which route is served.
-func (w *world) routeServices(p *routePlan, attached map[listenerRef][]*routePlan) ([]config.Service, [][]Key) {
+// route is the oldest of; on the others it notes which route is served (a
+// Service port, like a listener, takes several routes and serves the
+// oldest, as GAMMA resolves conflicts).
+func (w *world) routeServices(p *routePlan, attached map[listenerRef][]*routePlan, meshFirst map[netip.AddrPort]*routePlan) ([]config.Service, [][]Key) {
 	rt := p.rt
 	several := len(p.mesh)+len(p.listeners) > 1
 	var (
@@ -233,6 +241,11 @@ func (w *world) routeServices(p *routePlan, attached map[listenerRef][]*routePla
 		origins = append(origins, append([]Key{rt.Key, parent}, p.origin...))
 	}
 	for _, m := range p.mesh {
+		if first := meshFirst[m.listen]; first != p {
+			p.notes = append(p.notes, noteAt(rt.Object, 0, "", "accepted by %s port %d, which serves %s, the older route: this route gets none of its connections until that one is gone",
+				m.parent, m.listen.Port(), first.rt.Key))
+			continue
+		}
 		add(m.listen, config.ModeConnect, m.parent)
 	}
 	for _, l := range p.listeners {

@@ -221,6 +221,49 @@ spec:
 	}
 }
 
+// Two TCPRoutes on one Service port (GAMMA) are both accepted; the older
+// is served and the newer told so in a note, as on a Gateway's listener,
+// not refused.
+func TestDeriveMeshTCPRoutesOldestServed(t *testing.T) {
+	route := func(name, at, to string) string {
+		return `apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: ` + name + `, creationTimestamp: "` + at + `"}
+spec:
+  parentRefs:
+  - {group: "", kind: Service, name: tcp-echo, port: 9000}
+  rules:
+  - backendRefs:
+    - {name: ` + to + `, port: 9000}
+`
+	}
+	s := &Snapshot{
+		Services: []*corev1.Service{service("tcp-echo", "10.96.0.20", 9000), service("tcp-echo-v1", "10.96.0.21", 9000), service("tcp-echo-v2", "10.96.0.22", 9000)},
+		Slices: []*discoveryv1.EndpointSlice{
+			slice("tcp-echo-v1", 9000, ep{"v1-a", "10.244.1.2", true, false}),
+			slice("tcp-echo-v2", 9000, ep{"v2-a", "10.244.2.2", true, false}),
+		},
+		Pod:     pods(nil),
+		Objects: objects(t, route("newer", "2026-06-01T11:00:00Z", "tcp-echo-v1")+"---\n"+route("older", "2026-06-01T10:00:00Z", "tcp-echo-v2")),
+	}
+	res, err := Derive(s, Options{OnlyRouted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "older 10.96.0.20:9000 connect: tcp-echo-v2=1[10.244.2.2:9000]\n"
+	if got := describe(res.Config); got != want || len(res.Rejected) != 0 {
+		t.Fatalf("services:\n%s\nwant:\n%s\nrejected %v", got, want, res.Rejected)
+	}
+	for _, rs := range res.Routes {
+		if len(rs.Parents) != 1 || !rs.Parents[0].Accepted() {
+			t.Fatalf("%s: parents %+v, want accepted", rs.Route, rs.Parents)
+		}
+	}
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "TCPRoute default/newer") || !strings.Contains(res.Notes[0], "which serves TCPRoute default/older, the older route") {
+		t.Fatalf("notes %q, want one telling newer that older is served", res.Notes)
+	}
+}
+
 // internalTrafficPolicy: Local keeps a node's pods on its own endpoints;
 // sessionAffinity: ClientIP becomes client affinity with its timeout.
 func TestDerivePolicies(t *testing.T) {
