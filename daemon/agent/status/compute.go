@@ -68,8 +68,10 @@ func compute(in Input, objs []*Object, classes []*GatewayClass, addrs []string, 
 }
 
 // leftOut makes a route tcpshift left out (it made a service another object
-// makes, say) not Accepted by any parent, whatever its listeners say: it is
-// not served. The reason is tcpshift's own, the message the refusal.
+// makes, say) not Accepted by any parent its listeners accept: it is not
+// served. The reason is tcpshift's own, the message the refusal; a parent
+// that does not accept it keeps the Gateway API's reason
+// (NotAllowedByListeners, say), which is why it was left out.
 func leftOut(rs istio.RouteStatus, rejected error) istio.RouteStatus {
 	if rejected == nil {
 		return rs
@@ -78,7 +80,7 @@ func leftOut(rs istio.RouteStatus, rejected error) istio.RouteStatus {
 	for i, ps := range rs.Parents {
 		ps.Conditions = slices.Clone(ps.Conditions)
 		for j, c := range ps.Conditions {
-			if c.Type == istio.CondAccepted {
+			if c.Type == istio.CondAccepted && c.Status {
 				ps.Conditions[j] = istio.Condition{Type: c.Type, Reason: reasonRejected, Message: "tcpshift left it out: " + rejected.Error()}
 			}
 		}

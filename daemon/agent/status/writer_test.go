@@ -259,6 +259,13 @@ func TestLeftOutRouteNotAccepted(t *testing.T) {
 	if f.in.Routes[0].Parents[0].Conditions[0].Status != true {
 		t.Fatal("the input's conditions were changed in place")
 	}
+	// A parent that does not accept it keeps the Gateway API's reason.
+	f.in.Routes[0].Parents[0].Conditions[0] = istio.Condition{Type: istio.CondAccepted, Reason: istio.ReasonNotAllowedByListeners, Message: "its protocol is HTTP"}
+	f.w.Pass(context.Background(), f.in)
+	conds = list(asMap(list(f.status(t, tcpRoutes, "shop", "echo"), "parents")[0]), "conditions")
+	if c := asMap(conds[0]); c["status"] != "False" || c["reason"] != "NotAllowedByListeners" || c["message"] != "its protocol is HTTP" {
+		t.Fatalf("a parent that does not accept the route: %v, want the Gateway API's reason kept", c)
+	}
 }
 
 // nodes are the fixture's: one with an internal and an external address,
