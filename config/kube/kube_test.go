@@ -188,6 +188,20 @@ func TestPlainNameFits(t *testing.T) {
 	}
 }
 
+// meshSnapshot is the Service tcp-echo and its versions' Services, each
+// with a ready pod, and the route objects text.
+func meshSnapshot(t *testing.T, text string) *Snapshot {
+	return &Snapshot{
+		Services: []*corev1.Service{service("tcp-echo", "10.96.0.20", 9000), service("tcp-echo-v1", "10.96.0.21", 9000), service("tcp-echo-v2", "10.96.0.22", 9000)},
+		Slices: []*discoveryv1.EndpointSlice{
+			slice("tcp-echo-v1", 9000, ep{"v1-a", "10.244.1.2", true, false}),
+			slice("tcp-echo-v2", 9000, ep{"v2-a", "10.244.2.2", true, false}),
+		},
+		Pod:     pods(nil),
+		Objects: objects(t, text),
+	}
+}
+
 // A TCPRoute whose parent is a Service (the Gateway API's mesh, GAMMA)
 // splits that Service's ClusterIP between its backendRefs' pods.
 func TestDeriveMeshTCPRoute(t *testing.T) {
@@ -202,16 +216,7 @@ spec:
     - {name: tcp-echo-v1, port: 9000, weight: 80}
     - {name: tcp-echo-v2, port: 9000, weight: 20}
 `
-	s := &Snapshot{
-		Services: []*corev1.Service{service("tcp-echo", "10.96.0.20", 9000), service("tcp-echo-v1", "10.96.0.21", 9000), service("tcp-echo-v2", "10.96.0.22", 9000)},
-		Slices: []*discoveryv1.EndpointSlice{
-			slice("tcp-echo-v1", 9000, ep{"v1-a", "10.244.1.2", true, false}),
-			slice("tcp-echo-v2", 9000, ep{"v2-a", "10.244.2.2", true, false}),
-		},
-		Pod:     pods(nil),
-		Objects: objects(t, route),
-	}
-	res, err := Derive(s, Options{OnlyRouted: true})
+	res, err := Derive(meshSnapshot(t, route), Options{OnlyRouted: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,16 +242,8 @@ spec:
     - {name: ` + to + `, port: 9000}
 `
 	}
-	s := &Snapshot{
-		Services: []*corev1.Service{service("tcp-echo", "10.96.0.20", 9000), service("tcp-echo-v1", "10.96.0.21", 9000), service("tcp-echo-v2", "10.96.0.22", 9000)},
-		Slices: []*discoveryv1.EndpointSlice{
-			slice("tcp-echo-v1", 9000, ep{"v1-a", "10.244.1.2", true, false}),
-			slice("tcp-echo-v2", 9000, ep{"v2-a", "10.244.2.2", true, false}),
-		},
-		Pod:     pods(nil),
-		Objects: objects(t, route("newer", "2026-06-01T11:00:00Z", "tcp-echo-v1")+"---\n"+route("older", "2026-06-01T10:00:00Z", "tcp-echo-v2")),
-	}
-	res, err := Derive(s, Options{OnlyRouted: true})
+	text := route("newer", "2026-06-01T11:00:00Z", "tcp-echo-v1") + "---\n" + route("older", "2026-06-01T10:00:00Z", "tcp-echo-v2")
+	res, err := Derive(meshSnapshot(t, text), Options{OnlyRouted: true})
 	if err != nil {
 		t.Fatal(err)
 	}

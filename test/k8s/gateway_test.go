@@ -32,19 +32,25 @@ const gatewayPort = "31400"
 
 // The Gateway API variant of the task: tcpshift's class, a Gateway with a
 // TCP listener on 31400, a TCPRoute to the versions' Services.
-const gatewayAPIObjects = `apiVersion: gateway.networking.k8s.io/v1
+var gatewayAPIObjects = classAndGateway("tcp-echo-gateway")
+
+// classAndGateway is tcpshift's GatewayClass and a Gateway of it, named
+// gw, with a TCP listener tcp on 31400.
+func classAndGateway(gw string) string {
+	return `apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
 metadata: {name: tcpshift}
 spec: {controllerName: ` + status.ControllerName + `}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {name: tcp-echo-gateway, namespace: default}
+metadata: {name: ` + gw + `, namespace: default}
 spec:
   gatewayClassName: tcpshift
   listeners:
   - {name: tcp, port: 31400, protocol: TCP}
 `
+}
 
 // tcpRoute is the TCPRoute with the versions' weights.
 func tcpRoute(v1, v2 int) string {

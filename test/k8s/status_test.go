@@ -34,19 +34,7 @@ var (
 // service it would make too (and be left out for).
 const statusRoute = "tcp-echo-gw"
 
-const statusObjects = `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: tcpshift}
-spec: {controllerName: ` + status.ControllerName + `}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: tcpshift
-  listeners:
-  - {name: tcp, port: 31400, protocol: TCP}
----
+var statusObjects = classAndGateway("gw") + `---
 apiVersion: gateway.networking.k8s.io/v1
 kind: TCPRoute
 metadata: {name: ` + statusRoute + `, namespace: default}
@@ -147,59 +135,45 @@ func TestStatus(t *testing.T) {
 	if i < 0 || i > 1 {
 		t.Fatalf("lease held by %q, not one of the two agents", holder)
 	}
-	before := resourceVersions(t, w)
-	stopped := time.Now()
-	w.agents[i].Stop()
 	other := w.nodes[1-i].Name
-	for leaseHolder(t, w) != other {
-		if time.Since(stopped) > statusLeaseTTL {
-			t.Fatalf("lease still held by %q %s after its writer stopped", leaseHolder(t, w), statusLeaseTTL)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	report(t, fmt.Sprintf("status writer stopped: the other agent holds the Lease %s later (lease duration %s)",
-		time.Since(stopped).Round(time.Millisecond), statusLeaseTTL))
-	time.Sleep(time.Second) // the new writer's first pass
-	if after := resourceVersions(t, w); after != before {
-		t.Fatalf("the new writer rewrote status though nothing changed: resourceVersions %s, then %s", before, after)
-	}
-	start := setBackend(t, w, "gone")
-	waitStatus(t, w, tcpRoutesV1, "default", statusRoute, 5*time.Second, func(st map[string]any) bool {
-		return parentCondition(st, "ResolvedRefs") == "False/BackendNotFound"
-	})
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("the new writer followed a change after %s", d)
-	}
+	handOver(t, w, "stopped", other, statusLeaseTTL, func() { w.agents[i].Stop() }, "gone", "False/BackendNotFound")
 
 	// The writer is killed: it gives nothing up, so the Lease expires. The
 	// restarted agent takes it once the lease duration has passed since the
 	// last renewal it saw, at its next try: client-go tries every retry
 	// period plus up to 1.2 of it in jitter (leaderelection.JitterFactor).
-	// It rewrites nothing.
 	w.startStatusAgent(t, i)
-	before = resourceVersions(t, w)
-	killed := time.Now()
-	w.agents[1-i].Kill()
 	retry := statusLeaseTTL * 2 / 15 // status.Options' default retry period
-	limit := statusLeaseTTL + retry*22/10
-	for leaseHolder(t, w) != holder {
-		if time.Since(killed) > limit {
-			t.Fatalf("lease still held by %q %s after its writer was killed", leaseHolder(t, w), limit)
+	handOver(t, w, "killed", holder, statusLeaseTTL+retry*22/10, w.agents[1-i].Kill, "tcp-echo", "True/ResolvedRefs")
+}
+
+// handOver ends the status writer with end ("stopped" or "killed"), checks
+// that to holds the Lease within limit and rewrites nothing, then that it
+// follows a change of the route's backend to its ResolvedRefs want within
+// 1 s.
+func handOver(t *testing.T, w *world, how, to string, limit time.Duration, end func(), backend, want string) {
+	t.Helper()
+	before := resourceVersions(t, w)
+	ended := time.Now()
+	end()
+	for leaseHolder(t, w) != to {
+		if time.Since(ended) > limit {
+			t.Fatalf("lease still held by %q %s after its writer was %s", leaseHolder(t, w), limit, how)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	report(t, fmt.Sprintf("status writer killed: the restarted agent holds the Lease %s later (lease duration %s, retry period %s)",
-		time.Since(killed).Round(time.Millisecond), statusLeaseTTL, retry))
-	time.Sleep(time.Second)
+	report(t, fmt.Sprintf("status writer %s: %s holds the Lease %s later (lease duration %s)",
+		how, to, time.Since(ended).Round(time.Millisecond), statusLeaseTTL))
+	time.Sleep(time.Second) // the new writer's first pass
 	if after := resourceVersions(t, w); after != before {
-		t.Fatalf("the writer after a kill rewrote status though nothing changed: resourceVersions %s, then %s", before, after)
+		t.Fatalf("the writer after the old one %s rewrote status though nothing changed: resourceVersions %s, then %s", how, before, after)
 	}
-	start = setBackend(t, w, "tcp-echo")
+	start := setBackend(t, w, backend)
 	waitStatus(t, w, tcpRoutesV1, "default", statusRoute, 5*time.Second, func(st map[string]any) bool {
-		return parentCondition(st, "ResolvedRefs") == "True/ResolvedRefs"
+		return parentCondition(st, "ResolvedRefs") == want
 	})
 	if d := time.Since(start); d > time.Second {
-		t.Fatalf("the writer after a kill followed a change after %s", d)
+		t.Fatalf("the writer after the old one %s followed a change after %s", how, d)
 	}
 }
 
